@@ -1,0 +1,284 @@
+"""The client's background sender: one thread, its own event loop, one websocket.
+
+Callers hand it ``Outgoing`` items; it numbers, encodes and sends them, keeps every sent
+frame until the server acknowledges it, and resends the unacknowledged ones after a
+reconnect. A caller never waits on the network, except when the buffer is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from . import protocol
+from .errors import ServerError
+
+log = logging.getLogger("streamvis.client")
+
+_BATCH_FRAMES = 64
+_BATCH_BYTES = 8 * 2**20
+_BACKOFF = (0.05, 2.0)
+
+
+@dataclass(eq=False)
+class Outgoing:
+    """A call waiting to be sent; replace calls may be overwritten by a later one."""
+
+    op: protocol.Op
+    name: str | None = None
+    opts: Mapping[str, Any] = field(default_factory=dict)
+    arrays: tuple[np.ndarray, ...] = ()
+    replace: bool = False
+    done: threading.Event | None = None  # set once acknowledged (sync items)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays) + 256
+
+
+@dataclass(eq=False)
+class _Sent:
+    seq: int
+    data: bytes
+    done: threading.Event | None
+
+
+class Transport:
+    """Delivers Outgoing items to ``uri`` from a daemon thread, at least once, in order."""
+
+    def __init__(
+        self,
+        uri: str,
+        run: str,
+        cid: str,
+        *,
+        max_buffer_bytes: int,
+        max_frame_bytes: int,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.uri, self.run, self.cid = uri, run, cid
+        self.max_buffer_bytes = max_buffer_bytes
+        self.max_frame_bytes = max_frame_bytes
+        self.headers = dict(headers or {})
+        self.errors: deque[ServerError] = deque()
+        self.connected = threading.Event()
+        self._lock = threading.Lock()
+        self._space = threading.Condition(self._lock)
+        self._pending: deque[Outgoing] = deque()
+        self._last_replace: dict[str, Outgoing] = {}
+        self._unacked: deque[_Sent] = deque()
+        self._buffered = 0
+        self._seq = 0
+        self._idle = False
+        self._closing = False
+        self._loop = asyncio.new_event_loop()
+        self._wake = asyncio.Event()
+        self._thread = threading.Thread(target=self._main, name="streamvis-sender", daemon=True)
+        self._thread.start()
+
+    # -- caller side (any thread) --------------------------------------------------------
+
+    def submit(self, item: Outgoing) -> None:
+        """Queue ``item``; a replace supersedes an unsent replace of the same plot."""
+        with self._lock:
+            if item.replace and item.name is not None:
+                queued = self._last_replace.get(item.name)
+                if queued is not None:
+                    self._buffered += item.nbytes - queued.nbytes
+                    queued.opts, queued.arrays = item.opts, item.arrays
+                    return
+            self._wait_for_space(item.nbytes)
+            self._pending.append(item)
+            self._buffered += item.nbytes
+            if item.name is not None:
+                if item.replace:
+                    self._last_replace[item.name] = item
+                else:
+                    self._last_replace.pop(item.name, None)
+            if self._idle:
+                self._idle = False
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _wait_for_space(self, nbytes: int) -> None:
+        if self._buffered + nbytes <= self.max_buffer_bytes or self._buffered == 0:
+            return
+        log.warning(
+            "streamvis: %d bytes are waiting for %s (limit max_buffer_bytes=%d); "
+            "this call blocks until the server acknowledges some of them",
+            self._buffered,
+            self.uri,
+            self.max_buffer_bytes,
+        )
+        while self._buffered + nbytes > self.max_buffer_bytes and self._buffered and self._thread.is_alive():
+            self._space.wait(timeout=1.0)
+
+    def sync(self, timeout: float | None) -> bool:
+        """Wait until everything submitted so far is acknowledged; False on timeout."""
+        done = threading.Event()
+        self.submit(Outgoing("sync", done=done))
+        return done.wait(timeout)
+
+    def close(self, timeout: float | None) -> bool:
+        """Deliver what is queued (waiting at most ``timeout``), then stop the thread."""
+        delivered = self.sync(timeout) if self._thread.is_alive() else False
+        with self._lock:
+            self._closing = True
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._wake.set)
+            self._thread.join(timeout=5.0)
+        if not delivered:
+            log.warning(
+                "streamvis: closed with %d unacknowledged bytes that %s did not confirm",
+                self._buffered,
+                self.uri,
+            )
+        return delivered
+
+    # -- sender thread -------------------------------------------------------------------
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._run())
+        finally:
+            self._loop.close()
+
+    async def _run(self) -> None:
+        delay, failures = _BACKOFF[0], 0
+        while not self._closing:
+            try:
+                async with connect(
+                    self.uri,
+                    compression=None,
+                    max_size=self.max_frame_bytes,
+                    additional_headers=self.headers,
+                    open_timeout=10,
+                    ping_interval=20,
+                    ping_timeout=60,
+                    close_timeout=2,
+                ) as ws:
+                    log.info("streamvis: connected to %s", self.uri)
+                    delay, failures = _BACKOFF[0], 0
+                    self.connected.set()
+                    await self._session(ws)
+                    return
+            except websockets.InvalidStatus as exc:
+                status = exc.response.status_code
+                message = f"server at {self.uri} refused the connection (HTTP {status})"
+                if status in (401, 403):
+                    message += ": pass the server's token as Client(..., token=...) or STREAMVIS_TOKEN"
+                self._report(ServerError(message), failures)
+            except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
+                if failures == 0:
+                    log.warning(
+                        "streamvis: cannot reach %s (%s); keeping data and retrying in the background",
+                        self.uri,
+                        exc,
+                    )
+            finally:
+                self.connected.clear()
+            failures += 1
+            await self._sleep(delay)
+            delay = min(delay * 2, _BACKOFF[1])
+
+    def _report(self, error: ServerError, failures: int) -> None:
+        if failures == 0:
+            log.error("streamvis: %s", error)
+            self.errors.append(error)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _session(self, ws: ClientConnection) -> None:
+        receiver = asyncio.create_task(self._receive(ws))
+        try:
+            with self._lock:
+                resend = list(self._unacked)
+            for sent in resend:
+                await ws.send(sent.data)
+            if resend:
+                log.info("streamvis: resent %d unacknowledged frames", len(resend))
+                await self._send(ws, [Outgoing("sync")])
+            while True:
+                batch = self._take()
+                if batch:
+                    await self._send(ws, batch)
+                elif self._closing:
+                    return
+                else:
+                    self._wake.clear()
+                    waiter = asyncio.ensure_future(self._wake.wait())
+                    await asyncio.wait([waiter, receiver], return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    if receiver.done():
+                        receiver.result()  # raises the connection's error
+                        raise websockets.ConnectionClosedOK(None, None)
+        finally:
+            receiver.cancel()
+
+    def _take(self) -> list[Outgoing]:
+        batch: list[Outgoing] = []
+        size = 0
+        with self._lock:
+            while self._pending and len(batch) < _BATCH_FRAMES and size < _BATCH_BYTES:
+                item = self._pending.popleft()
+                if item.name is not None and self._last_replace.get(item.name) is item:
+                    del self._last_replace[item.name]
+                batch.append(item)
+                size += item.nbytes
+            if not batch:
+                self._idle = True
+        return batch
+
+    async def _send(self, ws: ClientConnection, batch: list[Outgoing]) -> None:
+        for i, item in enumerate(batch):
+            seq = self._seq
+            self._seq += 1
+            frame = protocol.Frame(
+                op=item.op,
+                run=self.run,
+                cid=self.cid,
+                seq=seq,
+                name=item.name,
+                opts=item.opts,
+                arrays=item.arrays,
+                ack=i == len(batch) - 1,
+            )
+            sent = _Sent(seq, protocol.encode(frame), item.done)
+            with self._lock:
+                self._unacked.append(sent)
+                self._buffered += len(sent.data) - item.nbytes
+            await ws.send(sent.data)
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        async for message in ws:
+            reply = protocol.decode_reply(message)
+            if "err" in reply:
+                error = ServerError(str(reply["err"]))
+                log.error("streamvis: server rejected frame %s: %s", reply.get("seq"), error)
+                self.errors.append(error)
+            if "ack" in reply:
+                self._acknowledge(int(reply["ack"]))
+
+    def _acknowledge(self, seq: int) -> None:
+        with self._lock:
+            while self._unacked and self._unacked[0].seq <= seq:
+                sent = self._unacked.popleft()
+                self._buffered -= len(sent.data)
+                if sent.done is not None:
+                    sent.done.set()
+            self._space.notify_all()
+

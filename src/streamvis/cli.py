@@ -1,0 +1,75 @@
+"""``streamvis_server``: run the server from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .errors import StreamvisError
+from .server import StreamvisServer
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line (flags as in the seed: --rest_port, --bokeh_port, --run_name)."""
+    parser = argparse.ArgumentParser(
+        prog="streamvis_server",
+        description="Serve live Bokeh plots of the arrays that streamvis clients send.",
+    )
+    parser.add_argument("--rest_port", type=int, default=8080, help="ingest port clients connect to (default 8080)")
+    parser.add_argument("--bokeh_port", type=int, default=5006, help="port of the pages to open (default 5006)")
+    parser.add_argument("--run_name", default="default", help="run shown at / (others at /?run=NAME)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("STREAMVIS_TOKEN"),
+        help="token clients must present; required when --host is not loopback (env STREAMVIS_TOKEN)",
+    )
+    parser.add_argument(
+        "--allow_websocket_origin",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="extra origin allowed to open pages' websockets (repeatable)",
+    )
+    parser.add_argument("--log_level", default="INFO", help="logging level (default INFO)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``streamvis_server``."""
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        server = StreamvisServer(
+            host=args.host,
+            ingest_port=args.rest_port,
+            bokeh_port=args.bokeh_port,
+            run_name=args.run_name,
+            token=args.token,
+            allow_websocket_origin=args.allow_websocket_origin,
+        )
+    except StreamvisError as exc:
+        print(f"streamvis_server: {exc}", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        await server.start()
+        print(f"streamvis: open {server.url}  (clients: Client('{args.host}:{server.ingest_port}', RUN))", flush=True)
+        await asyncio.Future()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        print(f"streamvis_server: cannot listen: {exc} (is another server on these ports?)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

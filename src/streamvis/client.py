@@ -1,0 +1,260 @@
+"""The Client a training loop calls: check the arguments, copy the arrays, enqueue, return.
+
+Each plotting call raises at the caller's line if its arguments cannot make a plot, and
+otherwise returns in microseconds: a background thread (``_transport``) encodes and sends.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import uuid
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from ._transport import Outgoing, Transport
+from .errors import ArgumentError, ClientClosed, DTypeError, ServerError
+from .protocol import DEFAULT_LIMITS, DTYPES
+from .specs import (
+    Cell,
+    ColorSpec,
+    GridSpec,
+    PlotSpec,
+    check_compatible,
+    check_in_layout,
+    check_layout,
+    check_name,
+    data_shape,
+    normalize,
+    resolve_palette,
+)
+
+log = logging.getLogger("streamvis.client")
+
+_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def as_array(value: Any, what: str) -> np.ndarray:
+    """Return a private C-ordered copy of ``value`` (numpy, ``__array__``, torch on any device).
+
+    Raises DTypeError for dtypes that are not real numbers.
+    """
+    owned = False
+    if hasattr(value, "detach") and hasattr(value, "device"):  # a torch tensor, maybe on a GPU
+        value = value.detach()
+        if str(getattr(value, "dtype", "")) == "torch.bfloat16":
+            value = value.float()
+        if value.device.type != "cpu":
+            value, owned = value.cpu(), True
+        value = value.numpy()
+    array = np.asarray(value)
+    if array.dtype.name not in DTYPES:
+        if array.dtype == np.bool_:
+            hint = "convert it with .astype(np.uint8)"
+        elif array.dtype.kind == "c":
+            hint = "plot its .real and .imag separately"
+        else:
+            hint = "convert it to a float or integer array"
+        raise DTypeError(f"{what} has dtype {array.dtype}, which cannot be plotted: {hint}")
+    if array.dtype.byteorder == ">":
+        return array.astype(array.dtype.newbyteorder("<"), order="C")
+    if owned and array.flags.c_contiguous:
+        return array
+    return np.array(array, order="C", copy=True)
+
+
+def _check_fig_kwargs(fig_kwargs: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if fig_kwargs is None:
+        return None
+    if not isinstance(fig_kwargs, Mapping) or not all(isinstance(k, str) for k in fig_kwargs):
+        raise ArgumentError(f"fig_kwargs must be a dict with str keys, got {fig_kwargs!r}")
+    try:
+        msgpack.packb(dict(fig_kwargs))
+    except (TypeError, ValueError) as exc:
+        raise ArgumentError(
+            f"fig_kwargs {fig_kwargs!r} must hold plain values (str, numbers, lists, dicts): {exc}"
+        ) from exc
+    return dict(fig_kwargs)
+
+
+class Client:
+    """Sends arrays from a running program to a streamvis server, without blocking it.
+
+    ``address`` is the ``host:port`` of the server's ingest endpoint (``--rest_port``);
+    ``run`` names the dashboard. Data survives the server being down: it is buffered (up to
+    ``max_buffer_bytes``) and delivered once the server is reachable.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        run: str,
+        *,
+        token: str | None = None,
+        max_buffer_bytes: int = 512 * 2**20,
+        exit_timeout: float = 10.0,
+    ) -> None:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ArgumentError(f"address {address!r} must be 'host:port', e.g. 'localhost:8080'")
+        self.run = check_name(run, "run name")
+        self.address = address
+        self.exit_timeout = exit_timeout
+        self._cells: dict[str, Cell] | None = None
+        self._plots: dict[str, tuple[PlotSpec, tuple[int, ...]]] = {}
+        self._closed = False
+        token = token if token is not None else os.environ.get("STREAMVIS_TOKEN")
+        self._transport = Transport(
+            f"ws://{address}/ingest",
+            self.run,
+            uuid.uuid4().hex,
+            max_buffer_bytes=max_buffer_bytes,
+            max_frame_bytes=DEFAULT_LIMITS.max_frame_bytes,
+            headers={"Authorization": f"Bearer {token}"} if token else None,
+        )
+        _clients.add(self)
+
+    def __repr__(self) -> str:
+        return f"Client({self.address!r}, {self.run!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- plotting calls ---------------------------------------------------------------------
+
+    def set_layout(self, layout: Mapping[str, tuple[int, int, int, int]]) -> None:
+        """Place plots in a grid: ``name -> (row, col, rowspan, colspan)``."""
+        self._check_open()
+        cells = check_layout(layout)
+        self._cells = cells
+        self._transport.submit(Outgoing("layout", opts={"cells": {k: list(v) for k, v in cells.items()}}))
+
+    def scatter(
+        self,
+        name: str,
+        data: Any,
+        spatial_dim: int = -1,
+        append: bool = False,
+        color: ColorSpec | None = None,
+        grid: GridSpec | None = None,
+        fig_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Plot every index combination of the non-spatial axes as one (x, y) point.
+
+        Axis ``spatial_dim`` must have size 2. ``append=True`` adds the points to the plot,
+        ``append=False`` replaces them.
+        """
+        spec = PlotSpec("scatter", bool(append), spatial_dim, (), color, grid, None, _check_fig_kwargs(fig_kwargs))
+        self._plot(name, spec, as_array(data, "data"))
+
+    def multi_lines(
+        self,
+        name: str,
+        data: Any,
+        line_dims: tuple[int, ...] | list[int] | int,
+        spatial_dim: int = -1,
+        append: bool = False,
+        color: ColorSpec | None = None,
+        grid: GridSpec | None = None,
+        fig_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Plot one line per index combination of ``line_dims``; the other axes are its points.
+
+        ``append=True`` extends every line with the new points; ``append=False`` replaces.
+        """
+        dims = (line_dims,) if isinstance(line_dims, int) else tuple(line_dims)
+        spec = PlotSpec("multi_lines", bool(append), spatial_dim, dims, color, grid, None, _check_fig_kwargs(fig_kwargs))
+        self._plot(name, spec, as_array(data, "data"))
+
+    def tandem_lines(
+        self,
+        name: str,
+        x: Any,
+        ys: Any,
+        palette: str = "Viridis256",
+        fig_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add the point (x, ys[k]) to line k, for each of the K values in ``ys``."""
+        if not isinstance(palette, str):
+            raise ArgumentError(f"palette must be a palette name like 'Viridis256', got {palette!r}")
+        resolve_palette(palette)
+        spec = PlotSpec("tandem_lines", True, palette=palette, fig_kwargs=_check_fig_kwargs(fig_kwargs))
+        ys_array = as_array(ys, "ys")
+        self._plot(name, spec, as_array(x, "x"), ys_array.reshape(1) if ys_array.ndim == 0 else ys_array)
+
+    def clear(self) -> None:
+        """Delete the run's layout and data on the server; plots must be laid out again."""
+        self._check_open()
+        self._cells, self._plots = None, {}
+        self._transport.submit(Outgoing("clear"))
+
+    def _plot(self, name: str, spec: PlotSpec, *arrays: np.ndarray) -> None:
+        self._check_open()
+        check_in_layout(name, self._cells)
+        spec = normalize(spec, [a.shape for a in arrays])
+        shape = data_shape(spec, arrays)
+        previous = self._plots.get(name)
+        if previous is not None:
+            check_compatible(name, previous[0], previous[1], spec, shape)
+        self._plots[name] = (spec, shape)
+        self._transport.submit(
+            Outgoing("plot", name, spec.to_wire(), arrays, replace=not spec.append)
+        )
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the server has applied everything sent so far.
+
+        Returns False if ``timeout`` seconds passed first. Raises ServerError if the server
+        rejected any frame since the last check.
+        """
+        self._check_open()
+        delivered = self._transport.sync(timeout)
+        self._raise_server_error()
+        return delivered
+
+    @property
+    def connected(self) -> bool:
+        """Whether the websocket to the server is open right now."""
+        return self._transport.connected.is_set()
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Deliver pending data (waiting at most ``timeout``, default ``exit_timeout``) and stop."""
+        if self._closed:
+            return True
+        self._closed = True
+        _clients.discard(self)
+        return self._transport.close(self.exit_timeout if timeout is None else timeout)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosed(f"{self!r} is closed: create a new Client to send more data")
+        self._raise_server_error()
+
+    def _raise_server_error(self) -> None:
+        errors = self._transport.errors
+        if errors:
+            first = errors.popleft()
+            more = len(errors)
+            errors.clear()
+            suffix = f" (and {more} more errors, see the log)" if more else ""
+            raise ServerError(f"{first}{suffix}")
+
+
+@atexit.register
+def _close_all() -> None:
+    """Deliver what every open client still holds when the interpreter exits."""
+    for client in list(_clients):
+        try:
+            client.close()
+        except Exception:  # never let one client's failure stop the others' delivery
+            log.exception("streamvis: closing %r at exit failed", client)

@@ -1,0 +1,71 @@
+"""Bokeh figures and glyphs for each plot kind (server side only)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from bokeh.models import ColumnDataSource
+from bokeh.plotting import figure
+from bokeh.transform import linear_cmap
+
+from ..errors import ArgumentError
+from ..specs import Cell, resolve_palette, sample_palette
+from ..state import PlotState
+
+CELL_WIDTH, CELL_HEIGHT = 440, 340
+_DEFAULT_COLOR = "#1f77b4"
+
+
+def _defaults(name: str, cell: Cell) -> dict[str, Any]:
+    return {
+        "title": name,
+        "name": f"{name}:figure",
+        "width": CELL_WIDTH * cell[3],
+        "height": CELL_HEIGHT * cell[2],
+        "tools": "pan,wheel_zoom,box_zoom,reset,save",
+        "active_scroll": "wheel_zoom",
+        "output_backend": "webgl",
+    }
+
+
+def check_fig_kwargs(fig_kwargs: Mapping[str, Any]) -> None:
+    """Raise ArgumentError if Bokeh's ``figure`` refuses ``fig_kwargs`` (unknown name, bad value)."""
+    try:
+        figure(**{**_defaults("check", (0, 0, 1, 1)), **fig_kwargs})
+    except AttributeError as exc:
+        found = _UNEXPECTED.search(str(exc))
+        if found is None:
+            raise ArgumentError(str(exc)) from exc
+        name, known = found.group(1), re.split(r", | or ", found.group(2))
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ArgumentError(f"figure() has no keyword {name!r}{hint}") from exc
+    except ValueError as exc:  # Bokeh's property validation
+        raise ArgumentError(str(exc).split("\n")[0]) from exc
+
+
+_UNEXPECTED = re.compile(r"unexpected attribute '([^']+)' to figure, possible attributes are (.*)", re.S)
+
+
+def make_figure(name: str, cell: Cell, plot: PlotState | None) -> tuple[Any, ColumnDataSource | None]:
+    """A figure for plot ``name`` in ``cell``, with glyphs and a source if it has data."""
+    fig = figure(**{**_defaults(name, cell), **(plot.fig_kwargs if plot else {})})
+    if plot is None:
+        return fig, None
+    source = ColumnDataSource(data=plot.data.view(), name=name)
+    spec = plot.spec
+    color: Any = _DEFAULT_COLOR
+    if spec.color is not None:
+        color = linear_cmap("c", resolve_palette(spec.color.palette), 0, max(plot.levels - 1, 1))
+    if spec.kind == "scatter":
+        fig.scatter("x", "y", source=source, size=5, fill_color=color, line_color=None, fill_alpha=0.8)
+    elif spec.kind == "multi_lines":
+        fig.segment("x0", "y0", "x1", "y1", source=source, line_color=color, line_width=1.5)
+    else:
+        colors = sample_palette(resolve_palette(spec.palette or "Viridis256"), plot.lines)
+        for k, line_color in enumerate(colors):
+            fig.line("x", f"y{k}", source=source, line_color=line_color, line_width=1.5)
+    return fig, source

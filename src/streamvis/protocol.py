@@ -1,0 +1,249 @@
+"""The wire format: frames in, replies out. Pure functions of bytes, no I/O.
+
+A frame is one websocket message::
+
+    uint32 big-endian H | H bytes of msgpack header | zero padding to 8 | array buffers
+
+The header is a map: ``v`` (protocol version), ``op``, ``run``, ``cid`` (client id), ``seq``
+(the client's sequence number), ``ack`` (reply with an acknowledgement), ``name`` and ``opts``
+for plot operations, and ``arrays``: per array ``[dtype, shape]``. Each buffer is the array's
+C-ordered little-endian bytes, padded to a multiple of 8, so the decoder returns zero-copy
+``np.frombuffer`` views.
+
+Replies from the server are msgpack maps: ``{"ack": seq}`` once every frame up to ``seq`` is
+applied, and ``{"err": message, "seq": seq, "name": plot}`` when a frame is rejected.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgpack
+import numpy as np
+
+from .errors import ArgumentError, FrameTooLarge, ProtocolError, UnsupportedVersion
+from .specs import check_name
+
+VERSION = 1
+Op = Literal["layout", "plot", "clear", "sync"]
+OPS: tuple[Op, ...] = ("layout", "plot", "clear", "sync")
+
+DTYPES = frozenset(
+    ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+    + ["float16", "float32", "float64"]
+)
+_PREFIX = struct.Struct(">I")
+_ALIGN = 8
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits a decoder enforces; the server passes ``max_frame_bytes`` to websockets."""
+
+    max_frame_bytes: int = 256 * 2**20
+    max_header_bytes: int = 64 * 2**10
+    max_arrays: int = 8
+    max_ndim: int = 16
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded client message."""
+
+    op: Op
+    run: str
+    cid: str
+    seq: int
+    name: str | None = None
+    opts: Mapping[str, Any] = field(default_factory=dict)
+    arrays: tuple[np.ndarray, ...] = ()
+    ack: bool = False
+
+
+def _pad(n: int) -> int:
+    return -n % _ALIGN
+
+
+def wire_array(value: np.ndarray) -> np.ndarray:
+    """Return ``value`` as a C-contiguous little-endian array of a wire dtype (no copy if it is)."""
+    if value.dtype.name not in DTYPES:
+        raise ArgumentError(f"dtype {value.dtype} cannot be sent; use one of {sorted(DTYPES)}")
+    if value.dtype.byteorder == ">":
+        value = value.astype(value.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(value)
+
+
+def encode(frame: Frame) -> bytes:
+    """Serialize ``frame``; its arrays must already satisfy :func:`wire_array`."""
+    header: dict[str, Any] = {
+        "v": VERSION,
+        "op": frame.op,
+        "run": frame.run,
+        "cid": frame.cid,
+        "seq": frame.seq,
+    }
+    if frame.ack:
+        header["ack"] = True
+    if frame.name is not None:
+        header["name"] = frame.name
+    if frame.opts:
+        header["opts"] = dict(frame.opts)
+    if frame.arrays:
+        header["arrays"] = [[a.dtype.name, list(a.shape)] for a in frame.arrays]
+    packed = msgpack.packb(header, use_bin_type=True)
+    parts: list[bytes | memoryview] = [_PREFIX.pack(len(packed)), packed]
+    parts.append(b"\0" * _pad(_PREFIX.size + len(packed)))
+    for array in frame.arrays:
+        data = memoryview(array).cast("B") if array.size else b""
+        parts.append(data)
+        parts.append(b"\0" * _pad(array.nbytes))
+    return b"".join(parts)
+
+
+def _field(header: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = header.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise ProtocolError(f"header field {key!r} is {value!r}; expected {_kind_name(kind)}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _array_specs(header: Mapping[str, Any], limits: Limits) -> list[tuple[np.dtype[Any], tuple[int, ...]]]:
+    raw = header.get("arrays", [])
+    if not isinstance(raw, list):
+        raise ProtocolError(f"header field 'arrays' is {raw!r}; expected a list")
+    if len(raw) > limits.max_arrays:
+        raise FrameTooLarge(f"frame has {len(raw)} arrays; the limit is {limits.max_arrays}")
+    specs = []
+    for i, item in enumerate(raw):
+        if not (isinstance(item, list) and len(item) == 2):
+            raise ProtocolError(f"arrays[{i}] is {item!r}; expected [dtype, shape]")
+        dtype, shape = item
+        if dtype not in DTYPES:
+            raise ProtocolError(f"arrays[{i}] has dtype {dtype!r}; allowed: {sorted(DTYPES)}")
+        if not isinstance(shape, list) or len(shape) > limits.max_ndim:
+            raise ProtocolError(
+                f"arrays[{i}] has shape {shape!r}; expected a list of at most "
+                f"{limits.max_ndim} sizes"
+            )
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise ProtocolError(f"arrays[{i}] has shape {shape!r}; sizes must be ints >= 0")
+        specs.append((np.dtype(dtype).newbyteorder("<"), tuple(shape)))
+    return specs
+
+
+def decode(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> Frame:
+    """Parse and validate one frame; raise a ProtocolError subclass naming what is wrong."""
+    view = memoryview(data)
+    if view.nbytes > limits.max_frame_bytes:
+        raise FrameTooLarge(
+            f"frame of {view.nbytes} bytes exceeds the limit of {limits.max_frame_bytes} bytes"
+        )
+    if view.nbytes < _PREFIX.size:
+        raise ProtocolError(f"frame of {view.nbytes} bytes is too short for its length prefix")
+    (header_len,) = _PREFIX.unpack_from(view)
+    if header_len > limits.max_header_bytes:
+        raise FrameTooLarge(
+            f"frame header of {header_len} bytes exceeds the limit of "
+            f"{limits.max_header_bytes} bytes"
+        )
+    body = _PREFIX.size + header_len
+    if body > view.nbytes:
+        raise ProtocolError(
+            f"frame header claims {header_len} bytes but only {view.nbytes - _PREFIX.size} follow"
+        )
+    try:
+        header = msgpack.unpackb(
+            view[_PREFIX.size : body],
+            raw=False,
+            strict_map_key=True,
+            max_str_len=limits.max_header_bytes,
+            max_bin_len=limits.max_header_bytes,
+            max_array_len=4096,
+            max_map_len=4096,
+        )
+    except Exception as exc:  # msgpack raises a zoo of types for bad input
+        raise ProtocolError(f"frame header is not valid msgpack: {exc}") from exc
+    if not isinstance(header, dict):
+        raise ProtocolError(f"frame header is a {type(header).__name__}; expected a map")
+    version = header.get("v")
+    if version != VERSION:
+        raise UnsupportedVersion(
+            f"frame has protocol version {version!r}; this side speaks version {VERSION}: "
+            "install the same streamvis version on client and server"
+        )
+    op = header.get("op")
+    if op not in OPS:
+        raise ProtocolError(f"header field 'op' is {op!r}; expected one of {OPS}")
+    try:
+        run = check_name(header.get("run"), "run name")
+        name = header.get("name")
+        if op == "plot" or name is not None:
+            name = check_name(name, "plot name")
+    except ArgumentError as exc:
+        raise ProtocolError(str(exc)) from exc
+    cid = _field(header, "cid", str)
+    seq = _field(header, "seq", int)
+    opts = header.get("opts", {})
+    if not isinstance(opts, dict):
+        raise ProtocolError(f"header field 'opts' is {opts!r}; expected a map")
+
+    offset = body + _pad(body)
+    arrays = []
+    for i, (dtype, shape) in enumerate(_array_specs(header, limits)):
+        nbytes = math.prod(shape) * dtype.itemsize
+        end = offset + nbytes
+        if end > view.nbytes:
+            raise ProtocolError(
+                f"arrays[{i}] of shape {shape} and dtype {dtype.name} needs {nbytes} bytes "
+                f"but only {max(0, view.nbytes - offset)} remain in the frame"
+            )
+        array = np.frombuffer(view, dtype=dtype, count=math.prod(shape), offset=offset)
+        arrays.append(array.reshape(shape))
+        offset = end + _pad(nbytes)
+    if offset < view.nbytes:
+        raise ProtocolError(f"frame has {view.nbytes - offset} bytes after its last array")
+    return Frame(
+        op=op,
+        run=run,
+        cid=cid,
+        seq=seq,
+        name=name,
+        opts=opts,
+        arrays=tuple(arrays),
+        ack=header.get("ack") is True,
+    )
+
+
+def encode_reply(reply: Mapping[str, Any]) -> bytes:
+    """Serialize a server reply (an ack or an error)."""
+    return msgpack.packb(dict(reply), use_bin_type=True)
+
+
+def decode_reply(data: bytes | str) -> dict[str, Any]:
+    """Parse a server reply; raise ProtocolError if it is not a msgpack map."""
+    if isinstance(data, str):
+        raise ProtocolError("server reply is text; expected a binary msgpack map")
+    try:
+        reply = msgpack.unpackb(data, raw=False)
+    except Exception as exc:
+        raise ProtocolError(f"server reply is not valid msgpack: {exc}") from exc
+    if not isinstance(reply, dict):
+        raise ProtocolError(f"server reply is a {type(reply).__name__}; expected a map")
+    return reply
+
+
+def shapes(arrays: Sequence[np.ndarray]) -> list[tuple[int, ...]]:
+    """Return the shapes of ``arrays`` (a convenience for checks on both sides)."""
+    return [tuple(a.shape) for a in arrays]

@@ -1,0 +1,286 @@
+"""The streamvis server: Bokeh pages and the websocket ingest endpoint on one asyncio loop.
+
+Frames arrive on ``ws://HOST:INGEST_PORT/ingest``, are decoded (:mod:`protocol`), applied to
+the run state (:mod:`state`), acknowledged, and pushed to every open page of that run
+(:mod:`session`). ``StreamvisServer`` is embeddable: ``await start()`` / ``await stop()`` on
+a running loop, port 0 for an ephemeral port; ``serve_in_thread`` for synchronous code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from http import HTTPStatus
+from typing import Any
+
+import websockets
+from bokeh.application import Application
+from bokeh.application.handlers.function import FunctionHandler
+from bokeh.document import Document
+from bokeh.server.server import BaseServer
+from bokeh.server.tornado import BokehTornado
+from bokeh.server.util import bind_sockets, create_hosts_allowlist
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+from tornado.web import RequestHandler
+from websockets.asyncio.server import Request, Response, Server, ServerConnection, serve
+
+from . import protocol
+from .errors import ArgumentError, ProtocolError, StreamvisError
+from .plots.figures import check_fig_kwargs
+from .session import DocumentView
+from .state import RunState
+
+log = logging.getLogger("streamvis.server")
+
+INGEST_PATH = "/ingest"
+
+
+class Hub:
+    """All runs' state and the pages watching them."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunState] = {}
+        self._views: dict[str, set[DocumentView]] = {}
+
+    def apply(self, frame: protocol.Frame) -> None:
+        """Apply a frame to its run and tell that run's pages; raise StreamvisError if refused."""
+        state = self.runs.get(frame.run)
+        if state is None:
+            state = self.runs[frame.run] = RunState(frame.run)
+            log.info("new run %r", frame.run)
+        changed = state.apply(frame, check_fig_kwargs)
+        if changed:
+            for view in self._views.get(frame.run, ()):
+                view.notify(changed)
+
+    def attach(self, view: DocumentView) -> None:
+        self._views.setdefault(view.run, set()).add(view)
+
+    def detach(self, view: DocumentView) -> None:
+        self._views.get(view.run, set()).discard(view)
+
+    def run_names(self) -> list[str]:
+        return sorted(self.runs)
+
+
+class _RunsHandler(RequestHandler):
+    """``/runs``: a plain list of every run the server holds, linking to its page."""
+
+    def initialize(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def get(self) -> None:
+        items = "".join(f'<li><a href="/?run={name}">{name}</a></li>' for name in self.hub.run_names())
+        self.write(f"<!doctype html><title>streamvis runs</title><ul>{items}</ul>")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class StreamvisServer:
+    """Serves Bokeh pages on ``bokeh_port`` and takes client frames on ``ingest_port``.
+
+    ``run_name`` is the run shown at ``/``; any run is shown at ``/?run=NAME``. Binding a
+    non-loopback ``host`` requires a ``token`` that clients must present.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        ingest_port: int = 8080,
+        bokeh_port: int = 5006,
+        run_name: str = "default",
+        token: str | None = None,
+        limits: protocol.Limits = protocol.DEFAULT_LIMITS,
+        update_interval: float = 0.05,
+        allow_websocket_origin: Sequence[str] = (),
+    ) -> None:
+        if not _is_loopback(host) and not token:
+            raise ArgumentError(
+                f"binding {host!r} exposes the ingest endpoint beyond this machine: "
+                "set a token (--token or STREAMVIS_TOKEN), or bind 127.0.0.1"
+            )
+        self.host, self.run_name, self.token = host, run_name, token
+        self.limits, self.update_interval = limits, update_interval
+        self.hub = Hub()
+        self._requested_ports = (ingest_port, bokeh_port)
+        self._origins = list(allow_websocket_origin)
+        self._bokeh: BaseServer | None = None
+        self._ingest: Server | None = None
+
+    @property
+    def ingest_port(self) -> int:
+        """The port clients connect to (the real one once started with port 0)."""
+        if self._ingest is None:
+            return self._requested_ports[0]
+        return int(next(iter(self._ingest.sockets)).getsockname()[1])
+
+    @property
+    def bokeh_port(self) -> int:
+        """The port of the Bokeh pages (the real one once started with port 0)."""
+        return self._bokeh_port if self._bokeh is not None else self._requested_ports[1]
+
+    @property
+    def url(self) -> str:
+        """The address to open in a browser."""
+        host = "localhost" if _is_loopback(self.host) else self.host
+        return f"http://{host}:{self.bokeh_port}/"
+
+    async def start(self) -> None:
+        """Start listening on both ports; returns at once (the loop keeps serving)."""
+        sockets, self._bokeh_port = bind_sockets(self.host, self._requested_ports[1])
+        try:
+            hosts = [f"{h}:{self._bokeh_port}" for h in ("localhost", "127.0.0.1", self.host)]
+            app = BokehTornado(
+                {"/": Application(FunctionHandler(self._make_document))},
+                extra_websocket_origins=create_hosts_allowlist(
+                    sorted(set(hosts + self._origins)), self._bokeh_port
+                ),
+                extra_patterns=[("/runs", _RunsHandler, {"hub": self.hub})],
+            )
+            http = HTTPServer(app)
+            http.add_sockets(sockets)
+            self._bokeh = BaseServer(IOLoop.current(), app, http)
+            self._bokeh.start()
+            self._ingest = await serve(
+                self._handle,
+                self.host,
+                self._requested_ports[0],
+                compression=None,
+                max_size=self.limits.max_frame_bytes,
+                process_request=self._check_request,
+                ping_interval=20,
+                ping_timeout=60,
+            )
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        log.info("streamvis: pages at %s, ingest at ws://%s:%d%s", self.url, self.host, self.ingest_port, INGEST_PATH)
+
+    async def stop(self) -> None:
+        """Close both endpoints and every connection."""
+        if self._ingest is not None:
+            self._ingest.close()
+            await self._ingest.wait_closed()
+        if self._bokeh is not None:
+            self._bokeh.stop(wait=False)
+            self._bokeh.unlisten()
+
+    async def serve_forever(self) -> None:
+        """Start, then serve until cancelled."""
+        await self.start()
+        try:
+            await asyncio.Future()
+        finally:
+            await self.stop()
+
+    # -- pages -------------------------------------------------------------------------------
+
+    def _make_document(self, doc: Document) -> None:
+        args = doc.session_context.request.arguments if doc.session_context else {}
+        raw = args.get("run", [self.run_name.encode()])[0]
+        run = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        view = DocumentView(doc, run, self.hub.runs.get, self.hub.run_names, self.update_interval)
+        self.hub.attach(view)
+        doc.on_session_destroyed(lambda _context: self.hub.detach(view))
+
+    # -- ingest ------------------------------------------------------------------------------
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?")[0] != INGEST_PATH:
+            return connection.respond(
+                HTTPStatus.NOT_FOUND, f"streamvis ingest is at {INGEST_PATH}, not {request.path}\n"
+            )
+        if self.token:
+            offered = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(offered.encode(), f"Bearer {self.token}".encode()):
+                log.warning("refused an ingest connection from %s: wrong or missing token", connection.remote_address)
+                return connection.respond(
+                    HTTPStatus.UNAUTHORIZED,
+                    "streamvis: wrong or missing token; pass Client(..., token=...) or set STREAMVIS_TOKEN\n",
+                )
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        peer = ws.remote_address
+        log.info("client connected from %s", peer)
+        try:
+            async for message in ws:
+                reply = self._receive(message, peer)
+                if reply is not None:
+                    await ws.send(protocol.encode_reply(reply))
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            log.info("client from %s disconnected", peer)
+
+    def _receive(self, message: bytes | str, peer: Any) -> dict[str, Any] | None:
+        """Decode and apply one message; return the reply to send, if any."""
+        if isinstance(message, str):
+            return {"err": "text message refused: streamvis frames are binary (use streamvis.Client)"}
+        try:
+            frame = protocol.decode(message, self.limits)
+        except ProtocolError as exc:
+            log.warning("malformed frame from %s: %s", peer, exc)
+            return {"err": f"malformed frame: {exc}"}
+        try:
+            self.hub.apply(frame)
+        except StreamvisError as exc:
+            log.warning("run %r refused frame %d for plot %r: %s", frame.run, frame.seq, frame.name, exc)
+            return {"err": str(exc), "seq": frame.seq, "name": frame.name, "ack": frame.seq}
+        except Exception as exc:
+            log.exception("applying frame %d of run %r failed", frame.seq, frame.run)
+            return {"err": f"server failed applying the frame: {exc!r}", "seq": frame.seq, "ack": frame.seq}
+        return {"ack": frame.seq} if frame.ack else None
+
+
+@contextmanager
+def serve_in_thread(**kwargs: Any) -> Iterator[StreamvisServer]:
+    """Run a StreamvisServer on its own thread and loop, for synchronous code and tests."""
+    started = threading.Event()
+    box: dict[str, Any] = {}
+
+    def main() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        box["loop"] = loop
+        try:
+            server = StreamvisServer(**kwargs)
+            loop.run_until_complete(server.start())
+            box["server"] = server
+        except BaseException as exc:
+            box["error"] = exc
+            started.set()
+            return
+        started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(server.stop())
+            loop.close()
+
+    thread = threading.Thread(target=main, name="streamvis-server", daemon=True)
+    thread.start()
+    if not started.wait(30):
+        raise StreamvisError("the streamvis server did not start within 30 s")
+    if "error" in box:
+        raise box["error"]
+    try:
+        yield box["server"]
+    finally:
+        box["loop"].call_soon_threadsafe(box["loop"].stop)
+        thread.join(10)

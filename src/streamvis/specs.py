@@ -1,0 +1,327 @@
+"""What a plotting call asks for, checked against an array's shape, with no I/O.
+
+The client checks a call here before it enqueues anything, so a wrong shape raises at the
+caller's line; the server checks the same spec again when the frame arrives.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Literal
+
+from .errors import ArgumentError, ShapeError, UnknownPlot
+
+PlotKind = Literal["scatter", "multi_lines", "tandem_lines"]
+PLOT_KINDS: tuple[PlotKind, ...] = ("scatter", "multi_lines", "tandem_lines")
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
+
+
+def check_name(name: object, what: str) -> str:
+    """Return ``name`` if it is a valid run or plot name, else raise ArgumentError."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ArgumentError(
+            f"{what} {name!r} is not a valid name: use 1 to 64 letters, digits, '_', '.' or '-', "
+            "not starting with '.' or '-'"
+        )
+    return name
+
+
+@lru_cache(maxsize=256)
+def resolve_palette(name: str) -> tuple[str, ...]:
+    """Return the colors of a Bokeh palette by name ('Viridis256', or a family like 'Viridis')."""
+    import bokeh.palettes as palettes  # light: imports neither tornado nor bokeh.models
+
+    value = getattr(palettes, name, None) if not name.startswith("_") else None
+    if isinstance(value, tuple) and value and all(isinstance(c, str) for c in value):
+        return value
+    family = palettes.all_palettes.get(name)
+    if family:
+        return tuple(family[max(family)])
+    known = sorted(set(palettes.all_palettes) | set(palettes.__palettes__))
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise ArgumentError(
+        f"unknown palette {name!r}: use a name from bokeh.palettes such as 'Viridis256'{hint}"
+    )
+
+
+def sample_palette(palette: Sequence[str], n: int) -> list[str]:
+    """Pick ``n`` colors spread evenly across ``palette`` (repeating if it is shorter)."""
+    if n <= 1:
+        return list(palette[:1]) * n
+    last = len(palette) - 1
+    return [palette[round(i * last / (n - 1))] for i in range(n)]
+
+
+def _check_int(value: object, what: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        # numpy integers are fine; anything else is not
+        if hasattr(value, "__index__") and not isinstance(value, bool):
+            value = int(value.__index__())  # type: ignore[attr-defined]
+        else:
+            raise ArgumentError(f"{what} must be an int, got {value!r}")
+    assert isinstance(value, int)
+    if minimum is not None and value < minimum:
+        raise ArgumentError(f"{what} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class ColorSpec:
+    """Color each point (or line) by its index along array axis ``dim``, across ``palette``."""
+
+    palette: str
+    dim: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.palette, str):
+            raise ArgumentError(f"ColorSpec palette must be a str, got {self.palette!r}")
+        resolve_palette(self.palette)
+        object.__setattr__(self, "dim", _check_int(self.dim, "ColorSpec dim"))
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Spread slices along axis ``dim`` into a wrapped grid of cells inside one plot.
+
+    Slice g goes to cell (g // num_columns, g % num_columns); cells are offset by
+    ``padding_factor`` times the data's x and y extent, rows going downward.
+    """
+
+    dim: int
+    num_columns: int
+    padding_factor: float = 1.2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dim", _check_int(self.dim, "GridSpec dim"))
+        object.__setattr__(
+            self, "num_columns", _check_int(self.num_columns, "GridSpec num_columns", 1)
+        )
+        pad = self.padding_factor
+        if isinstance(pad, bool) or not isinstance(pad, (int, float)) or not math.isfinite(pad):
+            raise ArgumentError(f"GridSpec padding_factor must be a finite number, got {pad!r}")
+        if pad <= 0:
+            raise ArgumentError(f"GridSpec padding_factor must be > 0, got {pad}")
+        object.__setattr__(self, "padding_factor", float(pad))
+
+
+@dataclass(frozen=True)
+class PlotSpec:
+    """Everything about one plotting call except its arrays."""
+
+    kind: PlotKind
+    append: bool = False
+    spatial_dim: int = -1
+    line_dims: tuple[int, ...] = ()
+    color: ColorSpec | None = None
+    grid: GridSpec | None = None
+    palette: str | None = None
+    fig_kwargs: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    def to_wire(self) -> dict[str, Any]:
+        """Return the msgpack-able options dict sent in a frame header."""
+        opts: dict[str, Any] = {"kind": self.kind, "append": self.append}
+        if self.kind != "tandem_lines":
+            opts["spatial_dim"] = self.spatial_dim
+        if self.kind == "multi_lines":
+            opts["line_dims"] = list(self.line_dims)
+        if self.color is not None:
+            opts["color"] = [self.color.palette, self.color.dim]
+        if self.grid is not None:
+            opts["grid"] = [self.grid.dim, self.grid.num_columns, self.grid.padding_factor]
+        if self.palette is not None:
+            opts["palette"] = self.palette
+        if self.fig_kwargs is not None:
+            opts["fig"] = dict(self.fig_kwargs)
+        return opts
+
+    @classmethod
+    def from_wire(cls, opts: Mapping[str, Any]) -> PlotSpec:
+        """Rebuild a spec from a frame's options; raise ArgumentError if they are malformed."""
+        try:
+            kind = opts["kind"]
+            if kind not in PLOT_KINDS:
+                raise ArgumentError(f"unknown plot kind {kind!r}; expected one of {PLOT_KINDS}")
+            color = opts.get("color")
+            grid = opts.get("grid")
+            fig = opts.get("fig")
+            if fig is not None and not isinstance(fig, dict):
+                raise ArgumentError(f"fig_kwargs must be a dict, got {fig!r}")
+            palette = opts.get("palette")
+            if palette is not None:
+                resolve_palette(palette)
+            return cls(
+                kind=kind,
+                append=bool(opts.get("append", False)),
+                spatial_dim=_check_int(opts.get("spatial_dim", -1), "spatial_dim"),
+                line_dims=tuple(_check_int(d, "line_dims") for d in opts.get("line_dims", ())),
+                color=None if color is None else ColorSpec(*color),
+                grid=None if grid is None else GridSpec(*grid),
+                palette=palette,
+                fig_kwargs=fig,
+            )
+        except (KeyError, TypeError) as exc:
+            raise ArgumentError(f"malformed plot options {dict(opts)!r}: {exc}") from exc
+
+
+def _axis(dim: int, ndim: int, what: str, shape: tuple[int, ...]) -> int:
+    if not -ndim <= dim < ndim:
+        raise ShapeError(f"{what}={dim} is out of range for an array of shape {shape}")
+    return dim % ndim
+
+
+def normalize(spec: PlotSpec, shapes: Sequence[tuple[int, ...]]) -> PlotSpec:
+    """Check ``spec`` against the shapes of its arrays; return it with axes made non-negative.
+
+    Raises ShapeError naming the axis and the shape when they do not fit.
+    """
+    if spec.kind == "tandem_lines":
+        if len(shapes) != 2:
+            raise ShapeError(f"tandem_lines takes x and ys, got {len(shapes)} arrays")
+        (x_shape, ys_shape) = shapes
+        if math.prod(x_shape) != 1:
+            raise ShapeError(f"tandem_lines x must be a single number, got shape {x_shape}")
+        if len(ys_shape) != 1:
+            raise ShapeError(
+                f"tandem_lines ys must be 1-D (one value per line), got shape {ys_shape}"
+            )
+        if ys_shape[0] == 0:
+            raise ShapeError("tandem_lines ys is empty: give at least one value (one per line)")
+        return spec
+    if len(shapes) != 1:
+        raise ShapeError(f"{spec.kind} takes one array, got {len(shapes)}")
+    shape = shapes[0]
+    ndim = len(shape)
+    if ndim == 0:
+        raise ShapeError(f"{spec.kind} needs an array with a spatial axis of size 2, got a scalar")
+    spatial = _axis(spec.spatial_dim, ndim, "spatial_dim", shape)
+    if shape[spatial] != 2:
+        raise ShapeError(
+            f"spatial_dim={spec.spatial_dim} has size {shape[spatial]} in shape {shape}; "
+            "it must have size 2 and hold (x, y)"
+        )
+
+    def data_axis(dim: int, what: str) -> int:
+        axis = _axis(dim, ndim, what, shape)
+        if axis == spatial:
+            raise ShapeError(f"{what}={dim} is the spatial axis; choose another axis of {shape}")
+        return axis
+
+    line_dims: tuple[int, ...] = ()
+    if spec.kind == "multi_lines":
+        line_dims = tuple(data_axis(d, "line_dims") for d in spec.line_dims)
+        if len(set(line_dims)) != len(line_dims):
+            raise ShapeError(f"line_dims={spec.line_dims} repeats an axis")
+    color = spec.color
+    if color is not None:
+        color = ColorSpec(color.palette, data_axis(color.dim, "ColorSpec dim"))
+    grid = spec.grid
+    if grid is not None:
+        grid = GridSpec(data_axis(grid.dim, "GridSpec dim"), grid.num_columns, grid.padding_factor)
+        if spec.kind == "multi_lines" and grid.dim not in line_dims:
+            raise ShapeError(
+                f"GridSpec dim={spec.grid.dim if spec.grid else None} must be one of "
+                f"line_dims={spec.line_dims}, so that each line lies in one grid cell"
+            )
+    return PlotSpec(
+        kind=spec.kind,
+        append=spec.append,
+        spatial_dim=spatial,
+        line_dims=line_dims,
+        color=color,
+        grid=grid,
+        palette=spec.palette,
+        fig_kwargs=spec.fig_kwargs,
+    )
+
+
+def data_shape(spec: PlotSpec, arrays: Sequence[Any]) -> tuple[int, ...]:
+    """The shape that defines a plot's lines, colors and grid: ys for tandem_lines, else data."""
+    return tuple(arrays[1 if spec.kind == "tandem_lines" else 0].shape)
+
+
+def check_compatible(
+    name: str, old: PlotSpec, old_shape: tuple[int, ...], new: PlotSpec, shape: tuple[int, ...]
+) -> None:
+    """Raise ShapeError if a call cannot go to a plot that holds ``old`` data.
+
+    The kind never changes; appending further needs the same lines, color and grid axes.
+    """
+    if old.kind != new.kind:
+        raise ShapeError(
+            f"plot {name!r} is a {old.kind} plot and cannot take {new.kind} data: "
+            "use another plot name, or clear the run"
+        )
+    if not new.append:
+        return
+    problem = None
+    if new.kind == "tandem_lines":
+        if shape != old_shape:
+            problem = f"it has {old_shape[0]} lines but ys has {shape[0]} values"
+    elif len(shape) != len(old_shape) or new.spatial_dim != old.spatial_dim:
+        problem = "the number of axes or the spatial axis differs"
+    elif new.line_dims != old.line_dims or new.color != old.color or new.grid != old.grid:
+        problem = "its line_dims, color or grid differ from the data already plotted"
+    else:
+        fixed = {*new.line_dims, *(s.dim for s in (new.color, new.grid) if s is not None)}
+        changed = [d for d in sorted(fixed) if shape[d] != old_shape[d]]
+        if changed:
+            problem = f"axes {changed} (its lines, color or grid axes) changed size"
+    if problem is not None:
+        raise ShapeError(
+            f"cannot append to plot {name!r}: {problem} (plotted shape {old_shape}, new shape "
+            f"{shape}); send append=False to replace its data, or use another plot name"
+        )
+
+
+Cell = tuple[int, int, int, int]
+
+
+def check_layout(layout: Mapping[str, Sequence[int]]) -> dict[str, Cell]:
+    """Validate ``name -> (row, col, rowspan, colspan)``; raise ArgumentError on overlaps."""
+    if not isinstance(layout, Mapping) or not layout:
+        raise ArgumentError(
+            "layout must be a non-empty dict of name -> (row, col, rowspan, colspan), "
+            f"got {layout!r}"
+        )
+    cells: dict[str, Cell] = {}
+    taken: dict[tuple[int, int], str] = {}
+    for name, cell in layout.items():
+        check_name(name, "plot name")
+        if not isinstance(cell, Sequence) or isinstance(cell, str) or len(cell) != 4:
+            raise ArgumentError(
+                f"layout[{name!r}] must be (row, col, rowspan, colspan), got {cell!r}"
+            )
+        row, col = (_check_int(v, f"layout[{name!r}] row/col", 0) for v in cell[:2])
+        rows, cols = (_check_int(v, f"layout[{name!r}] rowspan/colspan", 1) for v in cell[2:])
+        for r in range(row, row + rows):
+            for c in range(col, col + cols):
+                other = taken.setdefault((r, c), name)
+                if other != name:
+                    raise ArgumentError(
+                        f"layout cells of {other!r} and {name!r} overlap at row {r}, column {c}"
+                    )
+        cells[name] = (row, col, rows, cols)
+    return cells
+
+
+def check_in_layout(name: str, cells: Mapping[str, Cell] | None) -> None:
+    """Raise UnknownPlot unless ``name`` is a plot of the layout."""
+    if cells is None:
+        raise UnknownPlot(
+            f"plot {name!r} has no place yet: call set_layout({{{name!r}: (row, col, 1, 1), ...}}) "
+            "before plotting"
+        )
+    if name not in cells:
+        close = difflib.get_close_matches(name, list(cells), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownPlot(
+            f"plot {name!r} is not in the layout {sorted(cells)}{hint}: "
+            "add it with set_layout or use one of those names"
+        )

@@ -1,0 +1,185 @@
+"""The server's truth: every run's layout and plot data, updated by applying frames. No I/O.
+
+Browser sessions never hold state of their own: they follow a ``PlotState`` through its
+``version`` (figure configuration), ``generation`` (bumped by each replace) and row count, so
+a page opened at any time shows everything received, and later updates arrive as slices.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ArgumentError
+from .plots.columns import Columns, Extent, LineEnds, color_levels, line_columns, scatter_columns, tandem_columns
+from .protocol import Frame
+from .specs import Cell, PlotSpec, check_compatible, check_in_layout, check_layout, data_shape, normalize
+
+log = logging.getLogger(__name__)
+
+
+class GrowingColumns:
+    """Equal-length numpy columns with amortized O(1) appends (capacity doubles)."""
+
+    def __init__(self, columns: Columns) -> None:
+        self._buffers = {name: np.array(values) for name, values in columns.items()}
+        self._rows = _length(columns)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._buffers)
+
+    def append(self, columns: Columns) -> None:
+        """Append rows; ``columns`` must have the same names."""
+        rows = _length(columns)
+        need = self._rows + rows
+        for name, values in columns.items():
+            buffer = self._buffers[name]
+            if need > buffer.shape[0] or np.result_type(buffer, values) != buffer.dtype:
+                grown = np.empty(max(need, 2 * buffer.shape[0], 16), np.result_type(buffer, values))
+                grown[: self._rows] = buffer[: self._rows]
+                self._buffers[name] = buffer = grown
+            buffer[self._rows : need] = values
+        self._rows = need
+
+    def view(self, start: int = 0) -> Columns:
+        """Rows ``start:`` of every column, as views; rows already written never change."""
+        return {name: buffer[start : self._rows] for name, buffer in self._buffers.items()}
+
+
+def _length(columns: Columns) -> int:
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"columns differ in length: { {k: len(v) for k, v in columns.items()} }")
+    return lengths.pop() if lengths else 0
+
+
+@dataclass(eq=False)
+class PlotState:
+    """One plot: its spec, its data, and the counters sessions use to follow it."""
+
+    name: str
+    spec: PlotSpec
+    fig_kwargs: dict[str, Any]
+    data: GrowingColumns
+    levels: int = 0  # size of the color axis, for the page's color mapper
+    lines: int = 0  # tandem_lines: number of lines
+    shape: tuple[int, ...] = ()
+    extent: Extent | None = None
+    ends: LineEnds | None = None
+    version: int = 0
+    generation: int = 0
+
+    @property
+    def glyph_key(self) -> tuple[Any, ...]:
+        """What the glyphs are built from besides fig_kwargs; a change bumps ``version``."""
+        return (self.spec.kind, self.spec.color, self.spec.palette, self.levels, self.lines)
+
+
+@dataclass(eq=False)
+class RunState:
+    """A run: its layout, its plots, and the last sequence number applied per client."""
+
+    name: str
+    cells: dict[str, Cell] | None = None
+    layout_version: int = 0
+    plots: dict[str, PlotState] = field(default_factory=dict)
+    last_seq: dict[str, int] = field(default_factory=dict)
+
+    def is_duplicate(self, frame: Frame) -> bool:
+        """True if this client's frame (or a later one) was already applied."""
+        return frame.seq <= self.last_seq.get(frame.cid, -1)
+
+    def apply(self, frame: Frame, check_fig: Callable[[Mapping[str, Any]], None] | None = None) -> set[str]:
+        """Apply ``frame``; return the names of plots that changed ('' for the layout).
+
+        Raises ArgumentError (the frame is refused and nothing changes). ``check_fig``
+        validates new figure keyword arguments (the server passes Bokeh's own check).
+        """
+        if self.is_duplicate(frame):
+            return set()
+        try:
+            return self._apply(frame, check_fig)
+        finally:
+            self.last_seq[frame.cid] = frame.seq
+
+    def _apply(self, frame: Frame, check_fig: Callable[[Mapping[str, Any]], None] | None) -> set[str]:
+        if frame.op == "sync":
+            return set()
+        if frame.op == "layout":
+            self.cells = check_layout(frame.opts.get("cells", {}))
+            self.layout_version += 1
+            return {""}
+        if frame.op == "clear":
+            self.cells, self.plots = None, {}
+            self.layout_version += 1
+            return {""}
+        assert frame.name is not None
+        check_in_layout(frame.name, self.cells)
+        spec = normalize(PlotSpec.from_wire(frame.opts), [a.shape for a in frame.arrays])
+        old = self.plots.get(frame.name)
+        fig = dict(spec.fig_kwargs) if spec.fig_kwargs is not None else None
+        if fig is not None and (old is None or fig != old.fig_kwargs) and check_fig is not None:
+            try:
+                check_fig(fig)
+            except Exception as exc:
+                raise ArgumentError(f"plot {frame.name!r}: bad fig_kwargs {fig!r}: {exc}") from exc
+        shape = data_shape(spec, frame.arrays)
+        if old is not None:
+            check_compatible(frame.name, old.spec, old.shape, spec, shape)
+        if old is not None and spec.append:
+            self._append(old, spec, frame.arrays)
+        else:
+            self._replace(frame.name, old, spec, frame.arrays)
+        plot = self.plots[frame.name]
+        if fig is not None and fig != plot.fig_kwargs:
+            plot.fig_kwargs = fig
+            plot.version += 1
+        return {frame.name}
+
+    def _replace(self, name: str, old: PlotState | None, spec: PlotSpec, arrays: tuple[np.ndarray, ...]) -> None:
+        data = arrays[0]
+        ends = extent = None
+        lines = 0
+        if spec.kind == "scatter":
+            columns, pts = scatter_columns(data, spec)
+            extent = pts.extent
+        elif spec.kind == "multi_lines":
+            columns, pts, ends = line_columns(data, spec)
+            extent = pts.extent
+        else:
+            columns = tandem_columns(arrays[0], arrays[1])
+            lines = arrays[1].shape[0]
+        plot = PlotState(
+            name=name,
+            spec=spec,
+            fig_kwargs=old.fig_kwargs if old is not None else {},
+            data=GrowingColumns(columns),
+            levels=color_levels(data.shape, spec),
+            lines=lines,
+            shape=data_shape(spec, arrays),
+            extent=extent,
+            ends=ends,
+            version=old.version if old is not None else 0,
+            generation=old.generation + 1 if old is not None else 0,
+        )
+        if old is not None and plot.glyph_key != old.glyph_key:
+            plot.version += 1
+        self.plots[name] = plot
+
+    def _append(self, plot: PlotState, spec: PlotSpec, arrays: tuple[np.ndarray, ...]) -> None:
+        if spec.kind == "scatter":
+            columns, _ = scatter_columns(arrays[0], spec, plot.extent)
+        elif spec.kind == "multi_lines":
+            columns, _, plot.ends = line_columns(arrays[0], spec, plot.extent, plot.ends)
+        else:
+            columns = tandem_columns(arrays[0], arrays[1])
+        plot.data.append(columns)
+        plot.spec = spec
