@@ -38,9 +38,18 @@ def main() -> None:
     try:
         wait_for_port(args.bokeh_port, server)
         wait_for_port(args.rest_port, server)
-        print(f"\n  streamvis demo: open http://localhost:{args.bokeh_port}/  (Ctrl-C stops)\n", flush=True)
+        print(
+            f"\n  streamvis demo: open http://localhost:{args.bokeh_port}/  (Ctrl-C stops)\n",
+            flush=True,
+        )
         subprocess.run(
-            [sys.executable, str(HERE / "swissroll.py"), f"localhost:{args.rest_port}", "--steps", str(args.steps)],
+            [
+                sys.executable,
+                str(HERE / "swissroll.py"),
+                f"localhost:{args.rest_port}",
+                "--steps",
+                str(args.steps),
+            ],
             check=False,
         )
     except KeyboardInterrupt:

@@ -27,7 +27,7 @@ TIMESTEPS, HIDDEN, BATCH, SAMPLES = 40, 16, 400, 1000
 def swissroll(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` points of a 2-D swiss roll, shape (n, 2)."""
     t = 1.5 * np.pi * (1 + 2 * rng.random(n))
-    return (np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / 10).astype(np.float32)
+    return (np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / 4).astype(np.float32)
 
 
 class Model:
@@ -42,15 +42,23 @@ class Model:
     def step(self, step: int) -> dict[str, np.ndarray]:
         """Advance one training step and return the arrays the dashboard shows."""
         rng = self.rng
-        self.centers += 0.02 * (self.target - self.centers) + rng.normal(0, 0.01, self.centers.shape).astype(np.float32)
+        self.centers += 0.02 * (self.target - self.centers) + rng.normal(
+            0, 0.01, self.centers.shape
+        ).astype(np.float32)
         decay = np.exp(-step / 300)
         loss = (self.alphas * (0.2 + decay) + rng.normal(0, 0.02, TIMESTEPS)).astype(np.float32)
         angle = np.linspace(0, np.pi, TIMESTEPS, dtype=np.float32)[:, None] + step / 50
-        mu_alphas = np.stack([np.cos(angle) * self.centers[:, 0], np.sin(angle) * self.centers[:, 1]], axis=-1)
+        mu_alphas = np.stack(
+            [np.cos(angle) * self.centers[:, 0], np.sin(angle) * self.centers[:, 1]], axis=-1
+        )
         sigma_alphas = np.abs(mu_alphas) * self.alphas[:, None, None]
         x = rng.normal(size=(BATCH, 1, 2)).astype(np.float32)
-        drift = (self.target[rng.integers(0, HIDDEN, BATCH)][:, None, :] - x) * (1 - self.alphas)[None, :, None]
-        mu = np.stack([x + 0 * drift, x + 0.3 * drift], axis=-1)  # (batch, timestep, spatial, 2 points)
+        drift = (self.target[rng.integers(0, HIDDEN, BATCH)][:, None, :] - x) * (1 - self.alphas)[
+            None, :, None
+        ]
+        mu = np.stack(
+            [x + 0 * drift, x + 0.3 * drift], axis=-1
+        )  # (batch, timestep, spatial, 2 points)
         return dict(
             loss=loss,
             rbf_centers=self.centers.copy(),
@@ -75,8 +83,20 @@ def run(client: Client, steps: int, delay: float = 0.0) -> None:
         arrays = model.step(step)
         client.tandem_lines("loss", step, arrays["loss"], "Viridis256")
         client.scatter("rbf_centers", arrays["rbf_centers"], spatial_dim=1, append=False)
-        client.scatter("mu_alphas", arrays["mu_alphas"], spatial_dim=2, append=False, color=ColorSpec("Viridis256", dim=0))
-        client.scatter("sigma_alphas", arrays["sigma_alphas"], spatial_dim=2, append=False, color=ColorSpec("Viridis256", 0))
+        client.scatter(
+            "mu_alphas",
+            arrays["mu_alphas"],
+            spatial_dim=2,
+            append=False,
+            color=ColorSpec("Viridis256", dim=0),
+        )
+        client.scatter(
+            "sigma_alphas",
+            arrays["sigma_alphas"],
+            spatial_dim=2,
+            append=False,
+            color=ColorSpec("Viridis256", 0),
+        )
         client.multi_lines(
             "mu", arrays["mu"], line_dims=(0, 1), spatial_dim=2, append=False,
             grid=GridSpec(dim=1, num_columns=8, padding_factor=1.2),
@@ -84,7 +104,8 @@ def run(client: Client, steps: int, delay: float = 0.0) -> None:
         if step % 100 == 0:
             client.scatter(
                 "psamples", model.samples(), spatial_dim=2, append=False,
-                color=ColorSpec("Viridis256", 1), grid=GridSpec(dim=1, num_columns=8, padding_factor=1.2),
+                color=ColorSpec("Viridis256", 1),
+                grid=GridSpec(dim=1, num_columns=8, padding_factor=1.2),
             )  # fmt: skip
         if delay:
             time.sleep(delay)
@@ -92,7 +113,9 @@ def run(client: Client, steps: int, delay: float = 0.0) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("address", nargs="?", default="localhost:8080", help="server ingest host:port")
+    parser.add_argument(
+        "address", nargs="?", default="localhost:8080", help="server ingest host:port"
+    )
     parser.add_argument("--run", default="swissroll", help="run name")
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--delay", type=float, default=0.02, help="seconds between steps")

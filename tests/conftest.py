@@ -14,7 +14,7 @@ from streamvis.server import StreamvisServer, serve_in_thread
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
 
-from browser import Page, find_chromium  # noqa: E402
+from browser import Page, find_chromium
 
 
 @pytest.fixture
@@ -43,7 +43,9 @@ def connect(server: StreamvisServer) -> Iterator[Callable[..., Client]]:
 def browser() -> Iterator[Callable[[], Page]]:
     """Open headless Chromium pages (Debian's chromium; `make test` installs it)."""
     if find_chromium() is None:
-        pytest.fail("browser tests need /usr/bin/chromium and /usr/bin/chromedriver: run `make test`")
+        pytest.fail(
+            "browser tests need /usr/bin/chromium and /usr/bin/chromedriver: run `make test`"
+        )
     pages: list[Page] = []
 
     def make() -> Page:

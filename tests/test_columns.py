@@ -33,7 +33,9 @@ def test_float32_stays_float32_and_ints_become_float64() -> None:
 
 def test_color_index_follows_the_chosen_axis() -> None:
     data = np.zeros((3, 4, 2))
-    columns, _ = scatter_columns(data, spec("scatter", data.shape, color=ColorSpec("Viridis256", 1)))
+    columns, _ = scatter_columns(
+        data, spec("scatter", data.shape, color=ColorSpec("Viridis256", 1))
+    )
     np.testing.assert_array_equal(columns["c"], np.tile(np.arange(4), 3))
 
 
@@ -61,7 +63,9 @@ def test_extent_ignores_nan_and_inf() -> None:
 def test_multi_lines_make_segments_between_consecutive_points() -> None:
     # 2 lines (axis 0) of 3 points (axis 2), spatial axis 1
     data = np.array([[[0, 1, 2], [0, 0, 0]], [[5, 6, 7], [1, 1, 1]]], dtype=float)
-    columns, _, ends = line_columns(data, spec("multi_lines", data.shape, line_dims=(0,), spatial_dim=1))
+    columns, _, ends = line_columns(
+        data, spec("multi_lines", data.shape, line_dims=(0,), spatial_dim=1)
+    )
     np.testing.assert_array_equal(columns["x0"], [0, 1, 5, 6])
     np.testing.assert_array_equal(columns["x1"], [1, 2, 6, 7])
     np.testing.assert_array_equal(columns["y1"], [0, 0, 1, 1])
@@ -133,7 +137,9 @@ def test_every_element_lands_in_exactly_one_point_with_its_color_and_cell(case: 
 
 @settings(max_examples=150, deadline=None)
 @given(layouts(), st.data())
-def test_lines_keep_their_points_in_order_and_one_cell_per_line(case: tuple, draw: st.DataObject) -> None:  # type: ignore[type-arg]
+def test_lines_keep_their_points_in_order_and_one_cell_per_line(
+    case: tuple, draw: st.DataObject
+) -> None:  # type: ignore[type-arg]
     shape, spatial, color, _, ncols = case
     others = [d for d in range(len(shape)) if d != spatial]
     line_dims = tuple(draw.draw(st.permutations(others)))[: draw.draw(st.integers(0, len(others)))]
@@ -154,7 +160,7 @@ def test_lines_keep_their_points_in_order_and_one_cell_per_line(case: tuple, dra
     sizes = tuple(shape[d] for d in order)
     for seg in range(len(columns["x0"])):
         line, k = divmod(seg, per_line - 1)
-        idx = dict(zip(order, index_of(sizes, line * per_line + k)))
+        idx = dict(zip(order, index_of(sizes, line * per_line + k), strict=True))
         idx[spatial] = 0
         start_x = data[tuple(idx[d] for d in range(len(shape)))]
         dx = 0.0

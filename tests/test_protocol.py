@@ -13,7 +13,9 @@ from streamvis.protocol import Frame, Limits, decode, decode_reply, encode, enco
 
 
 def frame(*arrays: np.ndarray, **fields: object) -> Frame:
-    base: dict[str, object] = dict(op="plot", run="run1", cid="c1", seq=7, name="loss", opts={"kind": "scatter"})
+    base: dict[str, object] = dict(
+        op="plot", run="run1", cid="c1", seq=7, name="loss", opts={"kind": "scatter"}
+    )
     base.update(fields)
     return Frame(arrays=arrays, **base)  # type: ignore[arg-type]
 
@@ -27,12 +29,21 @@ def raw(header: dict[str, object], body: bytes = b"") -> bytes:
 GOOD = {"v": 1, "op": "plot", "run": "r", "cid": "c", "seq": 0, "name": "p"}
 
 
-@pytest.mark.parametrize("dtype", ["int8", "uint16", "int32", "int64", "float16", "float32", "float64"])
+@pytest.mark.parametrize(
+    "dtype", ["int8", "uint16", "int32", "int64", "float16", "float32", "float64"]
+)
 def test_round_trip_keeps_dtype_shape_and_values(dtype: str) -> None:
     a = (np.arange(24) % 7).astype(dtype).reshape(2, 3, 4)
     b = np.linspace(0, 1, 5)
     out = decode(encode(frame(a, b, ack=True)))
-    assert (out.op, out.run, out.cid, out.seq, out.name, out.ack) == ("plot", "run1", "c1", 7, "loss", True)
+    assert (out.op, out.run, out.cid, out.seq, out.name, out.ack) == (
+        "plot",
+        "run1",
+        "c1",
+        7,
+        "loss",
+        True,
+    )
     assert out.opts == {"kind": "scatter"}
     assert out.arrays[0].dtype == a.dtype and out.arrays[0].shape == (2, 3, 4)
     np.testing.assert_array_equal(out.arrays[0], a)
@@ -76,7 +87,9 @@ def test_replies_round_trip() -> None:
         ({**GOOD, "arrays": "x"}, b"", "'arrays' is 'x'"),
     ],
 )
-def test_malformed_headers_name_field_and_value(header: dict[str, object], body: bytes, message: str) -> None:
+def test_malformed_headers_name_field_and_value(
+    header: dict[str, object], body: bytes, message: str
+) -> None:
     with pytest.raises(ProtocolError, match=message.replace("[", r"\[").replace("(", r"\(")):
         decode(raw(header, body))
 
@@ -99,9 +112,9 @@ def test_truncated_and_garbage_frames() -> None:
 
 def test_limits_are_enforced_with_numbers() -> None:
     small = Limits(max_frame_bytes=1000, max_header_bytes=64, max_arrays=1)
-    with pytest.raises(FrameTooLarge, match="frame of 80.. bytes exceeds the limit of 1000"):
+    with pytest.raises(FrameTooLarge, match=r"frame of 80.. bytes exceeds the limit of 1000"):
         decode(encode(frame(np.zeros(1000, np.float64))), small)
-    with pytest.raises(FrameTooLarge, match="header of .* exceeds the limit of 64"):
+    with pytest.raises(FrameTooLarge, match=r"header of .* exceeds the limit of 64"):
         decode(encode(frame(opts={"kind": "x" * 100})), small)
     with pytest.raises(FrameTooLarge, match="2 arrays; the limit is 1"):
         decode(encode(frame(np.zeros(1), np.zeros(1))), Limits(max_arrays=1))

@@ -8,6 +8,7 @@ reconnect. A caller never waits on the network, except when the buffer is full.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -70,6 +71,7 @@ class Transport:
         self.max_frame_bytes = max_frame_bytes
         self.headers = dict(headers or {})
         self.errors: deque[ServerError] = deque()
+        self._waiters: set[threading.Event] = set()
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
@@ -94,6 +96,8 @@ class Transport:
                 queued = self._last_replace.get(item.name)
                 if queued is not None:
                     self._buffered += item.nbytes - queued.nbytes
+                    if "fig" in queued.opts and "fig" not in item.opts:
+                        item.opts = {**item.opts, "fig": queued.opts["fig"]}
                     queued.opts, queued.arrays = item.opts, item.arrays
                     return
             self._wait_for_space(item.nbytes)
@@ -118,14 +122,24 @@ class Transport:
             self.uri,
             self.max_buffer_bytes,
         )
-        while self._buffered + nbytes > self.max_buffer_bytes and self._buffered and self._thread.is_alive():
+        while (
+            self._buffered + nbytes > self.max_buffer_bytes
+            and self._buffered
+            and self._thread.is_alive()
+        ):
             self._space.wait(timeout=1.0)
 
     def sync(self, timeout: float | None) -> bool:
         """Wait until everything submitted so far is acknowledged; False on timeout."""
         done = threading.Event()
-        self.submit(Outgoing("sync", done=done))
-        return done.wait(timeout)
+        with self._lock:
+            self._waiters.add(done)
+        try:
+            self.submit(Outgoing("sync", done=done))
+            return done.wait(timeout) and not self.errors
+        finally:
+            with self._lock:
+                self._waiters.discard(done)
 
     def close(self, timeout: float | None) -> bool:
         """Deliver what is queued (waiting at most ``timeout``), then stop the thread."""
@@ -175,12 +189,14 @@ class Transport:
                 status = exc.response.status_code
                 message = f"server at {self.uri} refused the connection (HTTP {status})"
                 if status in (401, 403):
-                    message += ": pass the server's token as Client(..., token=...) or STREAMVIS_TOKEN"
+                    message += (
+                        ": pass the server's token as Client(..., token=...) or STREAMVIS_TOKEN"
+                    )
                 self._report(ServerError(message), failures)
             except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
                 if failures == 0:
                     log.warning(
-                        "streamvis: cannot reach %s (%s); keeping data and retrying in the background",
+                        "streamvis: cannot reach %s (%s); keeping data, retrying in the background",
                         self.uri,
                         exc,
                     )
@@ -190,17 +206,19 @@ class Transport:
             await self._sleep(delay)
             delay = min(delay * 2, _BACKOFF[1])
 
-    def _report(self, error: ServerError, failures: int) -> None:
+    def _report(self, error: ServerError, failures: int = 0) -> None:
+        """Keep ``error`` for the caller's next call, and wake anyone waiting in sync()."""
         if failures == 0:
             log.error("streamvis: %s", error)
             self.errors.append(error)
+            with self._lock:
+                for waiter in self._waiters:
+                    waiter.set()
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
 
     async def _session(self, ws: ClientConnection) -> None:
         receiver = asyncio.create_task(self._receive(ws))
@@ -267,9 +285,9 @@ class Transport:
         async for message in ws:
             reply = protocol.decode_reply(message)
             if "err" in reply:
-                error = ServerError(str(reply["err"]))
-                log.error("streamvis: server rejected frame %s: %s", reply.get("seq"), error)
-                self.errors.append(error)
+                self._report(
+                    ServerError(f"server rejected frame {reply.get('seq')}: {reply['err']}")
+                )
             if "ack" in reply:
                 self._acknowledge(int(reply["ack"]))
 
@@ -281,4 +299,3 @@ class Transport:
                 if sent.done is not None:
                     sent.done.set()
             self._space.notify_all()
-

@@ -19,14 +19,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="streamvis_server",
         description="Serve live Bokeh plots of the arrays that streamvis clients send.",
     )
-    parser.add_argument("--rest_port", type=int, default=8080, help="ingest port clients connect to (default 8080)")
-    parser.add_argument("--bokeh_port", type=int, default=5006, help="port of the pages to open (default 5006)")
-    parser.add_argument("--run_name", default="default", help="run shown at / (others at /?run=NAME)")
+    parser.add_argument(
+        "--rest_port", type=int, default=8080, help="ingest port clients connect to (default 8080)"
+    )
+    parser.add_argument(
+        "--bokeh_port", type=int, default=5006, help="port of the pages to open (default 5006)"
+    )
+    parser.add_argument(
+        "--run_name", default="default", help="run shown at / (others at /?run=NAME)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
         "--token",
         default=os.environ.get("STREAMVIS_TOKEN"),
-        help="token clients must present; required when --host is not loopback (env STREAMVIS_TOKEN)",
+        help="token clients must present; needed unless --host is loopback (env STREAMVIS_TOKEN)",
     )
     parser.add_argument(
         "--allow_websocket_origin",
@@ -42,7 +48,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``streamvis_server``."""
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         server = StreamvisServer(
             host=args.host,
@@ -58,7 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     async def serve() -> None:
         await server.start()
-        print(f"streamvis: open {server.url}  (clients: Client('{args.host}:{server.ingest_port}', RUN))", flush=True)
+        print(
+            f"streamvis: open {server.url}  "
+            f"(clients: Client('{args.host}:{server.ingest_port}', RUN))",
+            flush=True,
+        )
         await asyncio.Future()
 
     try:
@@ -66,7 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except OSError as exc:
-        print(f"streamvis_server: cannot listen: {exc} (is another server on these ports?)", file=sys.stderr)
+        print(
+            f"streamvis_server: cannot listen: {exc} (is another server on these ports?)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -135,7 +135,9 @@ class Client:
         self._check_open()
         cells = check_layout(layout)
         self._cells = cells
-        self._transport.submit(Outgoing("layout", opts={"cells": {k: list(v) for k, v in cells.items()}}))
+        self._transport.submit(
+            Outgoing("layout", opts={"cells": {k: list(v) for k, v in cells.items()}})
+        )
 
     def scatter(
         self,
@@ -152,7 +154,16 @@ class Client:
         Axis ``spatial_dim`` must have size 2. ``append=True`` adds the points to the plot,
         ``append=False`` replaces them.
         """
-        spec = PlotSpec("scatter", bool(append), spatial_dim, (), color, grid, None, _check_fig_kwargs(fig_kwargs))
+        spec = PlotSpec(
+            "scatter",
+            bool(append),
+            spatial_dim,
+            (),
+            color,
+            grid,
+            None,
+            _check_fig_kwargs(fig_kwargs),
+        )
         self._plot(name, spec, as_array(data, "data"))
 
     def multi_lines(
@@ -171,7 +182,16 @@ class Client:
         ``append=True`` extends every line with the new points; ``append=False`` replaces.
         """
         dims = (line_dims,) if isinstance(line_dims, int) else tuple(line_dims)
-        spec = PlotSpec("multi_lines", bool(append), spatial_dim, dims, color, grid, None, _check_fig_kwargs(fig_kwargs))
+        spec = PlotSpec(
+            "multi_lines",
+            bool(append),
+            spatial_dim,
+            dims,
+            color,
+            grid,
+            None,
+            _check_fig_kwargs(fig_kwargs),
+        )
         self._plot(name, spec, as_array(data, "data"))
 
     def tandem_lines(
@@ -184,11 +204,17 @@ class Client:
     ) -> None:
         """Add the point (x, ys[k]) to line k, for each of the K values in ``ys``."""
         if not isinstance(palette, str):
-            raise ArgumentError(f"palette must be a palette name like 'Viridis256', got {palette!r}")
+            raise ArgumentError(
+                f"palette must be a palette name like 'Viridis256', got {palette!r}"
+            )
         resolve_palette(palette)
-        spec = PlotSpec("tandem_lines", True, palette=palette, fig_kwargs=_check_fig_kwargs(fig_kwargs))
+        spec = PlotSpec(
+            "tandem_lines", True, palette=palette, fig_kwargs=_check_fig_kwargs(fig_kwargs)
+        )
         ys_array = as_array(ys, "ys")
-        self._plot(name, spec, as_array(x, "x"), ys_array.reshape(1) if ys_array.ndim == 0 else ys_array)
+        self._plot(
+            name, spec, as_array(x, "x"), ys_array.reshape(1) if ys_array.ndim == 0 else ys_array
+        )
 
     def clear(self) -> None:
         """Delete the run's layout and data on the server; plots must be laid out again."""

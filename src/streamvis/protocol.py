@@ -33,9 +33,8 @@ Op = Literal["layout", "plot", "clear", "sync"]
 OPS: tuple[Op, ...] = ("layout", "plot", "clear", "sync")
 
 DTYPES = frozenset(
-    ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
-    + ["float16", "float32", "float64"]
-)
+    f"{kind}{bits}" for kind in ("int", "uint") for bits in (8, 16, 32, 64)
+) | frozenset(["float16", "float32", "float64"])
 _PREFIX = struct.Struct(">I")
 _ALIGN = 8
 
@@ -101,7 +100,7 @@ def encode(frame: Frame) -> bytes:
     parts: list[bytes | memoryview] = [_PREFIX.pack(len(packed)), packed]
     parts.append(b"\0" * _pad(_PREFIX.size + len(packed)))
     for array in frame.arrays:
-        data = memoryview(array).cast("B") if array.size else b""
+        data = array.data.cast("B") if array.size else b""
         parts.append(data)
         parts.append(b"\0" * _pad(array.nbytes))
     return b"".join(parts)
@@ -109,7 +108,7 @@ def encode(frame: Frame) -> bytes:
 
 def _field(header: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     value = header.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise ProtocolError(f"header field {key!r} is {value!r}; expected {_kind_name(kind)}")
     return value
 
@@ -119,7 +118,9 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in kinds)
 
 
-def _array_specs(header: Mapping[str, Any], limits: Limits) -> list[tuple[np.dtype[Any], tuple[int, ...]]]:
+def _array_specs(
+    header: Mapping[str, Any], limits: Limits
+) -> list[tuple[np.dtype[Any], tuple[int, ...]]]:
     raw = header.get("arrays", [])
     if not isinstance(raw, list):
         raise ProtocolError(f"header field 'arrays' is {raw!r}; expected a list")

@@ -28,7 +28,8 @@ from bokeh.server.util import bind_sockets, create_hosts_allowlist
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
-from websockets.asyncio.server import Request, Response, Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
 
 from . import protocol
 from .errors import ArgumentError, ProtocolError, StreamvisError
@@ -76,7 +77,9 @@ class _RunsHandler(RequestHandler):
         self.hub = hub
 
     def get(self) -> None:
-        items = "".join(f'<li><a href="/?run={name}">{name}</a></li>' for name in self.hub.run_names())
+        items = "".join(
+            f'<li><a href="/?run={name}">{name}</a></li>' for name in self.hub.run_names()
+        )
         self.write(f"<!doctype html><title>streamvis runs</title><ul>{items}</ul>")
 
 
@@ -169,7 +172,13 @@ class StreamvisServer:
             for sock in sockets:
                 sock.close()
             raise
-        log.info("streamvis: pages at %s, ingest at ws://%s:%d%s", self.url, self.host, self.ingest_port, INGEST_PATH)
+        log.info(
+            "streamvis: pages at %s, ingest at ws://%s:%d%s",
+            self.url,
+            self.host,
+            self.ingest_port,
+            INGEST_PATH,
+        )
 
     async def stop(self) -> None:
         """Close both endpoints and every connection."""
@@ -191,7 +200,8 @@ class StreamvisServer:
     # -- pages -------------------------------------------------------------------------------
 
     def _make_document(self, doc: Document) -> None:
-        args = doc.session_context.request.arguments if doc.session_context else {}
+        context: Any = doc.session_context
+        args = context.request.arguments if context is not None else {}
         raw = args.get("run", [self.run_name.encode()])[0]
         run = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         view = DocumentView(doc, run, self.hub.runs.get, self.hub.run_names, self.update_interval)
@@ -208,10 +218,14 @@ class StreamvisServer:
         if self.token:
             offered = request.headers.get("Authorization", "")
             if not hmac.compare_digest(offered.encode(), f"Bearer {self.token}".encode()):
-                log.warning("refused an ingest connection from %s: wrong or missing token", connection.remote_address)
+                log.warning(
+                    "refused an ingest connection from %s: wrong or missing token",
+                    connection.remote_address,
+                )
                 return connection.respond(
                     HTTPStatus.UNAUTHORIZED,
-                    "streamvis: wrong or missing token; pass Client(..., token=...) or set STREAMVIS_TOKEN\n",
+                    "streamvis: wrong or missing token: "
+                    "pass Client(..., token=...) or set STREAMVIS_TOKEN\n",
                 )
         return None
 
@@ -231,7 +245,9 @@ class StreamvisServer:
     def _receive(self, message: bytes | str, peer: Any) -> dict[str, Any] | None:
         """Decode and apply one message; return the reply to send, if any."""
         if isinstance(message, str):
-            return {"err": "text message refused: streamvis frames are binary (use streamvis.Client)"}
+            return {
+                "err": "text message refused: streamvis frames are binary (use streamvis.Client)"
+            }
         try:
             frame = protocol.decode(message, self.limits)
         except ProtocolError as exc:
@@ -240,11 +256,17 @@ class StreamvisServer:
         try:
             self.hub.apply(frame)
         except StreamvisError as exc:
-            log.warning("run %r refused frame %d for plot %r: %s", frame.run, frame.seq, frame.name, exc)
+            log.warning(
+                "run %r refused frame %d for plot %r: %s", frame.run, frame.seq, frame.name, exc
+            )
             return {"err": str(exc), "seq": frame.seq, "name": frame.name, "ack": frame.seq}
         except Exception as exc:
             log.exception("applying frame %d of run %r failed", frame.seq, frame.run)
-            return {"err": f"server failed applying the frame: {exc!r}", "seq": frame.seq, "ack": frame.seq}
+            return {
+                "err": f"server failed applying the frame: {exc!r}",
+                "seq": frame.seq,
+                "ack": frame.seq,
+            }
         return {"ack": frame.seq} if frame.ack else None
 
 

@@ -13,11 +13,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from bokeh.document import Document
 from bokeh.layouts import column
-from bokeh.models import ColumnDataSource, Div, GridBox
+from bokeh.models import ColumnDataSource, GridBox
+from bokeh.models.widgets import Div
 
 from .plots.figures import make_figure
 from .state import RunState
@@ -32,6 +33,16 @@ class _PlotView:
     version: int = -1
     generation: int = -1
     rows: int = 0
+
+    def retire(self) -> Any:
+        """Unname this view's models before they leave the page; return the figure.
+
+        The page keeps removed models around, and names must stay unique for lookups.
+        """
+        self.figure.name = None
+        if self.source is not None:
+            self.source.name = None
+        return self.figure
 
 
 class DocumentView:
@@ -90,7 +101,7 @@ class DocumentView:
         elif view.generation != plot.generation:
             view.source.data = plot.data.view()
         elif len(plot.data) > view.rows:
-            view.source.stream(plot.data.view(view.rows))
+            view.source.stream(cast(Any, plot.data.view(view.rows)))
         else:
             return
         view = self._views[name]
@@ -100,12 +111,16 @@ class DocumentView:
         assert state.cells is not None and self._grid is not None
         cell = state.cells[name]
         fig, source = make_figure(name, cell, state.plots.get(name))
-        old = self._views[name].figure
+        old = self._views[name].retire()
         self._views[name] = _PlotView(fig, source)
-        self._grid.children = [(fig, *cell) if child[0] is old else child for child in self._grid.children]
+        self._grid.children = [
+            (fig, *cell) if c[0] is old else c for c in cast(list[Any], self._grid.children)
+        ]
 
     def _rebuild(self) -> None:
         state = self._lookup(self.run)
+        for view in self._views.values():
+            view.retire()
         self._views = {}
         self._grid = None
         header = Div(text=self._header(), name="streamvis:header")
@@ -117,13 +132,17 @@ class DocumentView:
             )
             root = column(header, waiting)
         else:
-            children = []
+            children: list[Any] = []
             for name, cell in state.cells.items():
                 plot = state.plots.get(name)
                 fig, source = make_figure(name, cell, plot)
                 view = _PlotView(fig, source)
                 if plot is not None:
-                    view.version, view.generation, view.rows = plot.version, plot.generation, len(plot.data)
+                    view.version, view.generation, view.rows = (
+                        plot.version,
+                        plot.generation,
+                        len(plot.data),
+                    )
                 self._views[name] = view
                 children.append((fig, *cell))
             self._grid = GridBox(children=children, name="streamvis:grid")

@@ -63,7 +63,7 @@ def _check_int(value: object, what: str, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         # numpy integers are fine; anything else is not
         if hasattr(value, "__index__") and not isinstance(value, bool):
-            value = int(value.__index__())  # type: ignore[attr-defined]
+            value = int(value.__index__())
         else:
             raise ArgumentError(f"{what} must be an int, got {value!r}")
     assert isinstance(value, int)

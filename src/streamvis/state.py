@@ -15,9 +15,25 @@ from typing import Any
 import numpy as np
 
 from .errors import ArgumentError
-from .plots.columns import Columns, Extent, LineEnds, color_levels, line_columns, scatter_columns, tandem_columns
+from .plots.columns import (
+    Columns,
+    Extent,
+    LineEnds,
+    color_levels,
+    line_columns,
+    scatter_columns,
+    tandem_columns,
+)
 from .protocol import Frame
-from .specs import Cell, PlotSpec, check_compatible, check_in_layout, check_layout, data_shape, normalize
+from .specs import (
+    Cell,
+    PlotSpec,
+    check_compatible,
+    check_in_layout,
+    check_layout,
+    data_shape,
+    normalize,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +113,9 @@ class RunState:
         """True if this client's frame (or a later one) was already applied."""
         return frame.seq <= self.last_seq.get(frame.cid, -1)
 
-    def apply(self, frame: Frame, check_fig: Callable[[Mapping[str, Any]], None] | None = None) -> set[str]:
+    def apply(
+        self, frame: Frame, check_fig: Callable[[Mapping[str, Any]], None] | None = None
+    ) -> set[str]:
         """Apply ``frame``; return the names of plots that changed ('' for the layout).
 
         Raises ArgumentError (the frame is refused and nothing changes). ``check_fig``
@@ -110,7 +128,9 @@ class RunState:
         finally:
             self.last_seq[frame.cid] = frame.seq
 
-    def _apply(self, frame: Frame, check_fig: Callable[[Mapping[str, Any]], None] | None) -> set[str]:
+    def _apply(
+        self, frame: Frame, check_fig: Callable[[Mapping[str, Any]], None] | None
+    ) -> set[str]:
         if frame.op == "sync":
             return set()
         if frame.op == "layout":
@@ -144,7 +164,9 @@ class RunState:
             plot.version += 1
         return {frame.name}
 
-    def _replace(self, name: str, old: PlotState | None, spec: PlotSpec, arrays: tuple[np.ndarray, ...]) -> None:
+    def _replace(
+        self, name: str, old: PlotState | None, spec: PlotSpec, arrays: tuple[np.ndarray, ...]
+    ) -> None:
         data = arrays[0]
         ends = extent = None
         lines = 0

@@ -32,7 +32,9 @@ def _float(values: np.ndarray) -> np.ndarray:
 def index_along(shape: tuple[int, ...], axis: int) -> np.ndarray:
     """For a C-ordered flattening of ``shape``, each element's index along ``axis`` (int32)."""
     size = shape[axis]
-    view = np.arange(size, dtype=np.int32).reshape([size if i == axis else 1 for i in range(len(shape))])
+    view = np.arange(size, dtype=np.int32).reshape(
+        [size if i == axis else 1 for i in range(len(shape))]
+    )
     return np.broadcast_to(view, shape).reshape(-1)
 
 
@@ -62,7 +64,9 @@ class Points:
     extent: Extent | None
 
 
-def points(data: np.ndarray, spec: PlotSpec, order: tuple[int, ...], extent: Extent | None) -> Points:
+def points(
+    data: np.ndarray, spec: PlotSpec, order: tuple[int, ...], extent: Extent | None
+) -> Points:
     """Flatten ``data`` to (x, y) points, ordering its non-spatial axes as ``order``.
 
     Applies the grid offsets (using ``extent`` if given, else this data's own extent) and
@@ -83,11 +87,16 @@ def points(data: np.ndarray, spec: PlotSpec, order: tuple[int, ...], extent: Ext
     return Points(xy=xy, rest=rest, color=color, extent=extent)
 
 
-def scatter_columns(data: np.ndarray, spec: PlotSpec, extent: Extent | None = None) -> tuple[Columns, Points]:
+def scatter_columns(
+    data: np.ndarray, spec: PlotSpec, extent: Extent | None = None
+) -> tuple[Columns, Points]:
     """One row per point: every index combination of the non-spatial axes, in C order."""
     order = tuple(d for d in range(data.ndim) if d != spec.spatial_dim)
     pts = points(data, spec, order, extent)
-    columns: Columns = {"x": np.ascontiguousarray(pts.xy[:, 0]), "y": np.ascontiguousarray(pts.xy[:, 1])}
+    columns: Columns = {
+        "x": np.ascontiguousarray(pts.xy[:, 0]),
+        "y": np.ascontiguousarray(pts.xy[:, 1]),
+    }
     if pts.color is not None:
         columns["c"] = pts.color
     return columns, pts
@@ -109,7 +118,9 @@ def line_columns(
     With ``ends`` (the previous call's last points), each line first joins its old end to
     its first new point, so appending extends lines instead of starting new ones.
     """
-    point_dims = tuple(d for d in range(data.ndim) if d != spec.spatial_dim and d not in spec.line_dims)
+    point_dims = tuple(
+        d for d in range(data.ndim) if d != spec.spatial_dim and d not in spec.line_dims
+    )
     order = (*spec.line_dims, *point_dims)
     pts = points(data, spec, order, extent)
     num_lines = math.prod(data.shape[d] for d in spec.line_dims)

@@ -32,7 +32,7 @@ def _defaults(name: str, cell: Cell) -> dict[str, Any]:
 
 
 def check_fig_kwargs(fig_kwargs: Mapping[str, Any]) -> None:
-    """Raise ArgumentError if Bokeh's ``figure`` refuses ``fig_kwargs`` (unknown name, bad value)."""
+    """Raise ArgumentError if Bokeh's ``figure`` refuses ``fig_kwargs`` (unknown name or value)."""
     try:
         figure(**{**_defaults("check", (0, 0, 1, 1)), **fig_kwargs})
     except AttributeError as exc:
@@ -47,10 +47,14 @@ def check_fig_kwargs(fig_kwargs: Mapping[str, Any]) -> None:
         raise ArgumentError(str(exc).split("\n")[0]) from exc
 
 
-_UNEXPECTED = re.compile(r"unexpected attribute '([^']+)' to figure, possible attributes are (.*)", re.S)
+_UNEXPECTED = re.compile(
+    r"unexpected attribute '([^']+)' to figure, possible attributes are (.*)", re.S
+)
 
 
-def make_figure(name: str, cell: Cell, plot: PlotState | None) -> tuple[Any, ColumnDataSource | None]:
+def make_figure(
+    name: str, cell: Cell, plot: PlotState | None
+) -> tuple[Any, ColumnDataSource | None]:
     """A figure for plot ``name`` in ``cell``, with glyphs and a source if it has data."""
     fig = figure(**{**_defaults(name, cell), **(plot.fig_kwargs if plot else {})})
     if plot is None:
@@ -61,7 +65,9 @@ def make_figure(name: str, cell: Cell, plot: PlotState | None) -> tuple[Any, Col
     if spec.color is not None:
         color = linear_cmap("c", resolve_palette(spec.color.palette), 0, max(plot.levels - 1, 1))
     if spec.kind == "scatter":
-        fig.scatter("x", "y", source=source, size=5, fill_color=color, line_color=None, fill_alpha=0.8)
+        fig.scatter(
+            "x", "y", source=source, size=5, fill_color=color, line_color=None, fill_alpha=0.8
+        )
     elif spec.kind == "multi_lines":
         fig.segment("x0", "y0", "x1", "y1", source=source, line_color=color, line_width=1.5)
     else:

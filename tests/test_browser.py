@@ -1,0 +1,128 @@
+"""What a person sees: a real Chromium reads the plots' data from Bokeh.documents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+from browser import Page
+from streamvis import Client
+from streamvis.server import StreamvisServer
+
+LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
+RANGES = (
+    "(() => { const f = Bokeh.documents[0].get_model_by_name(arguments[0]);"
+    " return [f.x_range.start, f.x_range.end, f.y_range.start, f.y_range.end]; })()"
+)
+
+
+def shows(page: Page, server: StreamvisServer, query: str = "") -> Page:
+    page.open(f"http://127.0.0.1:{server.bokeh_port}/{query}")
+    page.all_rendered()
+    return page
+
+
+def test_page_holds_every_tandem_point_and_the_last_scatter(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    live = shows(browser(), server)
+    live.wait_for("Bokeh.documents[0].get_model_by_name('loss:figure') !== null")
+    n = 60
+    for step in range(n):
+        client.tandem_lines("loss", step, np.array([step, 2 * step, -step], np.float32))
+        client.scatter("pts", np.full((step + 1, 2), step, np.float32), spatial_dim=1)
+    assert client.flush(timeout=10)
+
+    for page in (live, shows(browser(), server)):  # updated live, and a second tab from scratch
+        assert page.wait_for_column_length("loss", "x", n) == list(range(n))
+        assert page.column("loss", "y1") == [2 * s for s in range(n)]
+        assert page.wait_for_column_length("pts", "x", n) == [n - 1] * n
+    live.reload()
+    live.all_rendered()
+    assert live.wait_for_column_length("loss", "y2", n) == [-s for s in range(n)]
+    assert live.js(
+        "return Bokeh.documents[0].get_model_by_name('loss').data.y0 instanceof Float32Array"
+    )
+
+
+def test_page_opened_before_any_data_waits_then_shows_it(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    page = shows(browser(), server, "?run=later")
+    page.wait_for("Bokeh.documents[0].get_model_by_name('streamvis:waiting') !== null")
+    client = connect("later")
+    client.set_layout(LAYOUT)
+    client.scatter("pts", np.zeros((7, 2)))
+    assert client.flush(timeout=10)
+    assert page.wait_for_column_length("pts", "y", 7) == [0] * 7
+
+
+def test_zoom_and_pan_survive_streaming_updates(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    for step in range(20):
+        client.tandem_lines("loss", step, np.array([step], np.float32))
+    assert client.flush(timeout=10)
+    page = shows(browser(), server)
+    page.wait_for_column_length("loss", "x", 20)
+    before = page.wait_for(f"{RANGES}[1] >= 19", "loss:figure")
+
+    left, top, width, height = page.frame_rect("loss:figure")
+    x, y = int(left + width / 2), int(top + height / 2)
+    drag = ActionBuilder(page.driver)
+    drag.pointer_action.move_to_location(x, y).pointer_down()
+    for i in range(1, 6):
+        drag.pointer_action.move_to_location(x - 30 * i, y + 12 * i)
+    drag.pointer_action.pointer_up()
+    drag.perform()
+    panned = page.wait_for(
+        f"(() => {{ const r = {RANGES}; return r.some((v, i) => v !== arguments[1][i]) && r; }})()",
+        "loss:figure",
+        before,
+    )
+    for step in range(20, 120):
+        client.tandem_lines("loss", step, np.array([10 * step], np.float32))
+    assert client.flush(timeout=10)
+    page.wait_for_column_length("loss", "x", 120)
+    page.all_rendered()
+    assert page.js(f"return {RANGES}", "loss:figure") == panned
+
+
+def test_runs_page_lists_every_run(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    for run in ("one", "two"):
+        client = connect(run)
+        client.set_layout(LAYOUT)
+        assert client.flush(timeout=10)
+    page = browser()
+    page.open(f"http://127.0.0.1:{server.bokeh_port}/runs")
+    links = page.wait_for("Array.from(document.querySelectorAll('a')).map((a) => a.textContent)")
+    assert links == ["one", "two"]
+    shows(page, server, "?run=two")
+    assert "one" in page.wait_for("Bokeh.documents[0].get_model_by_name('streamvis:header').text")
+
+
+def test_new_fig_kwargs_rebuild_the_figure_on_an_open_page(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    assert client.flush(timeout=10)
+    page = shows(browser(), server)  # figures exist before any data: each is rebuilt twice
+    client.scatter("pts", np.ones((3, 2)), fig_kwargs={"title": "first"})
+    assert client.flush(timeout=10)
+    page.wait_for_column_length("pts", "x", 3)
+    client.scatter("pts", np.ones((4, 2)), fig_kwargs={"title": "second", "x_axis_type": "log"})
+    assert client.flush(timeout=10)
+    title = "Bokeh.documents[0].get_model_by_name('pts:figure').title.text"
+    assert page.wait_for(f"{title} === 'second' && {title}") == "second"
+    assert page.wait_for_column_length("pts", "x", 4) == [1, 1, 1, 1]
+    scale = "Bokeh.documents[0].get_model_by_name('pts:figure').x_scale.type"
+    assert page.wait_for(scale) == "LogScale"

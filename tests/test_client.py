@@ -1,0 +1,175 @@
+"""Client calls check their arguments at the caller's line and never wait on the network."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import streamvis
+from streamvis import (
+    ArgumentError,
+    Client,
+    ClientClosed,
+    ColorSpec,
+    DTypeError,
+    GridSpec,
+    ShapeError,
+    UnknownPlot,
+)
+
+
+@pytest.fixture
+def offline() -> Client:
+    """A client whose server is not running (nothing listens on port 9 of loopback)."""
+    client = Client("127.0.0.1:9", "run", exit_timeout=0.1)
+    client.set_layout({"a": (0, 0, 1, 1), "lines": (0, 1, 1, 1), "loss": (1, 0, 1, 2)})
+    yield client
+    client.close(timeout=0.1)
+
+
+def test_public_names_are_exactly_these() -> None:
+    assert set(streamvis.__all__) == {
+        "ArgumentError", "Client", "ClientClosed", "ColorSpec", "DTypeError", "FrameTooLarge",
+        "GridSpec", "ProtocolError", "ServerError", "ShapeError", "StreamvisError",
+        "StreamvisServer", "UnknownPlot", "UnsupportedVersion",
+    }  # fmt: skip
+    assert streamvis.StreamvisServer.__name__ == "StreamvisServer"
+
+
+def test_importing_the_client_does_not_import_tornado_or_bokeh_models() -> None:
+    code = (
+        "import sys; from streamvis import Client, ColorSpec, GridSpec; ColorSpec('Viridis256', 0);"
+        "heavy = ('bokeh.models', 'bokeh.server', 'bokeh.plotting');"
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'tornado' or m.startswith(heavy)];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_calls_return_at_once_while_the_server_is_down(offline: Client) -> None:
+    start = time.perf_counter()
+    for step in range(200):
+        offline.tandem_lines("loss", step, np.random.rand(8))
+        offline.scatter("a", np.random.rand(50, 2), spatial_dim=1)
+    assert time.perf_counter() - start < 2.0
+    assert not offline.connected
+    assert offline.flush(timeout=0.05) is False
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda c: c.scatter("nope", np.zeros((3, 2))), UnknownPlot, "'nope' is not in the layout"),
+        (
+            lambda c: c.scatter("a", np.zeros((3, 3)), spatial_dim=1),
+            ShapeError,
+            "has size 3 in shape",
+        ),
+        (
+            lambda c: c.scatter("a", np.zeros((3, 2)), spatial_dim=2),
+            ShapeError,
+            "spatial_dim=2 is out of range",
+        ),
+        (lambda c: c.scatter("a", np.array(["a", "b"])), DTypeError, "dtype <U1"),
+        (lambda c: c.scatter("a", np.zeros((3, 2), bool)), DTypeError, "astype"),
+        (lambda c: c.scatter("a", np.zeros((3, 2), complex)), DTypeError, ".real"),
+        (
+            lambda c: c.scatter("a", np.zeros((3, 2)), color=ColorSpec("Viridis256", 1)),
+            ShapeError,
+            "spatial axis",
+        ),
+        (
+            lambda c: c.multi_lines("lines", np.zeros((3, 4, 2)), line_dims=(0, 0)),
+            ShapeError,
+            "repeats",
+        ),
+        (
+            lambda c: c.multi_lines(
+                "lines", np.zeros((3, 4, 2)), line_dims=(0,), grid=GridSpec(1, 2)
+            ),
+            ShapeError,
+            "must be one of line_dims",
+        ),
+        (lambda c: c.tandem_lines("loss", [1, 2], [1.0]), ShapeError, "x must be a single number"),
+        (lambda c: c.tandem_lines("loss", 1, np.zeros((2, 2))), ShapeError, "ys must be 1-D"),
+        (
+            lambda c: c.tandem_lines("loss", 1, [1.0], "Virdis256"),
+            ArgumentError,
+            "did you mean 'Viridis256'",
+        ),
+        (
+            lambda c: c.scatter("a", np.zeros((3, 2)), fig_kwargs={"f": object()}),
+            ArgumentError,
+            "plain values",
+        ),
+    ],
+)
+def test_bad_calls_raise_precise_errors(offline: Client, call, error, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(".", r"\.")):
+        call(offline)
+
+
+def test_plotting_before_set_layout_says_what_to_do() -> None:
+    with (
+        Client("127.0.0.1:9", "r", exit_timeout=0.1) as client,
+        pytest.raises(UnknownPlot, match="call set_layout"),
+    ):
+        client.scatter("a", np.zeros((3, 2)))
+
+
+def test_append_that_cannot_extend_is_refused_at_the_call(offline: Client) -> None:
+    offline.tandem_lines("loss", 0, np.zeros(3))
+    with pytest.raises(ShapeError, match="it has 3 lines but ys has 4 values"):
+        offline.tandem_lines("loss", 1, np.zeros(4))
+    with pytest.raises(ShapeError, match="'loss' is a tandem_lines plot"):
+        offline.scatter("loss", np.zeros((3, 2)))
+
+
+def test_bad_layouts_and_addresses() -> None:
+    with pytest.raises(ArgumentError, match="'host:port'"):
+        Client("localhost", "r")
+    with pytest.raises(ArgumentError, match="run name 'a/b'"):
+        Client("localhost:1", "a/b")
+    with Client("127.0.0.1:9", "r", exit_timeout=0.1) as client:
+        with pytest.raises(ArgumentError, match="overlap at row 0, column 1"):
+            client.set_layout({"a": (0, 0, 1, 2), "b": (0, 1, 1, 1)})
+        with pytest.raises(ArgumentError, match="rowspan/colspan must be >= 1"):
+            client.set_layout({"a": (0, 0, 0, 1)})
+
+
+def test_the_caller_may_mutate_its_array_after_the_call(offline: Client) -> None:
+    data = np.zeros((3, 2))
+    offline.scatter("a", data)
+    queued = offline._transport._pending[-1].arrays[0]
+    data[:] = 7
+    assert not queued.any()
+
+
+def test_closed_client_refuses_calls() -> None:
+    client = Client("127.0.0.1:9", "r", exit_timeout=0.1)
+    client.close()
+    with pytest.raises(ClientClosed, match="create a new Client"):
+        client.set_layout({"a": (0, 0, 1, 1)})
+
+
+def test_torch_tensors_are_accepted(offline: Client) -> None:
+    torch = pytest.importorskip("torch")
+    tensor = torch.ones((4, 2), requires_grad=True) * 2
+    offline.scatter("a", tensor)
+    offline.tandem_lines("loss", torch.tensor(3), torch.zeros(3, dtype=torch.bfloat16))
+    assert offline._transport._pending[-2].arrays[0].tolist() == [[2.0, 2.0]] * 4
+
+
+def test_an_unsent_replace_is_superseded_but_keeps_its_fig_kwargs(offline: Client) -> None:
+    offline.scatter("a", np.zeros((3, 2)), fig_kwargs={"title": "T"})
+    offline.scatter("a", np.ones((5, 2)))
+    queued = [item for item in offline._transport._pending if item.name == "a"]
+    assert len(queued) == 1
+    assert queued[0].arrays[0].shape == (5, 2) and queued[0].opts["fig"] == {"title": "T"}

@@ -1,0 +1,133 @@
+"""A real server and real clients over loopback: delivery, acknowledgement, errors, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import msgpack
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from streamvis import Client, ServerError, StreamvisError
+from streamvis.protocol import Frame, decode_reply, encode
+from streamvis.server import StreamvisServer, serve_in_thread
+
+LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
+
+
+def test_everything_sent_is_applied_after_flush(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    for step in range(500):
+        client.tandem_lines("loss", step, np.full(3, step, np.float32))
+    client.scatter("pts", np.arange(10.0).reshape(5, 2), spatial_dim=1)
+    assert client.flush(timeout=10)
+    run = server.hub.runs["test"]
+    assert run.plots["loss"].data.view()["x"].tolist() == list(range(500))
+    assert run.plots["pts"].data.view()["y"].tolist() == [1, 3, 5, 7, 9]
+
+
+def test_server_rejection_reaches_the_caller_and_keeps_the_plot(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    client.scatter("pts", np.zeros((4, 2)))
+    assert client.flush(timeout=10)
+    client.scatter("pts", np.ones((2, 2)), fig_kwargs={"x_axis_lable": "step"})
+    with pytest.raises(ServerError, match=r"'x_axis_lable'.*x_axis_label"):
+        client.flush(timeout=10)
+    assert len(server.hub.runs["test"].plots["pts"].data) == 4
+    client.scatter("pts", np.ones((3, 2)), fig_kwargs={"x_axis_label": "step"})
+    assert client.flush(timeout=10)
+    assert server.hub.runs["test"].plots["pts"].fig_kwargs == {"x_axis_label": "step"}
+
+
+def test_two_runs_stay_apart_and_are_listed(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    first, second = connect("alpha"), connect("beta")
+    for client, n in ((first, 2), (second, 5)):
+        client.set_layout(LAYOUT)
+        client.scatter("pts", np.zeros((n, 2)))
+        assert client.flush(timeout=10)
+    assert server.hub.run_names() == ["alpha", "beta"]
+    assert len(server.hub.runs["beta"].plots["pts"].data) == 5
+
+
+async def send_raw(port: int, *messages: bytes | str) -> list[dict[str, object]]:
+    async with connect(f"ws://127.0.0.1:{port}/ingest", compression=None) as ws:
+        replies = []
+        for message in messages:
+            await ws.send(message)
+            replies.append(decode_reply(await asyncio.wait_for(ws.recv(), 10)))
+        return replies
+
+
+def test_malformed_frames_get_an_error_and_the_connection_stays_usable(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    good = encode(
+        Frame(op="layout", run="raw", cid="x", seq=1, opts={"cells": {"p": [0, 0, 1, 1]}}, ack=True)
+    )
+    replies = asyncio.run(send_raw(server.ingest_port, b"\x00\x00\x00\x05junk!", "text", good))
+    assert "not valid msgpack" in str(replies[0]["err"])
+    assert "frames are binary" in str(replies[1]["err"])
+    assert replies[2] == {"ack": 1}
+    client = connect()  # other clients are unaffected
+    client.set_layout(LAYOUT)
+    assert client.flush(timeout=10)
+
+
+def test_unknown_ingest_path_is_refused(server: StreamvisServer) -> None:
+    async def attempt() -> None:
+        async with connect(f"ws://127.0.0.1:{server.ingest_port}/other"):
+            pass
+
+    with pytest.raises(InvalidStatus, match="404"):
+        asyncio.run(attempt())
+
+
+def test_token_is_required_when_set() -> None:
+    with serve_in_thread(ingest_port=0, bokeh_port=0, token="s3cret") as srv:
+        address = f"127.0.0.1:{srv.ingest_port}"
+        with Client(address, "t", token="wrong", exit_timeout=0.2) as bad:
+            bad.set_layout(LAYOUT)
+            with pytest.raises(ServerError, match=r"HTTP 401.*token"):
+                bad.flush(timeout=10)  # the refusal reaches the caller
+        with Client(address, "t", token="s3cret", exit_timeout=2) as good:
+            good.set_layout(LAYOUT)
+            assert good.flush(timeout=10)
+        assert "t" in srv.hub.runs
+
+
+def test_binding_beyond_loopback_needs_a_token() -> None:
+    with pytest.raises(StreamvisError, match="set a token"):
+        StreamvisServer(host="0.0.0.0")
+
+
+def test_client_started_before_the_server_delivers_once_it_is_up() -> None:
+    import socket
+
+    with socket.socket() as sock:  # find a free port, then start the server on it later
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = Client(f"127.0.0.1:{port}", "late", exit_timeout=2)
+    client.set_layout(LAYOUT)
+    for step in range(50):
+        client.tandem_lines("loss", step, np.zeros(2))
+    with serve_in_thread(ingest_port=port, bokeh_port=0) as srv:
+        assert client.flush(timeout=20)
+        assert len(srv.hub.runs["late"].plots["loss"].data) == 50
+    client.close(timeout=0.1)
+
+
+def test_msgpack_header_is_what_the_docs_say() -> None:
+    data = encode(Frame(op="sync", run="r", cid="c", seq=3, ack=True))
+    header = msgpack.unpackb(data[4 : 4 + int.from_bytes(data[:4], "big")])
+    assert header == {"v": 1, "op": "sync", "run": "r", "cid": "c", "seq": 3, "ack": True}

@@ -1,0 +1,132 @@
+"""Run state applies frames, appends in amortized buffers, and refuses bad frames intact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamvis import ColorSpec, ShapeError, UnknownPlot
+from streamvis.protocol import Frame
+from streamvis.specs import PlotSpec
+from streamvis.state import GrowingColumns, RunState
+
+
+class Sender:
+    """Builds frames the way a Client would, with increasing sequence numbers."""
+
+    def __init__(self, cid: str = "c1") -> None:
+        self.cid, self.seq = cid, 0
+
+    def __call__(
+        self, op: str, name: str | None = None, *arrays: np.ndarray, **opts: object
+    ) -> Frame:
+        self.seq += 1
+        return Frame(
+            op=op, run="r", cid=self.cid, seq=self.seq, name=name, opts=opts, arrays=arrays
+        )  # type: ignore[arg-type]
+
+    def plot(self, name: str, spec: PlotSpec, *arrays: np.ndarray) -> Frame:
+        return self("plot", name, *arrays, **spec.to_wire())
+
+
+@pytest.fixture
+def run() -> RunState:
+    state = RunState("r")
+    state.apply(
+        Frame(
+            op="layout",
+            run="r",
+            cid="setup",
+            seq=0,
+            opts={"cells": {"a": [0, 0, 1, 1], "b": [0, 1, 1, 1]}},
+        )
+    )
+    return state
+
+
+def test_growing_columns_keep_rows_and_views_stable() -> None:
+    cols = GrowingColumns({"x": np.arange(2.0)})
+    first = cols.view()
+    for i in range(100):
+        cols.append({"x": np.array([float(i)])})
+    assert len(cols) == 102 and cols.view()["x"][-1] == 99.0
+    assert first["x"].tolist() == [0.0, 1.0]  # old views never change
+    assert cols.view(100)["x"].tolist() == [98.0, 99.0]
+
+
+def test_append_and_replace(run: RunState) -> None:
+    send = Sender()
+    scatter = PlotSpec("scatter", append=True)
+    assert run.apply(send.plot("a", scatter, np.zeros((3, 2)))) == {"a"}
+    run.apply(send.plot("a", scatter, np.ones((2, 2))))
+    assert len(run.plots["a"].data) == 5
+    generation = run.plots["a"].generation
+    run.apply(send.plot("a", PlotSpec("scatter"), np.ones((4, 2))))
+    assert len(run.plots["a"].data) == 4 and run.plots["a"].generation == generation + 1
+
+
+def test_duplicates_are_ignored_per_client(run: RunState) -> None:
+    send = Sender()
+    frame = send.plot(
+        "a", PlotSpec("tandem_lines", append=True, palette="Viridis256"), np.array(1.0), np.zeros(3)
+    )
+    assert run.apply(frame) == {"a"}
+    assert run.apply(frame) == set()
+    other = Sender("c2")
+    other.seq = frame.seq - 1
+    run.apply(
+        other.plot(
+            "a",
+            PlotSpec("tandem_lines", append=True, palette="Viridis256"),
+            np.array(2.0),
+            np.zeros(3),
+        )
+    )
+    assert run.plots["a"].data.view()["x"].tolist() == [1.0, 2.0]
+
+
+def test_unknown_plot_and_kind_change_are_refused_and_data_kept(run: RunState) -> None:
+    send = Sender()
+    run.apply(send.plot("a", PlotSpec("scatter"), np.zeros((3, 2))))
+    with pytest.raises(UnknownPlot, match="'zz' is not in the layout"):
+        run.apply(send.plot("zz", PlotSpec("scatter"), np.zeros((3, 2))))
+    with pytest.raises(ShapeError, match="'a' is a scatter plot and cannot take multi_lines"):
+        run.apply(send.plot("a", PlotSpec("multi_lines", line_dims=(0,)), np.zeros((3, 2))))
+    assert len(run.plots["a"].data) == 3
+
+
+def test_append_with_other_line_count_names_plot_and_shapes(run: RunState) -> None:
+    send = Sender()
+    lines = PlotSpec("multi_lines", append=True, line_dims=(0,), spatial_dim=2)
+    run.apply(send.plot("b", lines, np.zeros((4, 1, 2))))
+    with pytest.raises(ShapeError, match=r"cannot append to plot 'b'.*\(4, 1, 2\).*\(5, 1, 2\)"):
+        run.apply(send.plot("b", lines, np.zeros((5, 1, 2))))
+    run.apply(send.plot("b", lines, np.ones((4, 3, 2))))
+    assert len(run.plots["b"].data) == 4 * 3  # 1 joining segment + 2 new ones per line
+
+
+def test_color_change_rebuilds_the_figure(run: RunState) -> None:
+    send = Sender()
+    run.apply(send.plot("a", PlotSpec("scatter"), np.zeros((3, 2))))
+    version = run.plots["a"].version
+    run.apply(
+        send.plot("a", PlotSpec("scatter", color=ColorSpec("Viridis256", 0)), np.zeros((3, 2)))
+    )
+    assert run.plots["a"].version == version + 1 and run.plots["a"].levels == 3
+
+
+def test_fig_kwargs_checked_once_and_kept(run: RunState) -> None:
+    send = Sender()
+    checked = []
+    spec = PlotSpec("scatter", fig_kwargs={"title": "T"})
+    run.apply(send.plot("a", spec, np.zeros((3, 2))), checked.append)
+    run.apply(send.plot("a", spec, np.zeros((3, 2))), checked.append)
+    run.apply(send.plot("a", PlotSpec("scatter"), np.zeros((3, 2))), checked.append)
+    assert checked == [{"title": "T"}] and run.plots["a"].fig_kwargs == {"title": "T"}
+
+
+def test_clear_forgets_layout_and_plots(run: RunState) -> None:
+    send = Sender()
+    run.apply(send.plot("a", PlotSpec("scatter"), np.zeros((3, 2))))
+    run.apply(send("clear"))
+    assert run.cells is None and run.plots == {}

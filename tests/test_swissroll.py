@@ -1,0 +1,88 @@
+"""The seed's dashboard, run against a real server and read back from a real page."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+import swissroll
+from browser import Page
+from streamvis import Client
+from streamvis.server import StreamvisServer
+
+STEPS = 12
+
+
+def expected_last_arrays() -> dict[str, np.ndarray]:
+    model = swissroll.Model()  # the same calls, in the same order, as swissroll.run
+    for step in range(STEPS):
+        arrays = model.step(step)
+        if step == 0:
+            samples = model.samples()
+    return {**arrays, "psamples": samples}
+
+
+def grid_xy(
+    points: np.ndarray, cells: np.ndarray, all_points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where points (N, 2) of grid cells (N,) go, 8 columns, padding 1.2 of the data's extent."""
+    ext = all_points.max(axis=0) - all_points.min(axis=0)
+    return points[:, 0] + (cells % 8) * 1.2 * ext[0], points[:, 1] - (cells // 8) * 1.2 * ext[1]
+
+
+def test_swissroll_dashboard(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    client = connect("swissroll")
+    page = browser()
+    page.open(f"http://127.0.0.1:{server.bokeh_port}/?run=swissroll")
+    swissroll.run(client, STEPS)
+    assert client.flush(timeout=30)
+    expected = expected_last_arrays()
+
+    assert page.wait_for_column_length("loss", "x", STEPS, timeout=30) == list(range(STEPS))
+    loss = np.array([page.column("loss", f"y{k}")[-1] for k in range(40)], np.float32)
+    np.testing.assert_allclose(loss, expected["loss"], rtol=1e-6)
+    assert (
+        page.wait_for_column_length("rbf_centers", "x", 16)
+        == expected["rbf_centers"][:, 0].tolist()
+    )
+
+    for name in ("mu_alphas", "sigma_alphas"):
+        page.wait_for_column_length(name, "x", 40 * 16)
+        assert page.column(name, "c") == [i // 16 for i in range(640)]  # colored by axis 0
+        np.testing.assert_allclose(
+            page.column(name, "y"), expected[name][..., 1].ravel(), rtol=1e-6
+        )
+
+    mu = expected["mu"]  # (batch 400, timestep 40, spatial 2, points 2): 16000 two-point lines
+    page.wait_for_column_length("mu", "x0", 400 * 40)
+    starts = mu[..., 0].reshape(-1, 2)
+    cells = np.tile(np.arange(40), 400)  # line (b, t) is row b * 40 + t, in cell t
+    all_points = np.moveaxis(mu, 2, -1).reshape(-1, 2)
+    x0, y0 = grid_xy(starts, cells, all_points)
+    np.testing.assert_allclose(page.column("mu", "x0"), x0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(page.column("mu", "y0"), y0, rtol=1e-5, atol=1e-5)
+
+    samples = expected["psamples"]  # (1000, 41, 2), colored and gridded by axis 1
+    page.wait_for_column_length("psamples", "x", 1000 * 41)
+    cells = np.tile(np.arange(41), 1000)
+    assert page.column("psamples", "c") == cells.tolist()
+    x, y = grid_xy(samples.reshape(-1, 2), cells, samples.reshape(-1, 2))
+    np.testing.assert_allclose(page.column("psamples", "x"), x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(page.column("psamples", "y"), y, rtol=1e-5, atol=1e-5)
+
+    page.all_rendered()
+    image = Image.open(io.BytesIO(page.screenshot_png())).convert("RGB")
+    for name in swissroll.LAYOUT:
+        left, top, width, height = page.frame_rect(f"{name}:figure")
+        crop = np.asarray(
+            image.crop((int(left), int(top), int(left + width), int(top + height))), np.int16
+        )
+        colorful = (
+            crop.max(axis=2) - crop.min(axis=2)
+        ) > 60  # glyphs, not white or grey grid lines
+        assert colorful.sum() > 200, f"plot {name!r} looks blank: {colorful.sum()} colored pixels"
