@@ -8,11 +8,11 @@ from collections.abc import Callable
 import msgpack
 import numpy as np
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
-from streamvis import Client, ServerError, StreamvisError
-from streamvis.protocol import Frame, decode_reply, encode
+from streamvis import Client, FrameTooLarge, ServerError, StreamvisError
+from streamvis.protocol import Frame, Limits, decode_reply, encode
 from streamvis.server import StreamvisServer, serve_in_thread
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
@@ -61,7 +61,7 @@ def test_two_runs_stay_apart_and_are_listed(
 
 
 async def send_raw(port: int, *messages: bytes | str) -> list[dict[str, object]]:
-    async with connect(f"ws://127.0.0.1:{port}/ingest", compression=None) as ws:
+    async with ws_connect(f"ws://127.0.0.1:{port}/ingest", compression=None) as ws:
         replies = []
         for message in messages:
             await ws.send(message)
@@ -86,7 +86,7 @@ def test_malformed_frames_get_an_error_and_the_connection_stays_usable(
 
 def test_unknown_ingest_path_is_refused(server: StreamvisServer) -> None:
     async def attempt() -> None:
-        async with connect(f"ws://127.0.0.1:{server.ingest_port}/other"):
+        async with ws_connect(f"ws://127.0.0.1:{server.ingest_port}/other"):
             pass
 
     with pytest.raises(InvalidStatus, match="404"):
@@ -131,3 +131,26 @@ def test_msgpack_header_is_what_the_docs_say() -> None:
     data = encode(Frame(op="sync", run="r", cid="c", seq=3, ack=True))
     header = msgpack.unpackb(data[4 : 4 + int.from_bytes(data[:4], "big")])
     assert header == {"v": 1, "op": "sync", "run": "r", "cid": "c", "seq": 3, "ack": True}
+
+
+def test_frames_over_the_servers_limit_are_refused_and_the_rest_delivered() -> None:
+    with (
+        serve_in_thread(ingest_port=0, bokeh_port=0, limits=Limits(max_frame_bytes=100_000)) as srv,
+        Client(f"127.0.0.1:{srv.ingest_port}", "big", exit_timeout=2) as client,
+    ):
+        client.set_layout(LAYOUT)
+        client.scatter("pts", np.zeros((1, 2)))
+        assert client.flush(timeout=10)  # connected: the client now knows the limit
+        client.scatter("pts", np.zeros((20_000, 2)), append=True)  # 320 kB
+        client.scatter("pts", np.ones((3, 2)), append=True)
+        with pytest.raises(ServerError, match=r"over the server's limit of 100000.*max_frame_mb"):
+            client.flush(timeout=10)
+        assert client.flush(timeout=10)
+        assert srv.hub.runs["big"].plots["pts"].data.view()["x"].tolist() == [0, 1, 1, 1]
+
+
+def test_arrays_over_the_clients_frame_limit_raise_at_the_call() -> None:
+    with Client("127.0.0.1:9", "r", max_frame_bytes=100_000, exit_timeout=0.1) as client:
+        client.set_layout(LAYOUT)
+        with pytest.raises(FrameTooLarge, match="'pts': 160000 bytes of arrays exceed"):
+            client.scatter("pts", np.zeros((10_000, 2)))

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from . import protocol
 from .errors import ServerError
+
+MAX_FRAME_HEADER = "X-Streamvis-Max-Frame"  # the server's frame limit, sent with its handshake
 
 log = logging.getLogger("streamvis.client")
 
@@ -80,6 +82,7 @@ class Transport:
         self._unacked: deque[_Sent] = deque()
         self._buffered = 0
         self._seq = 0
+        self._server_max = max_frame_bytes
         self._idle = False
         self._closing = False
         self._loop = asyncio.new_event_loop()
@@ -181,6 +184,8 @@ class Transport:
                     close_timeout=2,
                 ) as ws:
                     log.info("streamvis: connected to %s", self.uri)
+                    advertised = ws.response.headers.get(MAX_FRAME_HEADER) if ws.response else None
+                    self._server_max = int(advertised) if advertised else self.max_frame_bytes
                     delay, failures = _BACKOFF[0], 0
                     self.connected.set()
                     await self._session(ws)
@@ -262,24 +267,39 @@ class Transport:
         return batch
 
     async def _send(self, ws: ClientConnection, batch: list[Outgoing]) -> None:
-        for i, item in enumerate(batch):
-            seq = self._seq
-            self._seq += 1
-            frame = protocol.Frame(
-                op=item.op,
-                run=self.run,
-                cid=self.cid,
-                seq=seq,
-                name=item.name,
-                opts=item.opts,
-                arrays=item.arrays,
-                ack=i == len(batch) - 1,
-            )
-            sent = _Sent(seq, protocol.encode(frame), item.done)
-            with self._lock:
-                self._unacked.append(sent)
-                self._buffered += len(sent.data) - item.nbytes
+        # Every frame is numbered and kept before the first is sent: if the connection
+        # drops midway, the rest of the batch is resent after reconnecting, not lost.
+        frames = [self._encode(item, ack=i == len(batch) - 1) for i, item in enumerate(batch)]
+        with self._lock:
+            self._unacked.extend(frames)
+            self._buffered += sum(len(f.data) for f in frames) - sum(i.nbytes for i in batch)
+        for sent in frames:
             await ws.send(sent.data)
+
+    def _encode(self, item: Outgoing, ack: bool) -> _Sent:
+        seq = self._seq
+        self._seq += 1
+        frame = protocol.Frame(
+            op=item.op,
+            run=self.run,
+            cid=self.cid,
+            seq=seq,
+            name=item.name,
+            opts=item.opts,
+            arrays=item.arrays,
+            ack=ack,
+        )
+        data = protocol.encode(frame)
+        if len(data) > self._server_max:
+            self._report(
+                ServerError(
+                    f"frame {seq} for plot {item.name!r} has {len(data)} bytes, over the "
+                    f"server's limit of {self._server_max}: send smaller arrays, or raise the "
+                    "server's --max_frame_mb"
+                )
+            )
+            data = protocol.encode(replace(frame, op="sync", name=None, arrays=(), opts={}))
+        return _Sent(seq, data, item.done)
 
     async def _receive(self, ws: ClientConnection) -> None:
         async for message in ws:

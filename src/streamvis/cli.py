@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from .errors import StreamvisError
+from .protocol import Limits
 from .server import StreamvisServer
 
 
@@ -41,6 +42,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="HOST[:PORT]",
         help="extra origin allowed to open pages' websockets (repeatable)",
     )
+    parser.add_argument(
+        "--data_dir",
+        default="streamvis_data",
+        help="folder of the runs' logs, replayed at start (default ./streamvis_data)",
+    )
+    parser.add_argument(
+        "--no_persist", action="store_true", help="keep runs in memory only; nothing is written"
+    )
+    parser.add_argument(
+        "--max_frame_mb",
+        type=float,
+        default=256,
+        help="largest frame accepted, in MiB (default 256)",
+    )
     parser.add_argument("--log_level", default="INFO", help="logging level (default INFO)")
     return parser.parse_args(argv)
 
@@ -57,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ingest_port=args.rest_port,
             bokeh_port=args.bokeh_port,
             run_name=args.run_name,
+            data_dir=None if args.no_persist else args.data_dir,
+            limits=Limits(max_frame_bytes=int(args.max_frame_mb * 2**20)),
             token=args.token,
             allow_websocket_origin=args.allow_websocket_origin,
         )

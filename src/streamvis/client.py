@@ -18,7 +18,7 @@ import msgpack
 import numpy as np
 
 from ._transport import Outgoing, Transport
-from .errors import ArgumentError, ClientClosed, DTypeError, ServerError
+from .errors import ArgumentError, ClientClosed, DTypeError, FrameTooLarge, ServerError
 from .protocol import DEFAULT_LIMITS, DTYPES
 from .specs import (
     Cell,
@@ -97,6 +97,7 @@ class Client:
         *,
         token: str | None = None,
         max_buffer_bytes: int = 512 * 2**20,
+        max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes,
         exit_timeout: float = 10.0,
     ) -> None:
         host, sep, port = address.rpartition(":")
@@ -105,6 +106,7 @@ class Client:
         self.run = check_name(run, "run name")
         self.address = address
         self.exit_timeout = exit_timeout
+        self.max_frame_bytes = max_frame_bytes
         self._cells: dict[str, Cell] | None = None
         self._plots: dict[str, tuple[PlotSpec, tuple[int, ...]]] = {}
         self._closed = False
@@ -114,7 +116,7 @@ class Client:
             self.run,
             uuid.uuid4().hex,
             max_buffer_bytes=max_buffer_bytes,
-            max_frame_bytes=DEFAULT_LIMITS.max_frame_bytes,
+            max_frame_bytes=max_frame_bytes,
             headers={"Authorization": f"Bearer {token}"} if token else None,
         )
         _clients.add(self)
@@ -230,6 +232,13 @@ class Client:
         previous = self._plots.get(name)
         if previous is not None:
             check_compatible(name, previous[0], previous[1], spec, shape)
+        nbytes = sum(a.nbytes for a in arrays)
+        if nbytes > self.max_frame_bytes - 65536:
+            raise FrameTooLarge(
+                f"plot {name!r}: {nbytes} bytes of arrays exceed the frame limit of "
+                f"{self.max_frame_bytes} bytes; send a smaller array (or raise max_frame_bytes "
+                "here and --max_frame_mb on the server)"
+            )
         self._plots[name] = (spec, shape)
         self._transport.submit(
             Outgoing("plot", name, spec.to_wire(), arrays, replace=not spec.append)

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import websockets
@@ -32,10 +33,12 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from . import protocol
+from ._transport import MAX_FRAME_HEADER
 from .errors import ArgumentError, ProtocolError, StreamvisError
 from .plots.figures import check_fig_kwargs
 from .session import DocumentView
 from .state import RunState
+from .store import Store
 
 log = logging.getLogger("streamvis.server")
 
@@ -43,22 +46,56 @@ INGEST_PATH = "/ingest"
 
 
 class Hub:
-    """All runs' state and the pages watching them."""
+    """All runs' state, their logs (if persistent), and the pages watching them."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store | None = None) -> None:
         self.runs: dict[str, RunState] = {}
+        self.store = store
         self._views: dict[str, set[DocumentView]] = {}
 
-    def apply(self, frame: protocol.Frame) -> None:
-        """Apply a frame to its run and tell that run's pages; raise StreamvisError if refused."""
+    def load(self) -> None:
+        """Replay every run's log into its state."""
+        if self.store is None:
+            return
+        for run in self.store.runs():
+            state = self.runs[run] = RunState(run)
+            count = 0
+            for frame in self.store.replay(run):
+                try:
+                    state.apply(frame)
+                except StreamvisError as exc:
+                    log.warning("replaying run %r: skipped frame %d: %s", run, frame.seq, exc)
+                count += 1
+            log.info("replayed run %r: %d frames, %d plots", run, count, len(state.plots))
+
+    def apply(self, frame: protocol.Frame, data: bytes) -> None:
+        """Apply, log and show a frame (``data``: its bytes); raise StreamvisError if refused."""
         state = self.runs.get(frame.run)
         if state is None:
             state = self.runs[frame.run] = RunState(frame.run)
             log.info("new run %r", frame.run)
         changed = state.apply(frame, check_fig_kwargs)
-        if changed:
-            for view in self._views.get(frame.run, ()):
-                view.notify(changed)
+        if not changed:
+            return
+        if self.store is not None:
+            runlog = self.store.open(frame.run)
+            runlog.append(frame, data)
+            if frame.op == "clear" or runlog.needs_compaction():
+                runlog.compact(state.last_seq, frame.run)
+        self._notify(frame.run, changed)
+
+    def delete(self, run: str) -> bool:
+        """Forget a run and delete its log; False if there was no such run."""
+        existed = self.runs.pop(run, None) is not None
+        if self.store is not None:
+            existed = existed or run in self.store.runs()
+            self.store.delete(run)
+        self._notify(run, {""})
+        return existed
+
+    def _notify(self, run: str, changed: set[str]) -> None:
+        for view in self._views.get(run, ()):
+            view.notify(changed)
 
     def attach(self, view: DocumentView) -> None:
         self._views.setdefault(view.run, set()).add(view)
@@ -71,16 +108,22 @@ class Hub:
 
 
 class _RunsHandler(RequestHandler):
-    """``/runs``: a plain list of every run the server holds, linking to its page."""
+    """``GET /runs``: a plain list of every run, linking to its page; ``DELETE /runs/NAME``."""
 
     def initialize(self, hub: Hub) -> None:
         self.hub = hub
 
-    def get(self) -> None:
-        items = "".join(
-            f'<li><a href="/?run={name}">{name}</a></li>' for name in self.hub.run_names()
-        )
+    def get(self, run: str | None = None) -> None:
+        names = self.hub.run_names()
+        items = "".join(f'<li><a href="/?run={name}">{name}</a></li>' for name in names)
         self.write(f"<!doctype html><title>streamvis runs</title><ul>{items}</ul>")
+
+    def delete(self, run: str | None = None) -> None:
+        if run is None or not self.hub.delete(run):
+            self.set_status(404)
+            self.write(f"no run named {run!r}\n")
+        else:
+            self.write(f"deleted run {run!r}\n")
 
 
 def _is_loopback(host: str) -> bool:
@@ -106,6 +149,7 @@ class StreamvisServer:
         ingest_port: int = 8080,
         bokeh_port: int = 5006,
         run_name: str = "default",
+        data_dir: str | Path | None = None,
         token: str | None = None,
         limits: protocol.Limits = protocol.DEFAULT_LIMITS,
         update_interval: float = 0.05,
@@ -118,7 +162,7 @@ class StreamvisServer:
             )
         self.host, self.run_name, self.token = host, run_name, token
         self.limits, self.update_interval = limits, update_interval
-        self.hub = Hub()
+        self.hub = Hub(Store(Path(data_dir)) if data_dir is not None else None)
         self._requested_ports = (ingest_port, bokeh_port)
         self._origins = list(allow_websocket_origin)
         self._bokeh: BaseServer | None = None
@@ -144,6 +188,7 @@ class StreamvisServer:
 
     async def start(self) -> None:
         """Start listening on both ports; returns at once (the loop keeps serving)."""
+        self.hub.load()
         sockets, self._bokeh_port = bind_sockets(self.host, self._requested_ports[1])
         try:
             hosts = [f"{h}:{self._bokeh_port}" for h in ("localhost", "127.0.0.1", self.host)]
@@ -152,7 +197,10 @@ class StreamvisServer:
                 extra_websocket_origins=create_hosts_allowlist(
                     sorted(set(hosts + self._origins)), self._bokeh_port
                 ),
-                extra_patterns=[("/runs", _RunsHandler, {"hub": self.hub})],
+                extra_patterns=[
+                    (r"/runs/?", _RunsHandler, {"hub": self.hub}),
+                    (r"/runs/([A-Za-z0-9_][A-Za-z0-9_.\-]*)", _RunsHandler, {"hub": self.hub}),
+                ],
             )
             http = HTTPServer(app)
             http.add_sockets(sockets)
@@ -165,6 +213,7 @@ class StreamvisServer:
                 compression=None,
                 max_size=self.limits.max_frame_bytes,
                 process_request=self._check_request,
+                process_response=self._advertise_limits,
                 ping_interval=20,
                 ping_timeout=60,
             )
@@ -188,6 +237,8 @@ class StreamvisServer:
         if self._bokeh is not None:
             self._bokeh.stop(wait=False)
             self._bokeh.unlisten()
+        if self.hub.store is not None:
+            self.hub.store.close()
 
     async def serve_forever(self) -> None:
         """Start, then serve until cancelled."""
@@ -229,6 +280,12 @@ class StreamvisServer:
                 )
         return None
 
+    def _advertise_limits(
+        self, connection: ServerConnection, request: Request, response: Response
+    ) -> Response:
+        response.headers[MAX_FRAME_HEADER] = str(self.limits.max_frame_bytes)
+        return response
+
     async def _handle(self, ws: ServerConnection) -> None:
         peer = ws.remote_address
         log.info("client connected from %s", peer)
@@ -254,7 +311,7 @@ class StreamvisServer:
             log.warning("malformed frame from %s: %s", peer, exc)
             return {"err": f"malformed frame: {exc}"}
         try:
-            self.hub.apply(frame)
+            self.hub.apply(frame, message)
         except StreamvisError as exc:
             log.warning(
                 "run %r refused frame %d for plot %r: %s", frame.run, frame.seq, frame.name, exc

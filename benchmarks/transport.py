@@ -1,0 +1,380 @@
+"""Ingest throughput: streamvis Client -> StreamvisServer beside a bare websockets limit.
+
+Both sides move msgpack-framed float32 arrays of shape (n, 2) over one loopback websocket
+(compression off). The bare server decodes each frame (msgpack header + ``np.frombuffer``)
+and drops it; the bare client builds each frame from a small msgpack header and the array
+bytes. The streamvis side is a real ``Client`` (scatter, ``append=True`` so nothing is
+coalesced) and a real ``StreamvisServer`` on its own thread that applies every frame to the
+run state; a run lasts from the first call until ``flush()`` returns. Each server runs on
+its own thread and event loop; client and server share the GIL in both cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import selectors
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import numpy as np
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+
+import _common
+from streamvis import Client
+from streamvis.server import StreamvisServer, serve_in_thread
+
+PAYLOADS = (("64 B", 64), ("4 KiB", 4096), ("256 KiB", 256 * 1024), ("4 MiB", 4 * 2**20))
+MAX_SIZE = 256 * 2**20
+PREFIX = struct.Struct(">I")
+SYNC = "sync"  # a text message: the bare server answers once everything before it is decoded
+RUN, PLOT, REPLACE_PLOT = "bench", "pts", "pts_replace"
+
+
+def payload_array(nbytes: int) -> np.ndarray:
+    """A float32 (n, 2) array of ``nbytes`` bytes (a scatter with spatial axis 1)."""
+    rng = np.random.default_rng(nbytes)
+    return rng.standard_normal((nbytes // 8, 2)).astype(np.float32)
+
+
+class BareServer:
+    """A websockets server on its own thread and loop that decodes frames and drops them."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Future[None] | None = None
+        self._thread = threading.Thread(target=self._main, name="bare-server", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the bare websockets server did not start within 10 s")
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve())
+        self._loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = self._loop.create_future()
+        async with serve(
+            self._handle, "127.0.0.1", 0, compression=None, max_size=MAX_SIZE
+        ) as server:
+            self.port = int(next(iter(server.sockets)).getsockname()[1])
+            self._ready.set()
+            await self._stop
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        dtypes: dict[str, np.dtype[Any]] = {}
+        async for message in ws:
+            if isinstance(message, str):
+                await ws.send(SYNC)
+                continue
+            view = memoryview(message)
+            (length,) = PREFIX.unpack_from(view)
+            header = msgpack.unpackb(view[PREFIX.size : PREFIX.size + length])
+            dtype = dtypes.get(header["dtype"]) or dtypes.setdefault(
+                header["dtype"], np.dtype(header["dtype"])
+            )
+            offset = PREFIX.size + length
+            offset += -offset % 8
+            count = header["shape"][0] * header["shape"][1]
+            np.frombuffer(view, dtype=dtype, count=count, offset=offset)
+            self.frames += 1
+
+    def close(self) -> None:
+        """Stop the server and its thread."""
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set_result, None)
+        self._thread.join(10)
+
+
+async def _bare_send(port: int, array: np.ndarray, count: int) -> float:
+    """Send ``count`` frames as fast as possible; seconds until the server has decoded all."""
+    shape = list(array.shape)
+    payload = array.data.cast("B")
+    async with connect(f"ws://127.0.0.1:{port}/", compression=None, max_size=MAX_SIZE) as ws:
+        await ws.send(SYNC)
+        await ws.recv()
+        start = time.perf_counter()
+        for seq in range(count):
+            header = msgpack.packb({"seq": seq, "dtype": "float32", "shape": shape})
+            pad = b"\0" * (-(PREFIX.size + len(header)) % 8)
+            await ws.send(b"".join((PREFIX.pack(len(header)), header, pad, payload)))
+        await ws.send(SYNC)
+        await asyncio.wait_for(ws.recv(), 120)
+        return time.perf_counter() - start
+
+
+def bare_run(port: int, array: np.ndarray, count: int, server: BareServer | None = None) -> float:
+    """One bare run of ``count`` frames on a fresh connection; returns seconds."""
+    before = server.frames if server is not None else 0
+    seconds = asyncio.run(_bare_send(port, array, count))
+    if server is not None and server.frames - before != count:
+        raise RuntimeError(f"bare server decoded {server.frames - before} of {count} frames")
+    return seconds
+
+
+def streamvis_run(
+    client: Client, array: np.ndarray, count: int, server: StreamvisServer | None = None
+) -> float:
+    """``count`` appending scatter calls, timed until flush() returns; checks the server."""
+    client.clear()
+    client.set_layout({PLOT: (0, 0, 1, 1), REPLACE_PLOT: (0, 1, 1, 1)})
+    if not client.flush(timeout=60):
+        raise RuntimeError("flush before the run timed out")
+    start = time.perf_counter()
+    for _ in range(count):
+        client.scatter(PLOT, array, spatial_dim=1, append=True)
+    if not client.flush(timeout=300):
+        raise RuntimeError("flush after the run timed out")
+    seconds = time.perf_counter() - start
+    if server is not None:
+        rows = len(server.hub.runs[RUN].plots[PLOT].data)
+        if rows != count * array.shape[0]:
+            raise RuntimeError(f"server holds {rows} rows, expected {count * array.shape[0]}")
+    return seconds
+
+
+def replace_run(
+    server: StreamvisServer, client: Client, array: np.ndarray, count: int
+) -> dict[str, float]:
+    """``count`` replacing scatter calls (the client coalesces them), timed until flush()."""
+    client.clear()
+    client.set_layout({PLOT: (0, 0, 1, 1), REPLACE_PLOT: (0, 1, 1, 1)})
+    if not client.flush(timeout=60):
+        raise RuntimeError("flush before the replace run timed out")
+    seq_before = client._transport._seq  # frames the sender has numbered (and so sent)
+    start = time.perf_counter()
+    for _ in range(count):
+        client.scatter(REPLACE_PLOT, array, spatial_dim=1, append=False)
+    if not client.flush(timeout=300):
+        raise RuntimeError("flush after the replace run timed out")
+    seconds = time.perf_counter() - start
+    sent = client._transport._seq - seq_before - 1  # minus the flush's sync frame
+    applied = server.hub.runs[RUN].plots[REPLACE_PLOT].generation + 1
+    return {"seconds": seconds, "calls": count, "frames_sent": sent, "frames_applied": applied}
+
+
+def calibrated_count(
+    run: Callable[[int], float], nbytes: int, duration: float, max_bytes: int
+) -> int:
+    """Frames for a run of about ``duration`` seconds, from a short trial run."""
+    trial = int(min(2000, max(8, 16 * 2**20 // nbytes)))
+    rate = trial / run(trial)
+    return int(max(8, min(rate * duration, max_bytes // nbytes, 2_000_000)))
+
+
+def measure(
+    run: Callable[[int], float], nbytes: int, duration: float, repeats: int, max_bytes: int
+) -> dict[str, Any]:
+    """Median frames/s and MB/s over ``repeats`` runs of a calibrated frame count."""
+    count = calibrated_count(run, nbytes, duration, max_bytes)
+    seconds = [run(count) for _ in range(repeats)]
+    rates = sorted(count / s for s in seconds)
+    fps = rates[len(rates) // 2]
+    return {
+        "frames": count,
+        "seconds": seconds,
+        "frames_per_s": fps,
+        "mb_per_s": fps * nbytes / 1e6,
+        "all_frames_per_s": rates,
+    }
+
+
+def compare(
+    bare: Callable[[np.ndarray, int], float],
+    streamvis: Callable[[np.ndarray, int], float],
+    duration: float,
+    repeats: int,
+    max_bytes: int,
+) -> list[dict[str, Any]]:
+    """Bare and streamvis rates at every payload size."""
+    rows = []
+    for label, nbytes in PAYLOADS:
+        array = payload_array(nbytes)
+        b = measure(lambda n, a=array: bare(a, n), nbytes, duration, repeats, max_bytes)
+        s = measure(lambda n, a=array: streamvis(a, n), nbytes, duration, repeats, max_bytes)
+        ratio = s["frames_per_s"] / b["frames_per_s"]
+        rows.append({"payload": label, "bytes": nbytes, "bare": b, "streamvis": s, "ratio": ratio})
+        print(f"  {label}: bare {b['frames_per_s']:,.0f}/s, streamvis {s['frames_per_s']:,.0f}/s")
+    return rows
+
+
+def threads_setup(args: argparse.Namespace, duration: float, repeats: int) -> dict[str, Any]:
+    """Both servers on a thread of this process (the comparison the targets use)."""
+    max_bytes = 64 * 2**20 if args.smoke else 768 * 2**20
+    bare = BareServer()
+    try:
+        with serve_in_thread(ingest_port=0, bokeh_port=0, run_name=RUN) as server:
+            client = Client(f"127.0.0.1:{server.ingest_port}", RUN, exit_timeout=30)
+            try:
+                rows = compare(
+                    lambda a, n: bare_run(bare.port, a, n, bare),
+                    lambda a, n: streamvis_run(client, a, n, server),
+                    duration,
+                    repeats,
+                    max_bytes,
+                )
+                replace_rows = []
+                for label, nbytes in PAYLOADS[1:3]:
+                    count = 20_000 if nbytes < 2**16 else 2_000
+                    r = replace_run(
+                        server, client, payload_array(nbytes), count // 10 if args.smoke else count
+                    )
+                    replace_rows.append({"payload": label, "bytes": nbytes, **r})
+            finally:
+                client.close(timeout=30)
+    finally:
+        bare.close()
+    return {"rows": rows, "replace": replace_rows}
+
+
+def processes_setup(args: argparse.Namespace, duration: float) -> dict[str, Any]:
+    """Each server in its own process, as deployed (informational: no target)."""
+    max_bytes = 64 * 2**20 if args.smoke else 512 * 2**20
+    bare = subprocess.Popen(
+        [sys.executable, __file__, "--bare-server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert bare.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(bare.stdout, selectors.EVENT_READ)
+            if not selector.select(30):
+                raise RuntimeError("the bare server process did not start in 30 s")
+        port = int(bare.stdout.readline())
+        with _common.ServerProcess(RUN) as server:
+            client = Client(server.address, RUN, exit_timeout=30)
+            try:
+                rows = compare(
+                    lambda a, n: bare_run(port, a, n),
+                    lambda a, n: streamvis_run(client, a, n),
+                    duration,
+                    1,
+                    max_bytes,
+                )
+            finally:
+                client.close(timeout=30)
+    finally:
+        if bare.stdin is not None:
+            bare.stdin.close()
+        try:
+            bare.wait(10)
+        except subprocess.TimeoutExpired:
+            bare.kill()
+            bare.wait(5)
+    return {"rows": rows}
+
+
+def bare_server_process() -> None:
+    """Serve bare frames until stdin closes (at most 15 minutes); print the port first."""
+    server = BareServer()
+    print(server.port, flush=True)
+    with selectors.DefaultSelector() as selector:
+        selector.register(sys.stdin, selectors.EVENT_READ)
+        selector.select(900)
+    server.close()
+
+
+def _rate_rows(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            r["payload"],
+            r["bare"]["frames_per_s"],
+            r["bare"]["mb_per_s"],
+            r["streamvis"]["frames_per_s"],
+            r["streamvis"]["mb_per_s"],
+            r["ratio"],
+        )
+        for r in rows
+    ]
+
+
+RATE_HEADERS = ("payload", "bare frames/s", "bare MB/s", "sv frames/s", "sv MB/s", "sv/bare")
+
+
+def main() -> None:
+    """Run the bare limit and streamvis ingest for every payload; print and save."""
+    if sys.argv[1:] == ["--bare-server"]:
+        bare_server_process()
+        return
+    args = _common.parse_args(__doc__.splitlines()[0])
+    duration, repeats = (0.15, 1) if args.smoke else (0.6, 3)
+    print("threads: both servers on a thread of this process", flush=True)
+    threads = threads_setup(args, duration, repeats)
+    print("processes: both servers in their own process", flush=True)
+    processes = processes_setup(args, duration)
+
+    _common.report(
+        "ingest, servers on a thread (GIL shared): bare websockets vs streamvis, append=True",
+        RATE_HEADERS,
+        _rate_rows(threads["rows"]),
+    )
+    _common.report(
+        "replace mode (append=False; the client coalesces queued replaces), servers on a thread",
+        ("payload", "calls", "calls/s", "frames sent", "frames applied", "sent frames/s"),
+        [
+            (
+                r["payload"],
+                r["calls"],
+                r["calls"] / r["seconds"],
+                r["frames_sent"],
+                r["frames_applied"],
+                r["frames_sent"] / r["seconds"],
+            )
+            for r in threads["replace"]
+        ],
+    )
+    _common.report(
+        "ingest, servers in their own process (informational): bare vs streamvis, append=True",
+        RATE_HEADERS,
+        _rate_rows(processes["rows"]),
+    )
+    targets = []
+    for r in threads["rows"]:
+        if r["bytes"] <= 4096:
+            name, need = f"ingest frames/s vs bare, {r['payload']}", 0.5
+        else:
+            name, need = f"ingest MB/s vs bare, {r['payload']}", 0.7
+        detail = (
+            f"{r['streamvis']['frames_per_s']:,.0f} vs {r['bare']['frames_per_s']:,.0f} frames/s"
+        )
+        targets.append(_common.target(name, r["ratio"], ">=", need, "x", detail))
+    print()
+    print(_common.targets_table(targets))
+    notes = [
+        "bare: websockets client (main thread) -> websockets server (own thread and loop), "
+        "msgpack header + np.frombuffer, frames dropped",
+        "streamvis: Client (caller thread + sender thread) -> StreamvisServer (serve_in_thread), "
+        "frames applied to RunState; timed from the first call until flush() returns",
+        "targets use the threads setup (one process, the GIL shared by client and server); "
+        "the processes setup runs each server as its own process",
+        f"medians over {repeats} runs of a calibrated frame count (~{duration} s each)",
+    ]
+    path = _common.write_results(
+        args.out,
+        "transport",
+        {
+            "smoke": args.smoke,
+            "threads": threads,
+            "processes": processes,
+            "targets": targets,
+            "notes": notes,
+        },
+    )
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Durable runs: an append-only log of accepted frames per run, replayed at start.
+
+Each record is ``uint32 length | uint32 crc32 | frame bytes`` (big-endian), written with one
+unbuffered ``write`` before the frame is acknowledged, so a killed server loses nothing it
+acknowledged. A torn last record (a crash mid-write) fails its length or CRC check and is cut
+off with a warning.
+
+Replace-mode plots need only their latest frame: the log tracks which records are still live
+(the layout, and per plot its last replace and the appends after it) and is rewritten with
+only those once dead records outweigh them, so start-up time follows the data shown, not the
+number of replacements. The rewrite ends with one ``sync`` record per client, which carries
+its last sequence number, so duplicates are still recognised after a compaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import protocol
+from .errors import ProtocolError
+
+log = logging.getLogger("streamvis.store")
+
+_RECORD = struct.Struct(">II")
+SUFFIX = ".log"
+COMPACT_MIN_BYTES = 64 * 2**20
+
+
+@dataclass(eq=False)
+class _Liveness:
+    """Which records of a run's log still matter, by (offset, length)."""
+
+    layout: tuple[int, int] | None = None
+    plots: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    live_bytes: int = 0
+    total_bytes: int = 0
+
+    def add(self, frame: protocol.Frame, offset: int, length: int) -> None:
+        record = (offset, length)
+        self.total_bytes += length
+        if frame.op == "clear":
+            self.layout, self.plots, self.live_bytes = None, {}, 0
+            return
+        if frame.op == "layout":
+            self.live_bytes -= self.layout[1] if self.layout else 0
+            self.layout = record
+        elif frame.op == "plot" and frame.name is not None:
+            records = self.plots.setdefault(frame.name, [])
+            if not frame.opts.get("append"):
+                self.live_bytes -= sum(n for _, n in records)
+                records.clear()
+            records.append(record)
+        else:
+            return
+        self.live_bytes += length
+
+    def records(self) -> list[tuple[int, int]]:
+        live = [r for records in self.plots.values() for r in records]
+        if self.layout is not None:
+            live.append(self.layout)
+        return sorted(live)
+
+
+class RunLog:
+    """The log file of one run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.live = _Liveness()
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the run
+        self._size = self._file.tell()
+
+    def append(self, frame: protocol.Frame, data: bytes) -> None:
+        """Write one accepted frame; it reaches the OS before this returns."""
+        header = _RECORD.pack(len(data), zlib.crc32(data))
+        self._file.write(header + data if len(data) < 65536 else header)
+        if len(data) >= 65536:
+            self._file.write(data)
+        self.live.add(frame, self._size, _RECORD.size + len(data))
+        self._size += _RECORD.size + len(data)
+
+    def needs_compaction(self) -> bool:
+        dead = self.live.total_bytes - self.live.live_bytes
+        return dead > COMPACT_MIN_BYTES and dead > self.live.live_bytes
+
+    def compact(self, last_seq: dict[str, int], run: str) -> None:
+        """Rewrite the log with only its live records, then one sync record per client."""
+        tmp = self.path.with_suffix(".compacting")
+        live = _Liveness()
+        with open(self.path, "rb") as old, open(tmp, "wb") as new:
+            offset = 0
+            for start, length in self.live.records():
+                old.seek(start)
+                record = old.read(length)
+                new.write(record)
+                frame = protocol.decode(record[_RECORD.size :])
+                live.add(frame, offset, length)
+                offset += length
+            for cid, seq in last_seq.items():
+                data = protocol.encode(protocol.Frame(op="sync", run=run, cid=cid, seq=seq))
+                new.write(_RECORD.pack(len(data), zlib.crc32(data)) + data)
+                offset += _RECORD.size + len(data)
+            new.flush()
+            os.fsync(new.fileno())
+        self._file.close()
+        os.replace(tmp, self.path)
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
+        self._size = offset
+        live.total_bytes = live.live_bytes
+        self.live = live
+        log.info("compacted the log of run %r to %d bytes", run, offset)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_records(path: Path) -> Iterator[bytes]:
+    """Yield the frames recorded in ``path``; cut off a torn or corrupt tail with a warning."""
+    with open(path, "rb") as file:
+        data = file.read()
+    offset = 0
+    while offset < len(data):
+        if offset + _RECORD.size > len(data):
+            break
+        length, crc = _RECORD.unpack_from(data, offset)
+        body = data[offset + _RECORD.size : offset + _RECORD.size + length]
+        if len(body) < length or zlib.crc32(body) != crc:
+            break
+        yield body
+        offset += _RECORD.size + length
+    if offset < len(data):
+        log.warning(
+            "log %s ends with %d bytes of a torn or corrupt record (a crash mid-write?); "
+            "skipping them: everything before them is replayed",
+            path,
+            len(data) - offset,
+        )
+        with open(path, "r+b") as file:
+            file.truncate(offset)
+
+
+class Store:
+    """The data directory: one log per run, named ``RUN.log``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._logs: dict[str, RunLog] = {}
+
+    def runs(self) -> list[str]:
+        """The runs that have a log, by name."""
+        return sorted(p.name[: -len(SUFFIX)] for p in self.directory.glob(f"*{SUFFIX}"))
+
+    def replay(self, run: str) -> Iterator[protocol.Frame]:
+        """Yield the run's recorded frames in order (and start tracking which are live)."""
+        path = self.directory / f"{run}{SUFFIX}"
+        live = _Liveness()
+        offset = 0
+        for data in read_records(path):
+            length = _RECORD.size + len(data)
+            try:
+                frame = protocol.decode(data)
+            except ProtocolError as exc:  # written by another streamvis version, say
+                log.warning("skipping an unreadable record of run %r: %s", run, exc)
+            else:
+                live.add(frame, offset, length)
+                yield frame
+            offset += length
+        self.open(run).live = live
+
+    def open(self, run: str) -> RunLog:
+        """The log of ``run``, created if new."""
+        runlog = self._logs.get(run)
+        if runlog is None:
+            runlog = self._logs[run] = RunLog(self.directory / f"{run}{SUFFIX}")
+        return runlog
+
+    def delete(self, run: str) -> None:
+        """Delete the run's log."""
+        runlog = self._logs.pop(run, None)
+        if runlog is not None:
+            runlog.close()
+        (self.directory / f"{run}{SUFFIX}").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        for runlog in self._logs.values():
+            runlog.close()
+        self._logs.clear()
