@@ -139,6 +139,7 @@ def environment() -> dict[str, Any]:
         "websockets": websockets.__version__,
         "msgpack": ".".join(map(str, msgpack.version)),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "loadavg_1min": os.getloadavg()[0],
     }
 
 

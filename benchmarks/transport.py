@@ -173,12 +173,7 @@ def calibrated_count(
     return int(max(8, min(rate * duration, max_bytes // nbytes, 2_000_000)))
 
 
-def measure(
-    run: Callable[[int], float], nbytes: int, duration: float, repeats: int, max_bytes: int
-) -> dict[str, Any]:
-    """Median frames/s and MB/s over ``repeats`` runs of a calibrated frame count."""
-    count = calibrated_count(run, nbytes, duration, max_bytes)
-    seconds = [run(count) for _ in range(repeats)]
+def _summary(count: int, seconds: list[float], nbytes: int) -> dict[str, Any]:
     rates = sorted(count / s for s in seconds)
     fps = rates[len(rates) // 2]
     return {
@@ -197,12 +192,17 @@ def compare(
     repeats: int,
     max_bytes: int,
 ) -> list[dict[str, Any]]:
-    """Bare and streamvis rates at every payload size."""
+    """Bare and streamvis rates at every payload size; their runs alternate (noise hits both)."""
     rows = []
     for label, nbytes in PAYLOADS:
         array = payload_array(nbytes)
-        b = measure(lambda n, a=array: bare(a, n), nbytes, duration, repeats, max_bytes)
-        s = measure(lambda n, a=array: streamvis(a, n), nbytes, duration, repeats, max_bytes)
+        runs = (lambda n, a=array: bare(a, n), lambda n, a=array: streamvis(a, n))
+        counts = [calibrated_count(run, nbytes, duration, max_bytes) for run in runs]
+        seconds: list[list[float]] = [[], []]
+        for _ in range(repeats):
+            for i, run in enumerate(runs):
+                seconds[i].append(run(counts[i]))
+        b, s = (_summary(counts[i], seconds[i], nbytes) for i in range(2))
         ratio = s["frames_per_s"] / b["frames_per_s"]
         rows.append({"payload": label, "bytes": nbytes, "bare": b, "streamvis": s, "ratio": ratio})
         print(f"  {label}: bare {b['frames_per_s']:,.0f}/s, streamvis {s['frames_per_s']:,.0f}/s")

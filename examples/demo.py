@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,10 +33,11 @@ def main() -> None:
     parser.add_argument("--bokeh_port", type=int, default=5006)
     parser.add_argument("--steps", type=int, default=100000)
     args = parser.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamvis.cli", "--rest_port", str(args.rest_port),
-         "--bokeh_port", str(args.bokeh_port), "--run_name", "swissroll", "--log_level", "WARNING"],
-    )  # fmt: skip
+    data_dir = tempfile.mkdtemp(prefix="streamvis-demo-")  # each demo starts from a clean run
+    ports = ["--rest_port", str(args.rest_port), "--bokeh_port", str(args.bokeh_port)]
+    options = ["--run_name", "swissroll", "--log_level", "WARNING", "--data_dir", data_dir]
+    server = subprocess.Popen([sys.executable, "-m", "streamvis.cli", *ports, *options])
+    children = [server]
     try:
         wait_for_port(args.bokeh_port, server)
         wait_for_port(args.rest_port, server)
@@ -42,21 +45,16 @@ def main() -> None:
             f"\n  streamvis demo: open http://localhost:{args.bokeh_port}/  (Ctrl-C stops)\n",
             flush=True,
         )
-        subprocess.run(
-            [
-                sys.executable,
-                str(HERE / "swissroll.py"),
-                f"localhost:{args.rest_port}",
-                "--steps",
-                str(args.steps),
-            ],
-            check=False,
-        )
+        example = [str(HERE / "swissroll.py"), f"localhost:{args.rest_port}"]
+        children.append(subprocess.Popen([sys.executable, *example, "--steps", str(args.steps)]))
+        children[-1].wait()
     except KeyboardInterrupt:
         pass
     finally:
-        server.terminate()
-        server.wait(10)
+        for child in reversed(children):
+            child.terminate()
+            child.wait(10)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.error
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -154,3 +157,17 @@ def test_arrays_over_the_clients_frame_limit_raise_at_the_call() -> None:
         client.set_layout(LAYOUT)
         with pytest.raises(FrameTooLarge, match="'pts': 160000 bytes of arrays exceed"):
             client.scatter("pts", np.zeros((10_000, 2)))
+
+
+def test_a_run_is_deleted_over_http_with_its_log(tmp_path: Path) -> None:
+    with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as srv:
+        with Client(f"127.0.0.1:{srv.ingest_port}", "gone", exit_timeout=2) as client:
+            client.set_layout(LAYOUT)
+            assert client.flush(timeout=10)
+        assert (tmp_path / "gone.log").exists()
+        url = f"http://127.0.0.1:{srv.bokeh_port}/runs/gone"
+        with urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10) as r:
+            assert b"deleted run 'gone'" in r.read()
+        assert "gone" not in srv.hub.runs and not (tmp_path / "gone.log").exists()
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -12,8 +16,10 @@ import swissroll
 from browser import Page
 from streamvis import Client
 from streamvis.server import StreamvisServer
+from test_durability import free_port
 
 STEPS = 12
+EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def expected_last_arrays() -> dict[str, np.ndarray]:
@@ -86,3 +92,37 @@ def test_swissroll_dashboard(
             crop.max(axis=2) - crop.min(axis=2)
         ) > 60  # glyphs, not white or grey grid lines
         assert colorful.sum() > 200, f"plot {name!r} looks blank: {colorful.sum()} colored pixels"
+
+
+def test_make_demo_prints_a_url_where_plots_update(browser: Callable[[], Page]) -> None:
+    rest, bokeh = free_port(), free_port()
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            str(EXAMPLES / "demo.py"),
+            "--rest_port",
+            str(rest),
+            "--bokeh_port",
+            str(bokeh),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = None
+        assert demo.stdout is not None
+        for _ in range(20):  # the server prints its own line first, then the demo's
+            line = demo.stdout.readline()
+            if "streamvis demo: open" in line:
+                url = line.split("open ")[1].split()[0]
+                break
+        assert url == f"http://localhost:{bokeh}/"
+        page = browser()
+        page.open(url)
+        seen = page.wait_for("Bokeh.documents[0].get_model_by_name('loss').data.x.length")
+        page.wait_for(
+            "Bokeh.documents[0].get_model_by_name('loss').data.x.length > arguments[0]", seen
+        )
+    finally:
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(30) == 0
