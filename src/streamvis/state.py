@@ -20,9 +20,7 @@ from .plots.columns import (
     Extent,
     LineEnds,
     color_levels,
-    line_columns,
-    scatter_columns,
-    tandem_columns,
+    plot_columns,
 )
 from .protocol import Frame
 from .specs import (
@@ -79,12 +77,16 @@ def _length(columns: Columns) -> int:
 
 @dataclass(eq=False)
 class PlotState:
-    """One plot: its spec, its data, and the counters sessions use to follow it."""
+    """One plot: its spec, its data, and the counters sessions use to follow it.
+
+    A replace only keeps the frame's arrays; they become columns when a page first asks
+    for ``data``, so replace frames that no page sees before the next one cost nothing.
+    """
 
     name: str
     spec: PlotSpec
     fig_kwargs: dict[str, Any]
-    data: GrowingColumns
+    raw: tuple[np.ndarray, ...] | None  # the latest replace, not yet turned into columns
     levels: int = 0  # size of the color axis, for the page's color mapper
     lines: int = 0  # tandem_lines: number of lines
     shape: tuple[int, ...] = ()
@@ -92,6 +94,23 @@ class PlotState:
     ends: LineEnds | None = None
     version: int = 0
     generation: int = 0
+    _data: GrowingColumns | None = None
+
+    @property
+    def data(self) -> GrowingColumns:
+        """The plot's columns (computed from the latest replace on first use)."""
+        if self.raw is not None:
+            columns, self.extent, self.ends = plot_columns(self.spec, self.raw)
+            self._data, self.raw = GrowingColumns(columns), None
+        assert self._data is not None
+        return self._data
+
+    def append(self, spec: PlotSpec, arrays: tuple[np.ndarray, ...]) -> None:
+        """Extend the columns with one append call (already checked to be compatible)."""
+        data = self.data
+        columns, _, self.ends = plot_columns(spec, arrays, self.extent, self.ends)
+        data.append(columns)
+        self.spec = spec
 
     @property
     def glyph_key(self) -> tuple[Any, ...]:
@@ -155,7 +174,7 @@ class RunState:
         if old is not None:
             check_compatible(frame.name, old.spec, old.shape, spec, shape)
         if old is not None and spec.append:
-            self._append(old, spec, frame.arrays)
+            old.append(spec, frame.arrays)
         else:
             self._replace(frame.name, old, spec, frame.arrays)
         plot = self.plots[frame.name]
@@ -167,41 +186,17 @@ class RunState:
     def _replace(
         self, name: str, old: PlotState | None, spec: PlotSpec, arrays: tuple[np.ndarray, ...]
     ) -> None:
-        data = arrays[0]
-        ends = extent = None
-        lines = 0
-        if spec.kind == "scatter":
-            columns, pts = scatter_columns(data, spec)
-            extent = pts.extent
-        elif spec.kind == "multi_lines":
-            columns, pts, ends = line_columns(data, spec)
-            extent = pts.extent
-        else:
-            columns = tandem_columns(arrays[0], arrays[1])
-            lines = arrays[1].shape[0]
         plot = PlotState(
             name=name,
             spec=spec,
             fig_kwargs=old.fig_kwargs if old is not None else {},
-            data=GrowingColumns(columns),
-            levels=color_levels(data.shape, spec),
-            lines=lines,
+            raw=arrays,
+            levels=color_levels(arrays[0].shape, spec),
+            lines=arrays[1].shape[0] if spec.kind == "tandem_lines" else 0,
             shape=data_shape(spec, arrays),
-            extent=extent,
-            ends=ends,
             version=old.version if old is not None else 0,
             generation=old.generation + 1 if old is not None else 0,
         )
         if old is not None and plot.glyph_key != old.glyph_key:
             plot.version += 1
         self.plots[name] = plot
-
-    def _append(self, plot: PlotState, spec: PlotSpec, arrays: tuple[np.ndarray, ...]) -> None:
-        if spec.kind == "scatter":
-            columns, _ = scatter_columns(arrays[0], spec, plot.extent)
-        elif spec.kind == "multi_lines":
-            columns, _, plot.ends = line_columns(arrays[0], spec, plot.extent, plot.ends)
-        else:
-            columns = tandem_columns(arrays[0], arrays[1])
-        plot.data.append(columns)
-        plot.spec = spec

@@ -156,6 +156,22 @@ def tandem_columns(x: np.ndarray, ys: np.ndarray) -> Columns:
     return columns
 
 
+def plot_columns(
+    spec: PlotSpec,
+    arrays: tuple[np.ndarray, ...],
+    extent: Extent | None = None,
+    ends: LineEnds | None = None,
+) -> tuple[Columns, Extent | None, LineEnds | None]:
+    """Columns of one call of any plot kind, with the extent and line ends the next append needs."""
+    if spec.kind == "scatter":
+        columns, pts = scatter_columns(arrays[0], spec, extent)
+        return columns, pts.extent, None
+    if spec.kind == "multi_lines":
+        columns, pts, ends = line_columns(arrays[0], spec, extent, ends)
+        return columns, pts.extent, ends
+    return tandem_columns(arrays[0], arrays[1]), None, None
+
+
 def color_levels(data_shape: tuple[int, ...], spec: PlotSpec) -> int:
     """How many distinct color indices a call produces (the size of the color axis)."""
     return data_shape[spec.color.dim] if spec.color is not None else 0
