@@ -140,7 +140,7 @@ def test_bad_layouts_and_addresses() -> None:
     with Client("127.0.0.1:9", "r", exit_timeout=0.1) as client:
         with pytest.raises(ArgumentError, match="overlap at row 0, column 1"):
             client.set_layout({"a": (0, 0, 1, 2), "b": (0, 1, 1, 1)})
-        with pytest.raises(ArgumentError, match="rowspan/colspan must be >= 1"):
+        with pytest.raises(ArgumentError, match="rowspan must be between 1 and 64"):
             client.set_layout({"a": (0, 0, 0, 1)})
 
 
@@ -173,3 +173,62 @@ def test_an_unsent_replace_is_superseded_but_keeps_its_fig_kwargs(offline: Clien
     queued = [item for item in offline._transport._pending if item.name == "a"]
     assert len(queued) == 1
     assert queued[0].arrays[0].shape == (5, 2) and queued[0].opts["fig"] == {"title": "T"}
+
+
+def test_numpy_integers_work_as_axes(offline: Client) -> None:
+    offline.scatter(
+        "a", np.zeros((3, 2)), spatial_dim=np.int64(1), color=ColorSpec("Viridis", np.int32(0))
+    )
+    offline.multi_lines(
+        "lines", np.zeros((3, 4, 2)), line_dims=np.array([0]), spatial_dim=np.int64(2)
+    )
+    opts = offline._transport._pending[-1].opts
+    assert type(opts["spatial_dim"]) is int and all(type(d) is int for d in opts["line_dims"])
+    with pytest.raises(ArgumentError, match=r"spatial_dim must be an int, got 1.0"):
+        offline.scatter("a", np.zeros((3, 2)), spatial_dim=1.0)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match="num_columns must be between 1 and 1024"):
+        GridSpec(0, 2**64)
+
+
+def test_limits_on_layouts_and_lines_are_checked_at_once(offline: Client) -> None:
+    with pytest.raises(ArgumentError, match="rowspan must be between 1 and 64, got 100000"):
+        offline.set_layout({"a": (0, 0, 100_000, 100_000)})
+    with pytest.raises(ShapeError, match=r"at most 256 lines.*multi_lines or scatter"):
+        offline.tandem_lines("loss", 0, np.zeros(1000))
+    with pytest.raises(ShapeError, match="not a rectangular array"):
+        offline.scatter("a", [[1, 2], [3]])
+
+
+def test_a_queued_replace_never_jumps_over_a_clear(offline: Client) -> None:
+    offline.scatter("a", np.zeros((3, 2)))
+    offline.clear()
+    offline.set_layout({"a": (0, 0, 1, 1)})
+    offline.scatter("a", np.ones((4, 2)))
+    ops = [(i.op, i.arrays[0].shape if i.arrays else None) for i in offline._transport._pending]
+    assert ops[-4:] == [("plot", (3, 2)), ("clear", None), ("layout", None), ("plot", (4, 2))]
+
+
+def test_flush_and_close_keep_their_timeout_when_the_buffer_is_full() -> None:
+    client = Client("127.0.0.1:9", "r", max_buffer_bytes=10_000, exit_timeout=0.1)
+    client.set_layout({"a": (0, 0, 1, 1)})
+    client.scatter("a", np.zeros((590, 2)), append=True)  # with the layout: 9952 of 10000 bytes
+    start = time.monotonic()
+    assert client.flush(timeout=0.5) is False
+    assert client.close(timeout=0.5) is False
+    assert time.monotonic() - start < 3
+
+
+def test_a_dropped_client_still_delivers_at_exit() -> None:
+    from streamvis.server import serve_in_thread
+
+    with serve_in_thread(ingest_port=0, bokeh_port=0) as srv:
+        script = (
+            "import gc, numpy as np; from streamvis import Client\n"
+            "def send():\n"
+            f"    c = Client('127.0.0.1:{srv.ingest_port}', 'dropped')\n"
+            "    c.set_layout({'a': (0, 0, 1, 1)})\n"
+            "    c.scatter('a', np.zeros((7, 2)))\n"
+            "send(); gc.collect()\n"
+        )
+        subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+        assert len(srv.hub.runs["dropped"].plots["a"].data) == 7

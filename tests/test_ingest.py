@@ -12,11 +12,13 @@ import msgpack
 import numpy as np
 import pytest
 from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import InvalidStatus
 
 from streamvis import Client, FrameTooLarge, ServerError, StreamvisError
 from streamvis.protocol import Frame, Limits, decode_reply, encode
 from streamvis.server import StreamvisServer, serve_in_thread
+from test_durability import free_port
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
 
@@ -137,19 +139,20 @@ def test_msgpack_header_is_what_the_docs_say() -> None:
 
 
 def test_frames_over_the_servers_limit_are_refused_and_the_rest_delivered() -> None:
-    with (
-        serve_in_thread(ingest_port=0, bokeh_port=0, limits=Limits(max_frame_bytes=100_000)) as srv,
-        Client(f"127.0.0.1:{srv.ingest_port}", "big", exit_timeout=2) as client,
-    ):
-        client.set_layout(LAYOUT)
-        client.scatter("pts", np.zeros((1, 2)))
-        assert client.flush(timeout=10)  # connected: the client now knows the limit
+    port = free_port()
+    with Client(f"127.0.0.1:{port}", "big", exit_timeout=2) as client:
+        client.set_layout(LAYOUT)  # queued before the server exists: its limit is not known
+        client.scatter("pts", np.zeros((1, 2)), append=True)
         client.scatter("pts", np.zeros((20_000, 2)), append=True)  # 320 kB
         client.scatter("pts", np.ones((3, 2)), append=True)
-        with pytest.raises(ServerError, match=r"over the server's limit of 100000.*max_frame_mb"):
-            client.flush(timeout=10)
-        assert client.flush(timeout=10)
-        assert srv.hub.runs["big"].plots["pts"].data.view()["x"].tolist() == [0, 1, 1, 1]
+        limits = Limits(max_frame_bytes=100_000)
+        with serve_in_thread(ingest_port=port, bokeh_port=0, limits=limits) as srv:
+            with pytest.raises(ServerError, match=r"over the server's limit of 100000.*max_frame"):
+                client.flush(timeout=10)  # the sender refused it, and delivered the rest
+            assert client.flush(timeout=10)
+            assert srv.hub.runs["big"].plots["pts"].data.view()["x"].tolist() == [0, 1, 1, 1]
+            with pytest.raises(FrameTooLarge, match=r"limit of 100000 bytes.*--max_frame_mb"):
+                client.scatter("pts", np.zeros((20_000, 2)), append=True)  # now at the call
 
 
 def test_arrays_over_the_clients_frame_limit_raise_at_the_call() -> None:
@@ -171,3 +174,27 @@ def test_a_run_is_deleted_over_http_with_its_log(tmp_path: Path) -> None:
         assert "gone" not in srv.hub.runs and not (tmp_path / "gone.log").exists()
         with pytest.raises(urllib.error.HTTPError, match="404"):
             urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10)
+
+
+def test_deleting_a_run_needs_the_token_when_one_is_set() -> None:
+    with serve_in_thread(ingest_port=0, bokeh_port=0, token="s3cret") as srv:
+        url = f"http://127.0.0.1:{srv.bokeh_port}/runs/any"
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10)
+
+
+def test_a_peer_that_is_not_a_streamvis_server_is_reported_not_fatal() -> None:
+    async def impostor(ws: ServerConnection) -> None:
+        await ws.send("hello")
+        await ws.wait_closed()
+
+    async def scenario() -> None:
+        async with serve(impostor, "127.0.0.1", 0) as other:
+            port = next(iter(other.sockets)).getsockname()[1]
+            client = Client(f"127.0.0.1:{port}", "r", exit_timeout=0.1)
+            with pytest.raises(ServerError, match="not a streamvis server"):
+                await asyncio.to_thread(client.flush, 10)
+            assert client._transport._thread.is_alive()
+            await asyncio.to_thread(client.close, 0.1)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -81,6 +81,8 @@ def test_replies_round_trip() -> None:
         ({**GOOD, "cid": None}, b"", "'cid' is None"),
         ({**GOOD, "opts": [1]}, b"", "'opts' is [1]"),
         ({**GOOD, "arrays": [["complex128", [1]]]}, b"\0" * 16, "dtype 'complex128'"),
+        ({**GOOD, "arrays": [[["float64"], [1]]]}, b"\0" * 8, "dtype ['float64']"),
+        ({**GOOD, "arrays": [["float64", [0, 2**40]]]}, b"", "no axis can be longer"),
         ({**GOOD, "arrays": [["float64", [-1]]]}, b"", "sizes must be ints >= 0"),
         ({**GOOD, "arrays": [["float64", [4]]]}, b"\0" * 8, "needs 32 bytes but only 8 remain"),
         ({**GOOD, "arrays": [["float64", [1]]]}, b"\0" * 16, "8 bytes after its last array"),

@@ -130,3 +130,29 @@ def test_clear_forgets_layout_and_plots(run: RunState) -> None:
     run.apply(send.plot("a", PlotSpec("scatter"), np.zeros((3, 2))))
     run.apply(send("clear"))
     assert run.cells is None and run.plots == {}
+
+
+def test_the_same_layout_again_changes_nothing(run: RunState) -> None:
+    version = run.layout_version
+    again = Frame(
+        op="layout",
+        run="r",
+        cid="c9",
+        seq=0,
+        opts={"cells": {"a": [0, 0, 1, 1], "b": [0, 1, 1, 1]}},
+    )
+    assert run.apply(again) == set() and run.layout_version == version
+
+
+def test_tandem_palette_change_rebuilds_the_figure(run: RunState) -> None:
+    send = Sender()
+    for palette in ("Viridis256", "Magma256"):
+        run.apply(
+            send.plot(
+                "a",
+                PlotSpec("tandem_lines", append=True, palette=palette),
+                np.array(1),
+                np.zeros(2),
+            )
+        )
+    assert run.plots["a"].version == 1 and run.plots["a"].spec.palette == "Magma256"

@@ -111,3 +111,21 @@ def test_clear_and_delete_remove_the_data(tmp_path: Path) -> None:
     assert reopened(tmp_path).runs["r"].plots == {}
     assert hub.delete("r") and not (tmp_path / "r.log").exists()
     assert not hub.delete("r")
+
+
+def test_compaction_keeps_plots_sent_before_the_latest_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "COMPACT_MIN_BYTES", 20_000)
+    hub = Hub(Store(tmp_path))
+    sender = Sender(hub)
+    sender.send("layout", **LAYOUT)
+    for step in range(10):
+        sender.tandem(step)
+    sender.send("layout", cells={**LAYOUT["cells"], "extra": [1, 0, 1, 1]})  # a restarted script
+    for n in range(1, 300):
+        sender.scatter(n % 50 + 1)  # enough replaces to compact
+    hub.store.close()  # type: ignore[union-attr]
+    again = reopened(tmp_path)
+    assert again.runs["r"].plots["loss"].data.view()["x"].tolist() == list(range(10))
+    assert "extra" in (again.runs["r"].cells or {})

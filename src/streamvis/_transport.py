@@ -2,7 +2,8 @@
 
 Callers hand it ``Outgoing`` items; it numbers, encodes and sends them, keeps every sent
 frame until the server acknowledges it, and resends the unacknowledged ones after a
-reconnect. A caller never waits on the network, except when the buffer is full.
+reconnect. A caller never waits on the network, except when the buffer is full. Nothing
+that goes wrong in the thread stops it: errors are kept for the caller's next call.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from . import protocol
-from .errors import ServerError
+from .errors import ServerError, StreamvisError
 
-MAX_FRAME_HEADER = "X-Streamvis-Max-Frame"  # the server's frame limit, sent with its handshake
-
-log = logging.getLogger("streamvis.client")
+log = logging.getLogger(__name__)
 
 _BATCH_FRAMES = 64
 _BATCH_BYTES = 8 * 2**20
 _BACKOFF = (0.05, 2.0)
+_ITEM_OVERHEAD = 256  # what a frame's header adds to its arrays, roughly, for buffer accounting
+
+live: set[Transport] = set()  # every transport whose thread runs; flushed at exit
 
 
 @dataclass(eq=False)
@@ -42,10 +44,10 @@ class Outgoing:
     arrays: tuple[np.ndarray, ...] = ()
     replace: bool = False
     done: threading.Event | None = None  # set once acknowledged (sync items)
+    nbytes: int = 0
 
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.arrays) + 256
+    def __post_init__(self) -> None:
+        self.nbytes = sum(a.nbytes for a in self.arrays) + _ITEM_OVERHEAD
 
 
 @dataclass(eq=False)
@@ -66,15 +68,18 @@ class Transport:
         *,
         max_buffer_bytes: int,
         max_frame_bytes: int,
+        exit_timeout: float,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.uri, self.run, self.cid = uri, run, cid
         self.max_buffer_bytes = max_buffer_bytes
         self.max_frame_bytes = max_frame_bytes
+        self.server_max_frame_bytes = max_frame_bytes  # until the server says otherwise
+        self.exit_timeout = exit_timeout
         self.headers = dict(headers or {})
-        self.errors: deque[ServerError] = deque()
-        self._waiters: set[threading.Event] = set()
         self.connected = threading.Event()
+        self._errors: deque[ServerError] = deque()
+        self._waiters: set[threading.Event] = set()
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
         self._pending: deque[Outgoing] = deque()
@@ -82,28 +87,34 @@ class Transport:
         self._unacked: deque[_Sent] = deque()
         self._buffered = 0
         self._seq = 0
-        self._server_max = max_frame_bytes
         self._idle = False
-        self._closing = False
+        self._closing = False  # deliver everything, then stop
+        self._stopping = False  # stop now
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
         self._thread = threading.Thread(target=self._main, name="streamvis-sender", daemon=True)
+        live.add(self)
         self._thread.start()
 
     # -- caller side (any thread) --------------------------------------------------------
 
     def submit(self, item: Outgoing) -> None:
         """Queue ``item``; a replace supersedes an unsent replace of the same plot."""
+        if not self._thread.is_alive():
+            raise StreamvisError(f"the sender to {self.uri} has stopped: create a new Client")
         with self._lock:
-            if item.replace and item.name is not None:
+            if item.op != "plot":
+                self._last_replace.clear()  # nothing coalesces across a layout, clear or sync
+            elif item.replace and item.name is not None:
                 queued = self._last_replace.get(item.name)
                 if queued is not None:
                     self._buffered += item.nbytes - queued.nbytes
                     if "fig" in queued.opts and "fig" not in item.opts:
                         item.opts = {**item.opts, "fig": queued.opts["fig"]}
-                    queued.opts, queued.arrays = item.opts, item.arrays
+                    queued.opts, queued.arrays, queued.nbytes = item.opts, item.arrays, item.nbytes
                     return
-            self._wait_for_space(item.nbytes)
+            if item.op != "sync":
+                self._wait_for_space(item.nbytes)
             self._pending.append(item)
             self._buffered += item.nbytes
             if item.name is not None:
@@ -119,7 +130,7 @@ class Transport:
         if self._buffered + nbytes <= self.max_buffer_bytes or self._buffered == 0:
             return
         log.warning(
-            "streamvis: %d bytes are waiting for %s (limit max_buffer_bytes=%d); "
+            "%d bytes are waiting for %s (limit max_buffer_bytes=%d); "
             "this call blocks until the server acknowledges some of them",
             self._buffered,
             self.uri,
@@ -133,45 +144,64 @@ class Transport:
             self._space.wait(timeout=1.0)
 
     def sync(self, timeout: float | None) -> bool:
-        """Wait until everything submitted so far is acknowledged; False on timeout."""
+        """Wait until everything submitted so far is acknowledged; False on timeout or error."""
         done = threading.Event()
         with self._lock:
             self._waiters.add(done)
         try:
             self.submit(Outgoing("sync", done=done))
-            return done.wait(timeout) and not self.errors
+            return done.wait(timeout) and not self._errors
         finally:
             with self._lock:
                 self._waiters.discard(done)
 
+    def pop_errors(self) -> list[ServerError]:
+        """Take the errors the server (or the connection) reported since the last call."""
+        errors = []
+        with contextlib.suppress(IndexError):
+            while True:
+                errors.append(self._errors.popleft())
+        return errors
+
     def close(self, timeout: float | None) -> bool:
         """Deliver what is queued (waiting at most ``timeout``), then stop the thread."""
-        delivered = self.sync(timeout) if self._thread.is_alive() else False
-        with self._lock:
-            self._closing = True
+        delivered = self._thread.is_alive() and self.sync(timeout)
+        self._stopping = True
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._wake.set)
             self._thread.join(timeout=5.0)
-        if not delivered:
+        if self._buffered > 0 and not delivered:
             log.warning(
-                "streamvis: closed with %d unacknowledged bytes that %s did not confirm",
-                self._buffered,
-                self.uri,
+                "closed with %d bytes that %s did not acknowledge", self._buffered, self.uri
             )
         return delivered
 
+    def retire(self) -> None:
+        """Stop once everything queued is delivered, without waiting (the client is gone)."""
+        self._closing = True
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
     # -- sender thread -------------------------------------------------------------------
+
+    def _done(self) -> bool:
+        return self._stopping or (self._closing and not self._pending and not self._unacked)
 
     def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._run())
+        except Exception:  # pragma: no cover - _run handles its errors; this is the last guard
+            log.exception("the sender to %s failed", self.uri)
         finally:
+            live.discard(self)
             self._loop.close()
+            with self._lock:
+                self._space.notify_all()
 
     async def _run(self) -> None:
         delay, failures = _BACKOFF[0], 0
-        while not self._closing:
+        while not self._done():
             try:
                 async with connect(
                     self.uri,
@@ -183,13 +213,12 @@ class Transport:
                     ping_timeout=60,
                     close_timeout=2,
                 ) as ws:
-                    log.info("streamvis: connected to %s", self.uri)
-                    advertised = ws.response.headers.get(MAX_FRAME_HEADER) if ws.response else None
-                    self._server_max = int(advertised) if advertised else self.max_frame_bytes
+                    log.info("connected to %s", self.uri)
+                    self._read_limits(ws)
                     delay, failures = _BACKOFF[0], 0
                     self.connected.set()
                     await self._session(ws)
-                    return
+                    continue
             except websockets.InvalidStatus as exc:
                 status = exc.response.status_code
                 message = f"server at {self.uri} refused the connection (HTTP {status})"
@@ -197,28 +226,38 @@ class Transport:
                     message += (
                         ": pass the server's token as Client(..., token=...) or STREAMVIS_TOKEN"
                     )
-                self._report(ServerError(message), failures)
+                if failures == 0:
+                    self._report(ServerError(message))
             except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
                 if failures == 0:
                     log.warning(
-                        "streamvis: cannot reach %s (%s); keeping data, retrying in the background",
+                        "cannot reach %s (%s); keeping data, retrying in the background",
                         self.uri,
                         exc,
                     )
+            except Exception as exc:  # a bug of ours must not stop delivery for good
+                log.exception("the connection to %s failed", self.uri)
+                self._report(ServerError(f"the connection to {self.uri} failed: {exc!r}"))
             finally:
                 self.connected.clear()
             failures += 1
             await self._sleep(delay)
             delay = min(delay * 2, _BACKOFF[1])
 
-    def _report(self, error: ServerError, failures: int = 0) -> None:
+    def _read_limits(self, ws: ClientConnection) -> None:
+        advertised = ws.response.headers.get(protocol.MAX_FRAME_HEADER) if ws.response else None
+        try:
+            self.server_max_frame_bytes = int(advertised) if advertised else self.max_frame_bytes
+        except ValueError:
+            self.server_max_frame_bytes = self.max_frame_bytes
+
+    def _report(self, error: ServerError) -> None:
         """Keep ``error`` for the caller's next call, and wake anyone waiting in sync()."""
-        if failures == 0:
-            log.error("streamvis: %s", error)
-            self.errors.append(error)
-            with self._lock:
-                for waiter in self._waiters:
-                    waiter.set()
+        log.error("%s", error)
+        self._errors.append(error)
+        with self._lock:
+            for waiter in self._waiters:
+                waiter.set()
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
@@ -233,22 +272,20 @@ class Transport:
             for sent in resend:
                 await ws.send(sent.data)
             if resend:
-                log.info("streamvis: resent %d unacknowledged frames", len(resend))
+                log.info("resent %d unacknowledged frames", len(resend))
                 await self._send(ws, [Outgoing("sync")])
-            while True:
+            while not self._done():
                 batch = self._take()
                 if batch:
                     await self._send(ws, batch)
-                elif self._closing:
-                    return
-                else:
-                    self._wake.clear()
-                    waiter = asyncio.ensure_future(self._wake.wait())
-                    await asyncio.wait([waiter, receiver], return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
-                    if receiver.done():
-                        receiver.result()  # raises the connection's error
-                        raise websockets.ConnectionClosedOK(None, None)
+                    continue
+                self._wake.clear()
+                waiter = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait([waiter, receiver], return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if receiver.done():
+                    receiver.result()  # raises the connection's error
+                    raise websockets.ConnectionClosedOK(None, None)
         finally:
             receiver.cancel()
 
@@ -289,27 +326,39 @@ class Transport:
             arrays=item.arrays,
             ack=ack,
         )
-        data = protocol.encode(frame)
-        if len(data) > self._server_max:
+        try:
+            data = protocol.encode(frame)
+        except Exception as exc:  # the caller checked its values; this is the last guard
+            data = b""
+            self._report(
+                ServerError(f"frame {seq} for plot {item.name!r} cannot be encoded: {exc}")
+            )
+        if len(data) > self.server_max_frame_bytes:
             self._report(
                 ServerError(
                     f"frame {seq} for plot {item.name!r} has {len(data)} bytes, over the "
-                    f"server's limit of {self._server_max}: send smaller arrays, or raise the "
-                    "server's --max_frame_mb"
+                    f"server's limit of {self.server_max_frame_bytes}: send smaller arrays, "
+                    "or raise the server's --max_frame_mb"
                 )
             )
+            data = b""
+        if not data:  # keep the sequence whole: a sync in its place
             data = protocol.encode(replace(frame, op="sync", name=None, arrays=(), opts={}))
         return _Sent(seq, data, item.done)
 
     async def _receive(self, ws: ClientConnection) -> None:
         async for message in ws:
-            reply = protocol.decode_reply(message)
+            try:
+                reply = protocol.decode_reply(message)
+            except StreamvisError as exc:
+                self._report(ServerError(f"{self.uri} is not a streamvis server? {exc}"))
+                continue
             if "err" in reply:
                 self._report(
                     ServerError(f"server rejected frame {reply.get('seq')}: {reply['err']}")
                 )
-            if "ack" in reply:
-                self._acknowledge(int(reply["ack"]))
+            if isinstance(reply.get("ack"), int):
+                self._acknowledge(reply["ack"])
 
     def _acknowledge(self, seq: int) -> None:
         with self._lock:
@@ -319,3 +368,5 @@ class Transport:
                 if sent.done is not None:
                     sent.done.set()
             self._space.notify_all()
+        if self._closing:
+            self._wake.set()

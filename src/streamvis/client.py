@@ -17,8 +17,16 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from . import _transport
 from ._transport import Outgoing, Transport
-from .errors import ArgumentError, ClientClosed, DTypeError, FrameTooLarge, ServerError
+from .errors import (
+    ArgumentError,
+    ClientClosed,
+    DTypeError,
+    FrameTooLarge,
+    ServerError,
+    ShapeError,
+)
 from .protocol import DEFAULT_LIMITS, DTYPES
 from .specs import (
     Cell,
@@ -36,7 +44,8 @@ from .specs import (
 
 log = logging.getLogger("streamvis.client")
 
-_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+_WIRE_DTYPES = frozenset(np.dtype(name) for name in DTYPES)
+_HEADER_ROOM = 2**16  # what a frame's header may take beside its arrays (Limits.max_header_bytes)
 
 
 def as_array(value: Any, what: str) -> np.ndarray:
@@ -52,8 +61,11 @@ def as_array(value: Any, what: str) -> np.ndarray:
         if value.device.type != "cpu":
             value, owned = value.cpu(), True
         value = value.numpy()
-    array = np.asarray(value)
-    if array.dtype.name not in DTYPES:
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:  # ragged nested lists, mostly
+        raise ShapeError(f"{what} is not a rectangular array: {exc}") from exc
+    if array.dtype not in _WIRE_DTYPES and array.dtype.name not in DTYPES:  # fast path first
         if array.dtype == np.bool_:
             hint = "convert it with .astype(np.uint8)"
         elif array.dtype.kind == "c":
@@ -74,11 +86,16 @@ def _check_fig_kwargs(fig_kwargs: Mapping[str, Any] | None) -> dict[str, Any] | 
     if not isinstance(fig_kwargs, Mapping) or not all(isinstance(k, str) for k in fig_kwargs):
         raise ArgumentError(f"fig_kwargs must be a dict with str keys, got {fig_kwargs!r}")
     try:
-        msgpack.packb(dict(fig_kwargs))
-    except (TypeError, ValueError) as exc:
+        packed = msgpack.packb(dict(fig_kwargs))
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ArgumentError(
             f"fig_kwargs {fig_kwargs!r} must hold plain values (str, numbers, lists, dicts): {exc}"
         ) from exc
+    if len(packed) > DEFAULT_LIMITS.max_header_bytes // 2:
+        raise ArgumentError(
+            f"fig_kwargs take {len(packed)} bytes; keep them under "
+            f"{DEFAULT_LIMITS.max_header_bytes // 2} (they travel with every call)"
+        )
     return dict(fig_kwargs)
 
 
@@ -117,9 +134,11 @@ class Client:
             uuid.uuid4().hex,
             max_buffer_bytes=max_buffer_bytes,
             max_frame_bytes=max_frame_bytes,
+            exit_timeout=exit_timeout,
             headers={"Authorization": f"Bearer {token}"} if token else None,
         )
-        _clients.add(self)
+        # A client dropped without close() still delivers what it queued, then stops.
+        weakref.finalize(self, self._transport.retire)
 
     def __repr__(self) -> str:
         return f"Client({self.address!r}, {self.run!r})"
@@ -183,7 +202,14 @@ class Client:
 
         ``append=True`` extends every line with the new points; ``append=False`` replaces.
         """
-        dims = (line_dims,) if isinstance(line_dims, int) else tuple(line_dims)
+        if isinstance(line_dims, np.ndarray):
+            line_dims = line_dims.tolist()
+        if isinstance(line_dims, (tuple, list)):
+            dims: tuple[Any, ...] = tuple(line_dims)
+        elif hasattr(line_dims, "__index__"):
+            dims = (line_dims,)
+        else:
+            raise ArgumentError(f"line_dims must be an int or a tuple of ints, got {line_dims!r}")
         spec = PlotSpec(
             "multi_lines",
             bool(append),
@@ -233,11 +259,12 @@ class Client:
         if previous is not None:
             check_compatible(name, previous[0], previous[1], spec, shape)
         nbytes = sum(a.nbytes for a in arrays)
-        if nbytes > self.max_frame_bytes - 65536:
+        limit = min(self.max_frame_bytes, self._transport.server_max_frame_bytes)
+        if nbytes > limit - _HEADER_ROOM:
             raise FrameTooLarge(
-                f"plot {name!r}: {nbytes} bytes of arrays exceed the frame limit of "
-                f"{self.max_frame_bytes} bytes; send a smaller array (or raise max_frame_bytes "
-                "here and --max_frame_mb on the server)"
+                f"plot {name!r}: {nbytes} bytes of arrays exceed the frame limit of {limit} "
+                "bytes; send a smaller array (or raise Client(max_frame_bytes=...) and the "
+                "server's --max_frame_mb)"
             )
         self._plots[name] = (spec, shape)
         self._transport.submit(
@@ -267,7 +294,6 @@ class Client:
         if self._closed:
             return True
         self._closed = True
-        _clients.discard(self)
         return self._transport.close(self.exit_timeout if timeout is None else timeout)
 
     def _check_open(self) -> None:
@@ -276,20 +302,18 @@ class Client:
         self._raise_server_error()
 
     def _raise_server_error(self) -> None:
-        errors = self._transport.errors
+        errors = self._transport.pop_errors()
         if errors:
-            first = errors.popleft()
-            more = len(errors)
-            errors.clear()
+            first, more = errors[0], len(errors) - 1
             suffix = f" (and {more} more errors, see the log)" if more else ""
             raise ServerError(f"{first}{suffix}")
 
 
 @atexit.register
 def _close_all() -> None:
-    """Deliver what every open client still holds when the interpreter exits."""
-    for client in list(_clients):
+    """Deliver what every client still holds when the interpreter exits (closed or not)."""
+    for transport in list(_transport.live):
         try:
-            client.close()
+            transport.close(transport.exit_timeout)
         except Exception:  # never let one client's failure stop the others' delivery
-            log.exception("streamvis: closing %r at exit failed", client)
+            log.exception("closing the sender to %s at exit failed", transport.uri)

@@ -35,6 +35,7 @@ OPS: tuple[Op, ...] = ("layout", "plot", "clear", "sync")
 DTYPES = frozenset(
     f"{kind}{bits}" for kind in ("int", "uint") for bits in (8, 16, 32, 64)
 ) | frozenset(["float16", "float32", "float64"])
+MAX_FRAME_HEADER = "X-Streamvis-Max-Frame"  # handshake header: the server's frame limit
 _PREFIX = struct.Struct(">I")
 _ALIGN = 8
 
@@ -131,7 +132,7 @@ def _array_specs(
         if not (isinstance(item, list) and len(item) == 2):
             raise ProtocolError(f"arrays[{i}] is {item!r}; expected [dtype, shape]")
         dtype, shape = item
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             raise ProtocolError(f"arrays[{i}] has dtype {dtype!r}; allowed: {sorted(DTYPES)}")
         if not isinstance(shape, list) or len(shape) > limits.max_ndim:
             raise ProtocolError(
@@ -140,6 +141,11 @@ def _array_specs(
             )
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
             raise ProtocolError(f"arrays[{i}] has shape {shape!r}; sizes must be ints >= 0")
+        if any(n > limits.max_frame_bytes for n in shape):
+            raise FrameTooLarge(
+                f"arrays[{i}] has shape {shape!r}; no axis can be longer than the frame limit "
+                f"of {limits.max_frame_bytes}"
+            )
         specs.append((np.dtype(dtype).newbyteorder("<"), tuple(shape)))
     return specs
 

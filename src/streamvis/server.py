@@ -33,7 +33,6 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from . import protocol
-from ._transport import MAX_FRAME_HEADER
 from .errors import ArgumentError, ProtocolError, StreamvisError
 from .plots.figures import check_fig_kwargs
 from .session import DocumentView
@@ -62,7 +61,7 @@ class Hub:
             count = 0
             for frame in self.store.replay(run):
                 try:
-                    state.apply(frame)
+                    state.apply(frame, replay=True)
                 except StreamvisError as exc:
                     log.warning("replaying run %r: skipped frame %d: %s", run, frame.seq, exc)
                 count += 1
@@ -110,8 +109,8 @@ class Hub:
 class _RunsHandler(RequestHandler):
     """``GET /runs``: a plain list of every run, linking to its page; ``DELETE /runs/NAME``."""
 
-    def initialize(self, hub: Hub) -> None:
-        self.hub = hub
+    def initialize(self, hub: Hub, token: str | None) -> None:
+        self.hub, self.token = hub, token
 
     def get(self, run: str | None = None) -> None:
         names = self.hub.run_names()
@@ -119,11 +118,21 @@ class _RunsHandler(RequestHandler):
         self.write(f"<!doctype html><title>streamvis runs</title><ul>{items}</ul>")
 
     def delete(self, run: str | None = None) -> None:
-        if run is None or not self.hub.delete(run):
+        offered = self.request.headers.get("Authorization", "")
+        if self.token and not _token_matches(offered, self.token):
+            self.set_status(401)
+            self.write(
+                "deleting a run needs the server's token: -H 'Authorization: Bearer TOKEN'\n"
+            )
+        elif run is None or not self.hub.delete(run):
             self.set_status(404)
             self.write(f"no run named {run!r}\n")
         else:
             self.write(f"deleted run {run!r}\n")
+
+
+def _token_matches(offered: str, token: str) -> bool:
+    return hmac.compare_digest(offered.encode(), f"Bearer {token}".encode())
 
 
 def _is_loopback(host: str) -> bool:
@@ -192,14 +201,15 @@ class StreamvisServer:
         sockets, self._bokeh_port = bind_sockets(self.host, self._requested_ports[1])
         try:
             hosts = [f"{h}:{self._bokeh_port}" for h in ("localhost", "127.0.0.1", self.host)]
+            runs = {"hub": self.hub, "token": self.token}
             app = BokehTornado(
                 {"/": Application(FunctionHandler(self._make_document))},
                 extra_websocket_origins=create_hosts_allowlist(
                     sorted(set(hosts + self._origins)), self._bokeh_port
                 ),
                 extra_patterns=[
-                    (r"/runs/?", _RunsHandler, {"hub": self.hub}),
-                    (r"/runs/([A-Za-z0-9_][A-Za-z0-9_.\-]*)", _RunsHandler, {"hub": self.hub}),
+                    (r"/runs/?", _RunsHandler, runs),
+                    (r"/runs/([A-Za-z0-9_][A-Za-z0-9_.\-]*)", _RunsHandler, runs),
                 ],
             )
             http = HTTPServer(app)
@@ -266,24 +276,20 @@ class StreamvisServer:
             return connection.respond(
                 HTTPStatus.NOT_FOUND, f"streamvis ingest is at {INGEST_PATH}, not {request.path}\n"
             )
-        if self.token:
-            offered = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(offered.encode(), f"Bearer {self.token}".encode()):
-                log.warning(
-                    "refused an ingest connection from %s: wrong or missing token",
-                    connection.remote_address,
-                )
-                return connection.respond(
-                    HTTPStatus.UNAUTHORIZED,
-                    "streamvis: wrong or missing token: "
-                    "pass Client(..., token=...) or set STREAMVIS_TOKEN\n",
-                )
+        offered = request.headers.get("Authorization", "")
+        if self.token and not _token_matches(offered, self.token):
+            log.warning("refused ingest from %s: wrong or missing token", connection.remote_address)
+            return connection.respond(
+                HTTPStatus.UNAUTHORIZED,
+                "streamvis: wrong or missing token: "
+                "pass Client(..., token=...) or set STREAMVIS_TOKEN\n",
+            )
         return None
 
     def _advertise_limits(
         self, connection: ServerConnection, request: Request, response: Response
     ) -> Response:
-        response.headers[MAX_FRAME_HEADER] = str(self.limits.max_frame_bytes)
+        response.headers[protocol.MAX_FRAME_HEADER] = str(self.limits.max_frame_bytes)
         return response
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -310,6 +316,9 @@ class StreamvisServer:
         except ProtocolError as exc:
             log.warning("malformed frame from %s: %s", peer, exc)
             return {"err": f"malformed frame: {exc}"}
+        except Exception as exc:  # a decoder bug must not close the connection
+            log.exception("decoding a frame from %s failed", peer)
+            return {"err": f"malformed frame: {exc!r}"}
         try:
             self.hub.apply(frame, message)
         except StreamvisError as exc:

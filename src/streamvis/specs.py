@@ -59,17 +59,23 @@ def sample_palette(palette: Sequence[str], n: int) -> list[str]:
     return [palette[round(i * last / (n - 1))] for i in range(n)]
 
 
-def _check_int(value: object, what: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        # numpy integers are fine; anything else is not
-        if hasattr(value, "__index__") and not isinstance(value, bool):
-            value = int(value.__index__())
-        else:
-            raise ArgumentError(f"{what} must be an int, got {value!r}")
-    assert isinstance(value, int)
-    if minimum is not None and value < minimum:
-        raise ArgumentError(f"{what} must be >= {minimum}, got {value}")
-    return value
+MAX_AXIS = 64  # dims of an array are far fewer; larger values are mistakes
+MAX_GRID_COLUMNS = 1024
+MAX_LAYOUT_CELLS = 64  # rows and columns of a layout
+MAX_TANDEM_LINES = 256
+
+
+def check_int(value: object, what: str, minimum: int = -MAX_AXIS, maximum: int = MAX_AXIS) -> int:
+    """Return ``value`` as a plain int (numpy integers too) in [minimum, maximum], else raise."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = int(value.__index__())  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        raise ArgumentError(f"{what} must be an int, got {value!r}") from None
+    if not minimum <= number <= maximum:
+        raise ArgumentError(f"{what} must be between {minimum} and {maximum}, got {number}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ class ColorSpec:
         if not isinstance(self.palette, str):
             raise ArgumentError(f"ColorSpec palette must be a str, got {self.palette!r}")
         resolve_palette(self.palette)
-        object.__setattr__(self, "dim", _check_int(self.dim, "ColorSpec dim"))
+        object.__setattr__(self, "dim", check_int(self.dim, "ColorSpec dim"))
 
 
 @dataclass(frozen=True)
@@ -99,9 +105,11 @@ class GridSpec:
     padding_factor: float = 1.2
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dim", _check_int(self.dim, "GridSpec dim"))
+        object.__setattr__(self, "dim", check_int(self.dim, "GridSpec dim"))
         object.__setattr__(
-            self, "num_columns", _check_int(self.num_columns, "GridSpec num_columns", 1)
+            self,
+            "num_columns",
+            check_int(self.num_columns, "GridSpec num_columns", 1, MAX_GRID_COLUMNS),
         )
         pad = self.padding_factor
         if isinstance(pad, bool) or not isinstance(pad, (int, float)) or not math.isfinite(pad):
@@ -159,8 +167,8 @@ class PlotSpec:
             return cls(
                 kind=kind,
                 append=bool(opts.get("append", False)),
-                spatial_dim=_check_int(opts.get("spatial_dim", -1), "spatial_dim"),
-                line_dims=tuple(_check_int(d, "line_dims") for d in opts.get("line_dims", ())),
+                spatial_dim=check_int(opts.get("spatial_dim", -1), "spatial_dim"),
+                line_dims=tuple(check_int(d, "line_dims") for d in opts.get("line_dims", ())),
                 color=None if color is None else ColorSpec(*color),
                 grid=None if grid is None else GridSpec(*grid),
                 palette=palette,
@@ -170,7 +178,8 @@ class PlotSpec:
             raise ArgumentError(f"malformed plot options {dict(opts)!r}: {exc}") from exc
 
 
-def _axis(dim: int, ndim: int, what: str, shape: tuple[int, ...]) -> int:
+def _axis(dim: object, ndim: int, what: str, shape: tuple[int, ...]) -> int:
+    dim = check_int(dim, what)
     if not -ndim <= dim < ndim:
         raise ShapeError(f"{what}={dim} is out of range for an array of shape {shape}")
     return dim % ndim
@@ -193,6 +202,11 @@ def normalize(spec: PlotSpec, shapes: Sequence[tuple[int, ...]]) -> PlotSpec:
             )
         if ys_shape[0] == 0:
             raise ShapeError("tandem_lines ys is empty: give at least one value (one per line)")
+        if ys_shape[0] > MAX_TANDEM_LINES:
+            raise ShapeError(
+                f"tandem_lines ys has {ys_shape[0]} values, one line each; at most "
+                f"{MAX_TANDEM_LINES} lines are drawn: for more, use multi_lines or scatter"
+            )
         return spec
     if len(shapes) != 1:
         raise ShapeError(f"{spec.kind} takes one array, got {len(shapes)}")
@@ -291,28 +305,30 @@ def check_layout(layout: Mapping[str, Sequence[int]]) -> dict[str, Cell]:
             f"got {layout!r}"
         )
     cells: dict[str, Cell] = {}
-    taken: dict[tuple[int, int], str] = {}
+    limit = MAX_LAYOUT_CELLS
     for name, cell in layout.items():
         check_name(name, "plot name")
         if not isinstance(cell, Sequence) or isinstance(cell, str) or len(cell) != 4:
             raise ArgumentError(
                 f"layout[{name!r}] must be (row, col, rowspan, colspan), got {cell!r}"
             )
-        row, col = (_check_int(v, f"layout[{name!r}] row/col", 0) for v in cell[:2])
-        rows, cols = (_check_int(v, f"layout[{name!r}] rowspan/colspan", 1) for v in cell[2:])
-        for r in range(row, row + rows):
-            for c in range(col, col + cols):
-                other = taken.setdefault((r, c), name)
-                if other != name:
-                    raise ArgumentError(
-                        f"layout cells of {other!r} and {name!r} overlap at row {r}, column {c}"
-                    )
+        row, col = (check_int(v, f"layout[{name!r}] row/col", 0, limit - 1) for v in cell[:2])
+        rows = check_int(cell[2], f"layout[{name!r}] rowspan", 1, limit - row)
+        cols = check_int(cell[3], f"layout[{name!r}] colspan", 1, limit - col)
+        for other, (r, c, rs, cs) in cells.items():
+            if row < r + rs and r < row + rows and col < c + cs and c < col + cols:
+                raise ArgumentError(
+                    f"layout cells of {other!r} and {name!r} overlap at row "
+                    f"{max(row, r)}, column {max(col, c)}"
+                )
         cells[name] = (row, col, rows, cols)
     return cells
 
 
 def check_in_layout(name: str, cells: Mapping[str, Cell] | None) -> None:
     """Raise UnknownPlot unless ``name`` is a plot of the layout."""
+    if not isinstance(name, str):
+        raise ArgumentError(f"plot name must be a str, got {name!r}")
     if cells is None:
         raise UnknownPlot(
             f"plot {name!r} has no place yet: call set_layout({{{name!r}: (row, col, 1, 1), ...}}) "

@@ -110,7 +110,10 @@ class PlotState:
         data = self.data
         columns, _, self.ends = plot_columns(spec, arrays, self.extent, self.ends)
         data.append(columns)
+        key = self.glyph_key
         self.spec = spec
+        if self.glyph_key != key:  # e.g. tandem_lines with another palette
+            self.version += 1
 
     @property
     def glyph_key(self) -> tuple[Any, ...]:
@@ -133,19 +136,25 @@ class RunState:
         return frame.seq <= self.last_seq.get(frame.cid, -1)
 
     def apply(
-        self, frame: Frame, check_fig: Callable[[Mapping[str, Any]], None] | None = None
+        self,
+        frame: Frame,
+        check_fig: Callable[[Mapping[str, Any]], None] | None = None,
+        *,
+        replay: bool = False,
     ) -> set[str]:
         """Apply ``frame``; return the names of plots that changed ('' for the layout).
 
         Raises ArgumentError (the frame is refused and nothing changes). ``check_fig``
         validates new figure keyword arguments (the server passes Bokeh's own check).
+        With ``replay`` (frames from the run's log, each accepted once) nothing is skipped
+        as a duplicate: a compacted log replays the layout before older data.
         """
-        if self.is_duplicate(frame):
+        if not replay and self.is_duplicate(frame):
             return set()
         try:
             return self._apply(frame, check_fig)
         finally:
-            self.last_seq[frame.cid] = frame.seq
+            self.last_seq[frame.cid] = max(frame.seq, self.last_seq.get(frame.cid, -1))
 
     def _apply(
         self, frame: Frame, check_fig: Callable[[Mapping[str, Any]], None] | None
@@ -153,7 +162,10 @@ class RunState:
         if frame.op == "sync":
             return set()
         if frame.op == "layout":
-            self.cells = check_layout(frame.opts.get("cells", {}))
+            cells = check_layout(frame.opts.get("cells", {}))
+            if cells == self.cells:  # a restarted script sends the same layout: keep the pages
+                return set()
+            self.cells = cells
             self.layout_version += 1
             return {""}
         if frame.op == "clear":

@@ -28,6 +28,8 @@ from .errors import ProtocolError
 log = logging.getLogger("streamvis.store")
 
 _RECORD = struct.Struct(">II")
+# Logs hold only frames the server accepted, under whatever limits it had then.
+_TRUSTED = protocol.Limits(max_frame_bytes=2**62, max_header_bytes=2**30, max_arrays=2**16)
 SUFFIX = ".log"
 COMPACT_MIN_BYTES = 64 * 2**20
 
@@ -61,10 +63,15 @@ class _Liveness:
         self.live_bytes += length
 
     def records(self) -> list[tuple[int, int]]:
-        live = [r for records in self.plots.values() for r in records]
-        if self.layout is not None:
-            live.append(self.layout)
-        return sorted(live)
+        """Live records in the order to replay them: the layout first, then the plots' data."""
+        data = sorted(r for records in self.plots.values() for r in records)
+        return [self.layout, *data] if self.layout is not None else data
+
+    def moved(self, offsets: dict[int, int]) -> _Liveness:
+        """The same live records at new offsets (after a compaction wrote them elsewhere)."""
+        layout = None if self.layout is None else (offsets[self.layout[0]], self.layout[1])
+        plots = {k: [(offsets[o], n) for o, n in v] for k, v in self.plots.items()}
+        return _Liveness(layout, plots, self.live_bytes, self.live_bytes)
 
 
 class RunLog:
@@ -92,15 +99,13 @@ class RunLog:
     def compact(self, last_seq: dict[str, int], run: str) -> None:
         """Rewrite the log with only its live records, then one sync record per client."""
         tmp = self.path.with_suffix(".compacting")
-        live = _Liveness()
+        offsets: dict[int, int] = {}
         with open(self.path, "rb") as old, open(tmp, "wb") as new:
             offset = 0
             for start, length in self.live.records():
                 old.seek(start)
-                record = old.read(length)
-                new.write(record)
-                frame = protocol.decode(record[_RECORD.size :])
-                live.add(frame, offset, length)
+                new.write(old.read(length))
+                offsets[start] = offset
                 offset += length
             for cid, seq in last_seq.items():
                 data = protocol.encode(protocol.Frame(op="sync", run=run, cid=cid, seq=seq))
@@ -112,8 +117,7 @@ class RunLog:
         os.replace(tmp, self.path)
         self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
         self._size = offset
-        live.total_bytes = live.live_bytes
-        self.live = live
+        self.live = self.live.moved(offsets)
         log.info("compacted the log of run %r to %d bytes", run, offset)
 
     def close(self) -> None:
@@ -165,7 +169,7 @@ class Store:
         for data in read_records(path):
             length = _RECORD.size + len(data)
             try:
-                frame = protocol.decode(data)
+                frame = protocol.decode(data, _TRUSTED)
             except ProtocolError as exc:  # written by another streamvis version, say
                 log.warning("skipping an unreadable record of run %r: %s", run, exc)
             else:

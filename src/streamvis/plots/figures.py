@@ -31,10 +31,18 @@ def _defaults(name: str, cell: Cell) -> dict[str, Any]:
     }
 
 
+def _options(name: str, cell: Cell, fig_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Our defaults under the user's fig_kwargs; scroll zooms only if the tools include it."""
+    options = {**_defaults(name, cell), **fig_kwargs}
+    if "active_scroll" not in fig_kwargs and "wheel_zoom" not in str(options["tools"]):
+        del options["active_scroll"]
+    return options
+
+
 def check_fig_kwargs(fig_kwargs: Mapping[str, Any]) -> None:
     """Raise ArgumentError if Bokeh's ``figure`` refuses ``fig_kwargs`` (unknown name or value)."""
     try:
-        figure(**{**_defaults("check", (0, 0, 1, 1)), **fig_kwargs})
+        figure(**_options("check", (0, 0, 1, 1), fig_kwargs))
     except AttributeError as exc:
         found = _UNEXPECTED.search(str(exc))
         if found is None:
@@ -56,7 +64,7 @@ def make_figure(
     name: str, cell: Cell, plot: PlotState | None
 ) -> tuple[Any, ColumnDataSource | None]:
     """A figure for plot ``name`` in ``cell``, with glyphs and a source if it has data."""
-    fig = figure(**{**_defaults(name, cell), **(plot.fig_kwargs if plot else {})})
+    fig = figure(**_options(name, cell, plot.fig_kwargs if plot else {}))
     if plot is None:
         return fig, None
     source = ColumnDataSource(data=plot.data.view(), name=name)
