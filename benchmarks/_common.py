@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import socket
 import sys
 import time
@@ -45,7 +46,9 @@ def percentile(values: Sequence[float] | np.ndarray, q: float) -> float:
 
 def fmt(value: Any, digits: int = 3) -> str:
     """Format a number for a table with ``digits`` significant digits; text as it is."""
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
@@ -126,21 +129,39 @@ def free_port() -> int:
 
 def environment() -> dict[str, Any]:
     """What the numbers were measured on."""
-    import bokeh
-    import msgpack
-    import websockets
+    from importlib.metadata import version
 
     return {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
-        "numpy": np.__version__,
-        "bokeh": bokeh.__version__,
-        "websockets": websockets.__version__,
-        "msgpack": ".".join(map(str, msgpack.version)),
+        **{name: version(name) for name in ("numpy", "bokeh", "websockets", "msgpack")},
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "loadavg_1min": os.getloadavg()[0],
+        "git": _git_state(),
     }
+
+
+def _git_state() -> str:
+    """HEAD and whether src/ differs from it (src/ may be edited while benchmarks run)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}{' + uncommitted src/ changes' if dirty else ''}"
 
 
 def write_results(out: Path, name: str, data: dict[str, Any]) -> Path:
@@ -177,6 +198,9 @@ class ServerProcess:
 
         self.ingest_port, self.bokeh_port = free_port(), free_port()
         self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in close())
+        # The server's working directory: whatever it writes by default (say a data folder)
+        # lands here and is deleted with it, never in the project.
+        self.workdir = tempfile.mkdtemp(prefix="streamvis-bench-server-")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -194,6 +218,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
+            cwd=self.workdir,
         )
         self.pid = self.proc.pid
         ready = self._wait_ready(timeout)
@@ -255,9 +280,25 @@ class ServerProcess:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def load_example(name: str) -> Any:
+    """Import ``examples/NAME.py`` as module ``NAME_example`` (benchmarks/ has same names)."""
+    import importlib.util
+
+    module_name = f"{name}_example"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "examples" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module

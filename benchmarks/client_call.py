@@ -6,6 +6,7 @@ the buffer never fills and a call never waits: only the call itself is timed, on
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ RUN = "bench"
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1), "mu": (0, 2, 1, 1)}
 
 
-def time_calls(call: Callable[[int], None], count: int) -> np.ndarray:
+def time_calls(call: Callable[[int], object], count: int) -> np.ndarray:
     """Nanoseconds of each of ``count`` calls ``call(i)``, timed one by one."""
     out = np.empty(count, dtype=np.int64)
     clock = time.perf_counter_ns
@@ -29,6 +30,14 @@ def time_calls(call: Callable[[int], None], count: int) -> np.ndarray:
         call(i)
         out[i] = clock() - start
     return out
+
+
+def _shifted(call: Callable[[int], None], offset: int, i: int) -> None:
+    call(offset + i)
+
+
+def _copy(array: np.ndarray, _i: int) -> np.ndarray:
+    return np.copy(array)
 
 
 def cases(client: Client) -> list[tuple[str, str, np.ndarray, Callable[[int], None], bool]]:
@@ -80,8 +89,8 @@ def main() -> None:
                 copy_ns: list[np.ndarray] = []
                 step = 0
                 for batch in range(batches + 1):  # batch 0 warms up
-                    calls = time_calls(lambda i, s=step, c=call: c(s + i), per_batch)
-                    copies = time_calls(lambda _i, a=array: np.copy(a), per_batch)
+                    calls = time_calls(functools.partial(_shifted, call, step), per_batch)
+                    copies = time_calls(functools.partial(_copy, array), per_batch)
                     step += per_batch
                     if not client.flush(timeout=60):
                         raise RuntimeError("flush timed out")
@@ -90,7 +99,7 @@ def main() -> None:
                         copy_ns.append(copies)
                 calls_us = np.concatenate(call_ns) / 1e3
                 copies_us = np.concatenate(copy_ns) / 1e3
-                row = {
+                row: dict[str, Any] = {
                     "call": label,
                     "name": short,
                     "bytes": array.nbytes,

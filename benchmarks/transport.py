@@ -6,13 +6,16 @@ and drops it; the bare client builds each frame from a small msgpack header and 
 bytes. The streamvis side is a real ``Client`` (scatter, ``append=True`` so nothing is
 coalesced) and a real ``StreamvisServer`` on its own thread that applies every frame to the
 run state; a run lasts from the first call until ``flush()`` returns. Each server runs on
-its own thread and event loop; client and server share the GIL in both cases.
+its own thread and event loop; client and server share the GIL in both cases (the targets
+use this setup). Informational: a bare server that keeps a copy of every array (what storing
+appends costs at least), replace-mode calls, and both servers as their own processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import selectors
 import struct
 import subprocess
@@ -45,9 +48,11 @@ def payload_array(nbytes: int) -> np.ndarray:
 
 
 class BareServer:
-    """A websockets server on its own thread and loop that decodes frames and drops them."""
+    """A websockets server on its own thread and loop: decodes frames, drops (or keeps) them."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = False) -> None:
+        self.keep = keep
+        self.kept: list[np.ndarray] = []
         self.frames = 0
         self.port = 0
         self._ready = threading.Event()
@@ -87,7 +92,9 @@ class BareServer:
             offset = PREFIX.size + length
             offset += -offset % 8
             count = header["shape"][0] * header["shape"][1]
-            np.frombuffer(view, dtype=dtype, count=count, offset=offset)
+            array = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
+            if self.keep:
+                self.kept.append(array.copy())
             self.frames += 1
 
     def close(self) -> None:
@@ -117,6 +124,8 @@ async def _bare_send(port: int, array: np.ndarray, count: int) -> float:
 def bare_run(port: int, array: np.ndarray, count: int, server: BareServer | None = None) -> float:
     """One bare run of ``count`` frames on a fresh connection; returns seconds."""
     before = server.frames if server is not None else 0
+    if server is not None:
+        server.kept.clear()
     seconds = asyncio.run(_bare_send(port, array, count))
     if server is not None and server.frames - before != count:
         raise RuntimeError(f"bare server decoded {server.frames - before} of {count} frames")
@@ -137,30 +146,42 @@ def streamvis_run(
     if not client.flush(timeout=300):
         raise RuntimeError("flush after the run timed out")
     seconds = time.perf_counter() - start
-    if server is not None:
-        rows = len(server.hub.runs[RUN].plots[PLOT].data)
-        if rows != count * array.shape[0]:
-            raise RuntimeError(f"server holds {rows} rows, expected {count * array.shape[0]}")
+    rows = _probe(lambda: len(server.hub.runs[RUN].plots[PLOT].data)) if server else None
+    if rows is not None and rows != count * array.shape[0]:
+        raise RuntimeError(f"server holds {rows} rows, expected {count * array.shape[0]}")
     return seconds
+
+
+def _probe(read: Callable[[], int]) -> int | None:
+    """``read()``, or None if the internals it reads have changed (src/ is a moving target)."""
+    try:
+        return int(read())
+    except (AttributeError, KeyError, TypeError):
+        return None
 
 
 def replace_run(
     server: StreamvisServer, client: Client, array: np.ndarray, count: int
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """``count`` replacing scatter calls (the client coalesces them), timed until flush()."""
     client.clear()
     client.set_layout({PLOT: (0, 0, 1, 1), REPLACE_PLOT: (0, 1, 1, 1)})
     if not client.flush(timeout=60):
         raise RuntimeError("flush before the replace run timed out")
-    seq_before = client._transport._seq  # frames the sender has numbered (and so sent)
+
+    def sequence() -> int:  # the frames the sender has numbered (and so sent)
+        return int(client._transport._seq)
+
+    seq_before = _probe(sequence)
     start = time.perf_counter()
     for _ in range(count):
         client.scatter(REPLACE_PLOT, array, spatial_dim=1, append=False)
     if not client.flush(timeout=300):
         raise RuntimeError("flush after the replace run timed out")
     seconds = time.perf_counter() - start
-    sent = client._transport._seq - seq_before - 1  # minus the flush's sync frame
-    applied = server.hub.runs[RUN].plots[REPLACE_PLOT].generation + 1
+    seq_after = _probe(sequence)
+    sent = None if seq_before is None or seq_after is None else seq_after - seq_before - 1
+    applied = _probe(lambda: server.hub.runs[RUN].plots[REPLACE_PLOT].generation + 1)
     return {"seconds": seconds, "calls": count, "frames_sent": sent, "frames_applied": applied}
 
 
@@ -171,6 +192,10 @@ def calibrated_count(
     trial = int(min(2000, max(8, 16 * 2**20 // nbytes)))
     rate = trial / run(trial)
     return int(max(8, min(rate * duration, max_bytes // nbytes, 2_000_000)))
+
+
+def _swap(run: Callable[[np.ndarray, int], float], array: np.ndarray, count: int) -> float:
+    return run(array, count)
 
 
 def _summary(count: int, seconds: list[float], nbytes: int) -> dict[str, Any]:
@@ -186,40 +211,51 @@ def _summary(count: int, seconds: list[float], nbytes: int) -> dict[str, Any]:
 
 
 def compare(
-    bare: Callable[[np.ndarray, int], float],
-    streamvis: Callable[[np.ndarray, int], float],
+    runners: dict[str, Callable[[np.ndarray, int], float]],
     duration: float,
     repeats: int,
     max_bytes: int,
 ) -> list[dict[str, Any]]:
-    """Bare and streamvis rates at every payload size; their runs alternate (noise hits both)."""
+    """Rates of every runner at every payload size; their runs alternate (noise hits all)."""
     rows = []
     for label, nbytes in PAYLOADS:
         array = payload_array(nbytes)
-        runs = (lambda n, a=array: bare(a, n), lambda n, a=array: streamvis(a, n))
-        counts = [calibrated_count(run, nbytes, duration, max_bytes) for run in runs]
-        seconds: list[list[float]] = [[], []]
+        counts = {
+            name: calibrated_count(
+                functools.partial(_swap, run, array), nbytes, duration, max_bytes
+            )
+            for name, run in runners.items()
+        }
+        seconds: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(repeats):
-            for i, run in enumerate(runs):
-                seconds[i].append(run(counts[i]))
-        b, s = (_summary(counts[i], seconds[i], nbytes) for i in range(2))
-        ratio = s["frames_per_s"] / b["frames_per_s"]
-        rows.append({"payload": label, "bytes": nbytes, "bare": b, "streamvis": s, "ratio": ratio})
-        print(f"  {label}: bare {b['frames_per_s']:,.0f}/s, streamvis {s['frames_per_s']:,.0f}/s")
+            for name, run in runners.items():
+                seconds[name].append(run(array, counts[name]))
+        row: dict[str, Any] = {"payload": label, "bytes": nbytes}
+        for name in runners:
+            row[name] = _summary(counts[name], seconds[name], nbytes)
+        row["ratio"] = row["streamvis"]["frames_per_s"] / row["bare"]["frames_per_s"]
+        if "bare_keep" in row:
+            row["ratio_keep"] = row["streamvis"]["frames_per_s"] / row["bare_keep"]["frames_per_s"]
+        rows.append(row)
+        rates = ", ".join(f"{name} {row[name]['frames_per_s']:,.0f}/s" for name in runners)
+        print(f"  {label}: {rates}", flush=True)
     return rows
 
 
 def threads_setup(args: argparse.Namespace, duration: float, repeats: int) -> dict[str, Any]:
     """Both servers on a thread of this process (the comparison the targets use)."""
     max_bytes = 64 * 2**20 if args.smoke else 768 * 2**20
-    bare = BareServer()
+    bare, keeper = BareServer(), BareServer(keep=True)
     try:
         with serve_in_thread(ingest_port=0, bokeh_port=0, run_name=RUN) as server:
             client = Client(f"127.0.0.1:{server.ingest_port}", RUN, exit_timeout=30)
             try:
                 rows = compare(
-                    lambda a, n: bare_run(bare.port, a, n, bare),
-                    lambda a, n: streamvis_run(client, a, n, server),
+                    {
+                        "bare": lambda a, n: bare_run(bare.port, a, n, bare),
+                        "bare_keep": lambda a, n: bare_run(keeper.port, a, n, keeper),
+                        "streamvis": lambda a, n: streamvis_run(client, a, n, server),
+                    },
                     duration,
                     repeats,
                     max_bytes,
@@ -235,6 +271,7 @@ def threads_setup(args: argparse.Namespace, duration: float, repeats: int) -> di
                 client.close(timeout=30)
     finally:
         bare.close()
+        keeper.close()
     return {"rows": rows, "replace": replace_rows}
 
 
@@ -258,8 +295,10 @@ def processes_setup(args: argparse.Namespace, duration: float) -> dict[str, Any]
             client = Client(server.address, RUN, exit_timeout=30)
             try:
                 rows = compare(
-                    lambda a, n: bare_run(port, a, n),
-                    lambda a, n: streamvis_run(client, a, n),
+                    {
+                        "bare": lambda a, n: bare_run(port, a, n),
+                        "streamvis": lambda a, n: streamvis_run(client, a, n),
+                    },
                     duration,
                     1,
                     max_bytes,
@@ -288,8 +327,9 @@ def bare_server_process() -> None:
 
 
 def _rate_rows(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [
-        (
+    out = []
+    for r in rows:
+        row: tuple[Any, ...] = (
             r["payload"],
             r["bare"]["frames_per_s"],
             r["bare"]["mb_per_s"],
@@ -297,11 +337,14 @@ def _rate_rows(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
             r["streamvis"]["mb_per_s"],
             r["ratio"],
         )
-        for r in rows
-    ]
+        if "bare_keep" in r:
+            row += (r["bare_keep"]["frames_per_s"], r["bare_keep"]["mb_per_s"], r["ratio_keep"])
+        out.append(row)
+    return out
 
 
 RATE_HEADERS = ("payload", "bare frames/s", "bare MB/s", "sv frames/s", "sv MB/s", "sv/bare")
+KEEP_HEADERS = ("keep frames/s", "keep MB/s", "sv/keep")
 
 
 def main() -> None:
@@ -318,7 +361,7 @@ def main() -> None:
 
     _common.report(
         "ingest, servers on a thread (GIL shared): bare websockets vs streamvis, append=True",
-        RATE_HEADERS,
+        RATE_HEADERS + KEEP_HEADERS,
         _rate_rows(threads["rows"]),
     )
     _common.report(
@@ -331,7 +374,7 @@ def main() -> None:
                 r["calls"] / r["seconds"],
                 r["frames_sent"],
                 r["frames_applied"],
-                r["frames_sent"] / r["seconds"],
+                r["frames_sent"] / r["seconds"] if r["frames_sent"] is not None else None,
             )
             for r in threads["replace"]
         ],
@@ -351,11 +394,16 @@ def main() -> None:
             f"{r['streamvis']['frames_per_s']:,.0f} vs {r['bare']['frames_per_s']:,.0f} frames/s"
         )
         targets.append(_common.target(name, r["ratio"], ">=", need, "x", detail))
+    print(
+        "keep: the bare server also copies each array and keeps it, as storing appended data "
+        "needs at least (informational)"
+    )
     print()
     print(_common.targets_table(targets))
     notes = [
         "bare: websockets client (main thread) -> websockets server (own thread and loop), "
         "msgpack header + np.frombuffer, frames dropped",
+        "keep: the same bare server, but it copies each array and keeps it until the next run",
         "streamvis: Client (caller thread + sender thread) -> StreamvisServer (serve_in_thread), "
         "frames applied to RunState; timed from the first call until flush() returns",
         "targets use the threads setup (one process, the GIL shared by client and server); "
