@@ -13,6 +13,7 @@ import hmac
 import ipaddress
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http import HTTPStatus
@@ -42,6 +43,7 @@ from .store import Store
 log = logging.getLogger("streamvis.server")
 
 INGEST_PATH = "/ingest"
+_INGEST_SLICE = 0.005  # seconds of ingest before pages get a turn on the loop
 
 
 class Hub:
@@ -295,11 +297,16 @@ class StreamvisServer:
     async def _handle(self, ws: ServerConnection) -> None:
         peer = ws.remote_address
         log.info("client connected from %s", peer)
+        yielded = time.monotonic()
         try:
             async for message in ws:
                 reply = self._receive(message, peer)
                 if reply is not None:
                     await ws.send(protocol.encode_reply(reply))
+                if time.monotonic() - yielded > _INGEST_SLICE:
+                    # Buffered messages never suspend this loop: let pages have their turn.
+                    await asyncio.sleep(0)
+                    yielded = time.monotonic()
         except websockets.ConnectionClosed:
             pass
         finally:

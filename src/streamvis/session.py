@@ -1,9 +1,13 @@
 """One browser document following one run's state, updated in batches on its own ticks.
 
-The ingest side only calls :meth:`DocumentView.notify`, which schedules at most one update
-per ``interval`` through the document's own callbacks (the one safe way in from outside the
-document lock). The update sends each plot the difference since the last one: a ``stream``
-of the new rows for appends, one ``data`` assignment for the latest replace.
+The ingest side only calls :meth:`DocumentView.notify`, which schedules an update through
+the document's own callbacks (the one safe way in from outside the document lock). The
+update sends each plot the difference since the last one: a ``stream`` of the new rows for
+appends, one ``data`` assignment for the latest replace.
+
+Updates go out one at a time: each ends by ticking a hidden clock model, and the page
+echoes the tick back once it has painted. Until then (or ``ACK_TIMEOUT``) changes only
+accumulate, so a slow browser gets fewer, larger updates instead of a growing queue.
 """
 
 from __future__ import annotations
@@ -17,13 +21,23 @@ from typing import Any, cast
 
 from bokeh.document import Document
 from bokeh.layouts import column
-from bokeh.models import ColumnDataSource, GridBox
+from bokeh.models import ColumnDataSource, CustomJS, GridBox
 from bokeh.models.widgets import Div
 
 from .plots.figures import make_figure
 from .state import RunState
 
 log = logging.getLogger(__name__)
+
+ACK_TIMEOUT = 1.0  # seconds to wait for a page's echo before sending the next update anyway
+LARGE_POINTS = 5000  # a replace of this many points costs the page visible work...
+LARGE_INTERVAL = 0.25  # ...so it is sent at most this often, and never holds back the rest
+
+# Echo the clock's tick once the browser has painted what came with it.
+_ECHO_JS = """
+const tick = cb_obj.tags[0];
+requestAnimationFrame(() => setTimeout(() => { cb_obj.text = String(tick); }, 0));
+"""
 
 
 @dataclass(eq=False)
@@ -33,6 +47,7 @@ class _PlotView:
     version: int = -1
     generation: int = -1
     rows: int = 0
+    replaced_at: float = 0.0
 
     def retire(self) -> Any:
         """Unname this view's models before they leave the page; return the figure.
@@ -61,51 +76,103 @@ class DocumentView:
         self._views: dict[str, _PlotView] = {}
         self._grid: GridBox | None = None
         self._dirty: set[str] = set()
-        self._scheduled = False
+        self._scheduled: Any = None  # the pending callback, if any
         self._last_update = 0.0
+        self._sent = self._echoed = 0  # clock ticks sent to the page, and echoed back
+        self._sent_at = 0.0
+        self._clock = Div(name="streamvis:clock", visible=False, tags=[0], text="0")
+        self._clock.js_on_change("tags", CustomJS(code=_ECHO_JS))
+        self._clock.on_change("text", self._on_echo)
         self._rebuild()
 
     def notify(self, names: set[str]) -> None:
         """Mark plots as changed ('' = the layout); schedule one batched update."""
         self._dirty |= names
-        if self._scheduled:
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._scheduled is not None or not self._dirty:
             return
-        self._scheduled = True
-        wait = self._last_update + self.interval - time.monotonic()
+        now = time.monotonic()
+        wait = self._last_update + self.interval - now
+        if self._waiting_for_page(now):
+            wait = max(wait, self._sent_at + ACK_TIMEOUT - now)
         if wait > 0:
-            self.doc.add_timeout_callback(self._update, int(wait * 1000) + 1)
+            self._scheduled = self.doc.add_timeout_callback(self._update, int(wait * 1000) + 1)
         else:
-            self.doc.add_next_tick_callback(self._update)
+            self._scheduled = self.doc.add_next_tick_callback(self._update)
+
+    def _waiting_for_page(self, now: float) -> bool:
+        return self._echoed < self._sent and now - self._sent_at < ACK_TIMEOUT
+
+    def _on_echo(self, attr: str, old: Any, new: Any) -> None:
+        """The page painted tick ``new``: send what accumulated meanwhile."""
+        try:
+            self._echoed = max(self._echoed, int(new))
+        except (TypeError, ValueError):
+            return
+        if self._scheduled is not None and self._echoed >= self._sent:
+            try:
+                self.doc.remove_timeout_callback(self._scheduled)
+            except ValueError:  # it was a next-tick callback, or it already ran
+                return
+            self._scheduled = None
+        self._schedule()
 
     def _update(self) -> None:
-        self._scheduled = False
-        self._last_update = time.monotonic()
+        self._scheduled = None
+        now = time.monotonic()
+        if self._waiting_for_page(now):
+            self._schedule()
+            return
+        self._last_update = now
         dirty, self._dirty = self._dirty, set()
         state = self._lookup(self.run)
+        changed, retry = True, None
         if "" in dirty or state is None:
             self._rebuild()
-            return
-        for name in dirty:
-            try:
-                self._sync(state, name)
-            except Exception:  # one plot's failure must not stall the others
-                log.exception("updating plot %r of run %r failed", name, self.run)
+        else:
+            changed = False
+            for name in dirty:
+                try:
+                    wait = self._sync(state, name, now)
+                except Exception:  # one plot's failure must not stall the others
+                    log.exception("updating plot %r of run %r failed", name, self.run)
+                    continue
+                if wait is None:
+                    changed = True
+                elif wait > 0:
+                    self._dirty.add(name)
+                    retry = wait if retry is None else min(retry, wait)
+        if changed:
+            self._sent += 1
+            self._sent_at = now
+            self._clock.tags = [self._sent]
+        if retry is not None and self._scheduled is None:
+            self._scheduled = self.doc.add_timeout_callback(self._update, int(retry * 1000) + 1)
 
-    def _sync(self, state: RunState, name: str) -> None:
+    def _sync(self, state: RunState, name: str, now: float) -> float | None:
+        """Bring one plot up to date. Returns None if it sent something, 0 if there was
+        nothing to send, or the seconds after which a large replace may be sent."""
         plot = state.plots.get(name)
         view = self._views.get(name)
         if plot is None or view is None or state.cells is None:
-            return
+            return 0
         if view.source is None or view.version != plot.version:
             self._replace_figure(state, name)
         elif view.generation != plot.generation:
+            wait = view.replaced_at + LARGE_INTERVAL - now
+            if plot.points >= LARGE_POINTS and wait > 0:
+                return wait
             view.source.data = plot.data.view()
         elif len(plot.data) > view.rows:
             view.source.stream(cast(Any, plot.data.view(view.rows)))
         else:
-            return
+            return 0
         view = self._views[name]
         view.version, view.generation, view.rows = plot.version, plot.generation, len(plot.data)
+        view.replaced_at = now
+        return None
 
     def _replace_figure(self, state: RunState, name: str) -> None:
         assert state.cells is not None and self._grid is not None
@@ -150,6 +217,7 @@ class DocumentView:
         self.doc.clear()
         self.doc.title = f"streamvis: {self.run}"
         self.doc.add_root(root)
+        self.doc.add_root(self._clock)
 
     def _header(self) -> str:
         others = [r for r in self._runs() if r != self.run]

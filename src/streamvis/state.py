@@ -8,6 +8,7 @@ a page opened at any time shows everything received, and later updates arrive as
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,6 +115,13 @@ class PlotState:
         self.spec = spec
         if self.glyph_key != key:  # e.g. tandem_lines with another palette
             self.version += 1
+
+    @property
+    def points(self) -> int:
+        """How many points the latest data has (without turning a replace into columns)."""
+        if self.spec.kind == "tandem_lines" or self.raw is None:
+            return len(self.data)
+        return math.prod(self.shape) // 2
 
     @property
     def glyph_key(self) -> tuple[Any, ...]:

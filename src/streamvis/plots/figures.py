@@ -16,6 +16,8 @@ from ..specs import Cell, resolve_palette, sample_palette
 from ..state import PlotState
 
 CELL_WIDTH, CELL_HEIGHT = 440, 340
+# WebGL pays a full-canvas copy per renderer on every paint: worth it for many points only.
+WEBGL_POINTS = 5000
 _DEFAULT_COLOR = "#1f77b4"
 
 
@@ -27,7 +29,6 @@ def _defaults(name: str, cell: Cell) -> dict[str, Any]:
         "height": CELL_HEIGHT * cell[2],
         "tools": "pan,wheel_zoom,box_zoom,reset,save",
         "active_scroll": "wheel_zoom",
-        "output_backend": "webgl",
     }
 
 
@@ -64,7 +65,9 @@ def make_figure(
     name: str, cell: Cell, plot: PlotState | None
 ) -> tuple[Any, ColumnDataSource | None]:
     """A figure for plot ``name`` in ``cell``, with glyphs and a source if it has data."""
-    fig = figure(**_options(name, cell, plot.fig_kwargs if plot else {}))
+    many = plot is not None and plot.spec.kind != "tandem_lines" and plot.points >= WEBGL_POINTS
+    backend = {"output_backend": "webgl" if many else "canvas"}
+    fig = figure(**{**backend, **_options(name, cell, plot.fig_kwargs if plot else {})})
     if plot is None:
         return fig, None
     source = ColumnDataSource(data=plot.data.view(), name=name)
