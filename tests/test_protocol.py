@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from streamvis import FrameTooLarge, ProtocolError, UnsupportedVersion
-from streamvis.protocol import Frame, Limits, decode, decode_reply, encode, encode_reply
+from streamvis.protocol import (
+    Frame,
+    Limits,
+    decode,
+    decode_many,
+    decode_reply,
+    encode,
+    encode_reply,
+)
 
 
 def frame(*arrays: np.ndarray, **fields: object) -> Frame:
@@ -120,3 +128,14 @@ def test_limits_are_enforced_with_numbers() -> None:
         decode(encode(frame(opts={"kind": "x" * 100})), small)
     with pytest.raises(FrameTooLarge, match="2 arrays; the limit is 1"):
         decode(encode(frame(np.zeros(1), np.zeros(1))), Limits(max_arrays=1))
+
+
+def test_a_message_may_carry_several_frames_back_to_back() -> None:
+    first, second = frame(np.arange(3, dtype=np.int8), seq=1), frame(np.ones((2, 2)), seq=2)
+    message = encode(first) + encode(second)
+    decoded = decode_many(message)
+    assert [f.seq for f, _ in decoded] == [1, 2]
+    assert bytes(decoded[1][1]) == encode(second)  # each frame keeps its own bytes, for the log
+    np.testing.assert_array_equal(decoded[1][0].arrays[0], np.ones((2, 2)))
+    with pytest.raises(ProtocolError, match="too short"):
+        decode_many(message + b"\0\0")

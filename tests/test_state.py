@@ -156,3 +156,17 @@ def test_tandem_palette_change_rebuilds_the_figure(run: RunState) -> None:
             )
         )
     assert run.plots["a"].version == 1 and run.plots["a"].spec.palette == "Magma256"
+
+
+def test_growing_columns_keep_large_appends_as_pieces_and_read_across_them() -> None:
+    cols = GrowingColumns({"x": np.arange(3.0)})
+    big = np.arange(100_000.0)
+    cols.append({"x": big})  # large: kept as it came
+    cols.append({"x": np.array([-1.0, -2.0])})
+    assert len(cols) == 100_005
+    assert cols.view(100_002)["x"].tolist() == [99_999.0, -1.0, -2.0]
+    assert cols.view(3)["x"][:2].tolist() == [0.0, 1.0]
+    everything = cols.view()["x"]
+    assert everything[:4].tolist() == [0.0, 1.0, 2.0, 0.0] and everything[-1] == -2.0
+    cols.append({"x": np.array([7.0])})
+    assert cols.view()["x"][-2:].tolist() == [-2.0, 7.0] and len(cols) == 100_006

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 _BATCH_FRAMES = 64
 _BATCH_BYTES = 8 * 2**20
 _BACKOFF = (0.05, 2.0)
+_JOIN_BYTES = 2**20  # small frames travel together in messages of up to this size
 _ITEM_OVERHEAD = 256  # what a frame's header adds to its arrays, roughly, for buffer accounting
 
 live: set[Transport] = set()  # every transport whose thread runs; flushed at exit
@@ -157,6 +158,8 @@ class Transport:
 
     def pop_errors(self) -> list[ServerError]:
         """Take the errors the server (or the connection) reported since the last call."""
+        if not self._errors:  # the common case, on every call
+            return []
         errors = []
         with contextlib.suppress(IndexError):
             while True:
@@ -269,8 +272,7 @@ class Transport:
         try:
             with self._lock:
                 resend = list(self._unacked)
-            for sent in resend:
-                await ws.send(sent.data)
+            await self._write(ws, resend)
             if resend:
                 log.info("resent %d unacknowledged frames", len(resend))
                 await self._send(ws, [Outgoing("sync")])
@@ -310,8 +312,24 @@ class Transport:
         with self._lock:
             self._unacked.extend(frames)
             self._buffered += sum(len(f.data) for f in frames) - sum(i.nbytes for i in batch)
+        await self._write(ws, frames)
+
+    async def _write(self, ws: ClientConnection, frames: list[_Sent]) -> None:
+        """Send frames, joining small ones into one message (websockets costs per message)."""
+        limit = min(_JOIN_BYTES, self.server_max_frame_bytes)
+        group: list[bytes] = []
+        size = 0
         for sent in frames:
-            await ws.send(sent.data)
+            if size + len(sent.data) > limit and group:
+                await ws.send(b"".join(group))
+                group, size = [], 0
+            if len(sent.data) >= limit:
+                await ws.send(sent.data)
+            else:
+                group.append(sent.data)
+                size += len(sent.data)
+        if group:
+            await ws.send(b"".join(group))
 
     def _encode(self, item: Outgoing, ack: bool) -> _Sent:
         seq = self._seq

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -69,15 +69,6 @@ class Frame:
 
 def _pad(n: int) -> int:
     return -n % _ALIGN
-
-
-def wire_array(value: np.ndarray) -> np.ndarray:
-    """Return ``value`` as a C-contiguous little-endian array of a wire dtype (no copy if it is)."""
-    if value.dtype.name not in DTYPES:
-        raise ArgumentError(f"dtype {value.dtype} cannot be sent; use one of {sorted(DTYPES)}")
-    if value.dtype.byteorder == ">":
-        value = value.astype(value.dtype.newbyteorder("<"))
-    return np.ascontiguousarray(value)
 
 
 def encode(frame: Frame) -> bytes:
@@ -152,7 +143,31 @@ def _array_specs(
 
 def decode(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> Frame:
     """Parse and validate one frame; raise a ProtocolError subclass naming what is wrong."""
+    frame, end = _decode_first(memoryview(data), limits)
+    if end < len(data):
+        raise ProtocolError(f"frame has {len(data) - end} bytes after its last array")
+    return frame
+
+
+def decode_many(
+    data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
+) -> list[tuple[Frame, memoryview]]:
+    """Parse a message of frames sent back to back; return each with its own bytes.
+
+    A client batches small frames so that one websocket message carries many.
+    """
     view = memoryview(data)
+    frames: list[tuple[Frame, memoryview]] = []
+    start = 0
+    while start < view.nbytes or not frames:
+        frame, end = _decode_first(view[start:], limits)
+        frames.append((frame, view[start : start + end]))
+        start += end
+    return frames
+
+
+def _decode_first(view: memoryview, limits: Limits) -> tuple[Frame, int]:
+    """Decode the frame at the start of ``view``; return it and where it ends."""
     if view.nbytes > limits.max_frame_bytes:
         raise FrameTooLarge(
             f"frame of {view.nbytes} bytes exceeds the limit of {limits.max_frame_bytes} bytes"
@@ -219,9 +234,8 @@ def decode(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
         array = np.frombuffer(view, dtype=dtype, count=math.prod(shape), offset=offset)
         arrays.append(array.reshape(shape))
         offset = end + _pad(nbytes)
-    if offset < view.nbytes:
-        raise ProtocolError(f"frame has {view.nbytes - offset} bytes after its last array")
-    return Frame(
+    offset = min(offset, view.nbytes)  # the last array's padding may be cut off
+    frame = Frame(
         op=op,
         run=run,
         cid=cid,
@@ -231,6 +245,7 @@ def decode(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
         arrays=tuple(arrays),
         ack=header.get("ack") is True,
     )
+    return frame, offset
 
 
 def encode_reply(reply: Mapping[str, Any]) -> bytes:
@@ -249,8 +264,3 @@ def decode_reply(data: bytes | str) -> dict[str, Any]:
     if not isinstance(reply, dict):
         raise ProtocolError(f"server reply is a {type(reply).__name__}; expected a map")
     return reply
-
-
-def shapes(arrays: Sequence[np.ndarray]) -> list[tuple[int, ...]]:
-    """Return the shapes of ``arrays`` (a convenience for checks on both sides)."""
-    return [tuple(a.shape) for a in arrays]

@@ -69,7 +69,7 @@ class Hub:
                 count += 1
             log.info("replayed run %r: %d frames, %d plots", run, count, len(state.plots))
 
-    def apply(self, frame: protocol.Frame, data: bytes) -> None:
+    def apply(self, frame: protocol.Frame, data: bytes | memoryview) -> None:
         """Apply, log and show a frame (``data``: its bytes); raise StreamvisError if refused."""
         state = self.runs.get(frame.run)
         if state is None:
@@ -300,8 +300,7 @@ class StreamvisServer:
         yielded = time.monotonic()
         try:
             async for message in ws:
-                reply = self._receive(message, peer)
-                if reply is not None:
+                for reply in self._receive(message, peer):
                     await ws.send(protocol.encode_reply(reply))
                 if time.monotonic() - yielded > _INGEST_SLICE:
                     # Buffered messages never suspend this loop: let pages have their turn.
@@ -312,35 +311,40 @@ class StreamvisServer:
         finally:
             log.info("client from %s disconnected", peer)
 
-    def _receive(self, message: bytes | str, peer: Any) -> dict[str, Any] | None:
-        """Decode and apply one message; return the reply to send, if any."""
+    def _receive(self, message: bytes | str, peer: Any) -> list[dict[str, Any]]:
+        """Decode and apply one message (one or more frames); return the replies to send."""
         if isinstance(message, str):
-            return {
-                "err": "text message refused: streamvis frames are binary (use streamvis.Client)"
-            }
+            return [{"err": "text message refused: streamvis frames are binary (streamvis.Client)"}]
         try:
-            frame = protocol.decode(message, self.limits)
+            frames = protocol.decode_many(message, self.limits)
         except ProtocolError as exc:
             log.warning("malformed frame from %s: %s", peer, exc)
-            return {"err": f"malformed frame: {exc}"}
+            return [{"err": f"malformed frame: {exc}"}]
         except Exception as exc:  # a decoder bug must not close the connection
             log.exception("decoding a frame from %s failed", peer)
-            return {"err": f"malformed frame: {exc!r}"}
-        try:
-            self.hub.apply(frame, message)
-        except StreamvisError as exc:
-            log.warning(
-                "run %r refused frame %d for plot %r: %s", frame.run, frame.seq, frame.name, exc
-            )
-            return {"err": str(exc), "seq": frame.seq, "name": frame.name, "ack": frame.seq}
-        except Exception as exc:
-            log.exception("applying frame %d of run %r failed", frame.seq, frame.run)
-            return {
-                "err": f"server failed applying the frame: {exc!r}",
-                "seq": frame.seq,
-                "ack": frame.seq,
-            }
-        return {"ack": frame.seq} if frame.ack else None
+            return [{"err": f"malformed frame: {exc!r}"}]
+        replies: list[dict[str, Any]] = []
+        ack = None
+        for frame, data in frames:
+            try:
+                self.hub.apply(frame, data)
+            except StreamvisError as exc:
+                log.warning(
+                    "run %r refused frame %d (%r): %s", frame.run, frame.seq, frame.name, exc
+                )
+                replies.append({"err": str(exc), "seq": frame.seq, "name": frame.name})
+            except Exception as exc:
+                log.exception("applying frame %d of run %r failed", frame.seq, frame.run)
+                replies.append(
+                    {"err": f"server failed applying the frame: {exc!r}", "seq": frame.seq}
+                )
+            else:
+                if not frame.ack:
+                    continue
+            ack = frame.seq  # frames apply in order: this acknowledges all before it too
+        if ack is not None:
+            replies.append({"ack": ack})
+        return replies
 
 
 @contextmanager

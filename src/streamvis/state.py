@@ -38,35 +38,71 @@ log = logging.getLogger(__name__)
 
 
 class GrowingColumns:
-    """Equal-length numpy columns with amortized O(1) appends (capacity doubles)."""
+    """Equal-length numpy columns that only grow: rows once written never change.
+
+    Small appends go into a tail buffer whose capacity doubles (amortized O(1)); a large
+    append is kept as it came, usually views of the received frame, so it is never copied.
+    Reading rows concatenates just the pieces that hold them.
+    """
 
     def __init__(self, columns: Columns) -> None:
-        self._buffers = {name: np.array(values) for name, values in columns.items()}
-        self._rows = _length(columns)
+        self._pieces: list[Columns] = []  # sealed: large appends, and full tails
+        self._tail = {name: np.array(values) for name, values in columns.items()}
+        self._tail_rows = self._rows = _length(columns)
 
     def __len__(self) -> int:
         return self._rows
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._buffers)
-
     def append(self, columns: Columns) -> None:
         """Append rows; ``columns`` must have the same names."""
         rows = _length(columns)
-        need = self._rows + rows
+        if rows >= _PIECE_ROWS:
+            self._seal_tail()
+            self._pieces.append(dict(columns))
+            self._rows += rows
+            return
+        need = self._tail_rows + rows
         for name, values in columns.items():
-            buffer = self._buffers[name]
+            buffer = self._tail[name]
             if need > buffer.shape[0] or np.result_type(buffer, values) != buffer.dtype:
                 grown = np.empty(max(need, 2 * buffer.shape[0], 16), np.result_type(buffer, values))
-                grown[: self._rows] = buffer[: self._rows]
-                self._buffers[name] = buffer = grown
-            buffer[self._rows : need] = values
-        self._rows = need
+                grown[: self._tail_rows] = buffer[: self._tail_rows]
+                self._tail[name] = buffer = grown
+            buffer[self._tail_rows : need] = values
+        self._tail_rows = need
+        self._rows += rows
+
+    def _seal_tail(self) -> None:
+        if self._tail_rows:
+            self._pieces.append({k: v[: self._tail_rows] for k, v in self._tail.items()})
+            self._tail = {k: v[:0].copy() for k, v in self._tail.items()}
+            self._tail_rows = 0
 
     def view(self, start: int = 0) -> Columns:
-        """Rows ``start:`` of every column, as views; rows already written never change."""
-        return {name: buffer[start : self._rows] for name, buffer in self._buffers.items()}
+        """Rows ``start:`` of every column (views where they lie in one piece)."""
+        parts: list[Columns] = []
+        end = self._rows
+        tail = {k: v[: self._tail_rows] for k, v in self._tail.items()}
+        for piece in (tail, *reversed(self._pieces)):
+            if end <= start:
+                break
+            size = _length(piece)
+            first = end - size
+            parts.append({k: v[max(start - first, 0) :] for k, v in piece.items()} if size else {})
+            end = first
+        parts = [p for p in reversed(parts) if p]
+        if not parts:
+            return {k: v[:0] for k, v in self._tail.items()}
+        if len(parts) == 1:
+            return parts[0]
+        joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if start == 0:  # a page opened: keep the joined copy, so the next one is cheap
+            self._pieces, self._tail_rows = [joined], 0
+            self._tail = {k: v[:0].copy() for k, v in self._tail.items()}
+        return joined
+
+
+_PIECE_ROWS = 16384  # appends this large are kept as they came, not copied into the tail
 
 
 def _length(columns: Columns) -> int:

@@ -83,7 +83,7 @@ class RunLog:
         self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the run
         self._size = self._file.tell()
 
-    def append(self, frame: protocol.Frame, data: bytes) -> None:
+    def append(self, frame: protocol.Frame, data: bytes | memoryview) -> None:
         """Write one accepted frame; it reaches the OS before this returns."""
         header = _RECORD.pack(len(data), zlib.crc32(data))
         self._file.write(header + data if len(data) < 65536 else header)

@@ -1,7 +1,8 @@
 """Array -> plot columns: the pure transforms every plot kind shares (numpy only, no Bokeh).
 
-Columns are flat numpy arrays, float32 where the data is float32 (float64 otherwise), so
-Bokeh ships them to the browser as binary buffers. Colors travel as an integer index column
+Columns are 1-D numpy arrays, float32 where the data is float32 (float64 otherwise), so
+Bokeh ships them to the browser as binary buffers. They may be strided views of the input:
+the run state copies them once, into its own buffers. Colors travel as an integer index column
 ``c`` that the page maps through the palette, never as strings.
 
 - scatter:      x, y[, c]           one row per point
@@ -94,8 +95,8 @@ def scatter_columns(
     order = tuple(d for d in range(data.ndim) if d != spec.spatial_dim)
     pts = points(data, spec, order, extent)
     columns: Columns = {
-        "x": np.ascontiguousarray(pts.xy[:, 0]),
-        "y": np.ascontiguousarray(pts.xy[:, 1]),
+        "x": pts.xy[:, 0],
+        "y": pts.xy[:, 1],
     }
     if pts.color is not None:
         columns["c"] = pts.color
@@ -137,10 +138,10 @@ def line_columns(
         new_ends = LineEnds(xy[:, -1, :].copy(), None if color is None else color[:, -1].copy())
     start, stop = xy[:, :-1, :].reshape(-1, 2), xy[:, 1:, :].reshape(-1, 2)
     columns: Columns = {
-        "x0": np.ascontiguousarray(start[:, 0]),
-        "y0": np.ascontiguousarray(start[:, 1]),
-        "x1": np.ascontiguousarray(stop[:, 0]),
-        "y1": np.ascontiguousarray(stop[:, 1]),
+        "x0": start[:, 0],
+        "y0": start[:, 1],
+        "x1": stop[:, 0],
+        "y1": stop[:, 1],
     }
     if color is not None:
         columns["c"] = np.ascontiguousarray(color[:, :-1]).reshape(-1)
