@@ -1,7 +1,7 @@
 """Cost of one Client call (what the training loop pays) beside np.copy of the same array.
 
-The client talks to a running server (``serve_in_thread``) and flushes between batches, so
-the buffer never fills and a call never waits: only the call itself is timed, one by one.
+The client talks to a server in its own process (as a training job does) and flushes between
+batches, so the buffer never fills and a call never waits: only the call is timed, one by one.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import numpy as np
 
 import _common
 from streamvis import Client, GridSpec
-from streamvis.server import serve_in_thread
 
 RUN = "bench"
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1), "mu": (0, 2, 1, 1)}
@@ -79,7 +78,7 @@ def main() -> None:
     args = _common.parse_args(__doc__.splitlines()[0])
     batches = 3 if args.smoke else 40
     rows: list[dict[str, Any]] = []
-    with serve_in_thread(ingest_port=0, bokeh_port=0, run_name=RUN) as server:
+    with _common.ServerProcess(RUN) as server:
         client = Client(f"127.0.0.1:{server.ingest_port}", RUN, exit_timeout=30)
         try:
             client.set_layout(LAYOUT)

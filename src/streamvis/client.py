@@ -12,6 +12,7 @@ import os
 import uuid
 import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -99,6 +100,17 @@ def _check_fig_kwargs(fig_kwargs: Mapping[str, Any] | None) -> dict[str, Any] | 
     return dict(fig_kwargs)
 
 
+@dataclass(frozen=True)
+class _PlotCall:
+    """A plot's last call as made, and as checked, so a repeat of it skips the checks."""
+
+    call: PlotSpec
+    shapes: tuple[tuple[int, ...], ...]
+    spec: PlotSpec
+    shape: tuple[int, ...]
+    opts: dict[str, Any]
+
+
 class Client:
     """Sends arrays from a running program to a streamvis server, without blocking it.
 
@@ -125,7 +137,7 @@ class Client:
         self.exit_timeout = exit_timeout
         self.max_frame_bytes = max_frame_bytes
         self._cells: dict[str, Cell] | None = None
-        self._plots: dict[str, tuple[PlotSpec, tuple[int, ...]]] = {}
+        self._plots: dict[str, _PlotCall] = {}
         self._closed = False
         token = token if token is not None else os.environ.get("STREAMVIS_TOKEN")
         self._transport = Transport(
@@ -253,11 +265,20 @@ class Client:
     def _plot(self, name: str, spec: PlotSpec, *arrays: np.ndarray) -> None:
         self._check_open()
         check_in_layout(name, self._cells)
-        spec = normalize(spec, [a.shape for a in arrays])
-        shape = data_shape(spec, arrays)
+        shapes = tuple(a.shape for a in arrays)
         previous = self._plots.get(name)
-        if previous is not None:
-            check_compatible(name, previous[0], previous[1], spec, shape)
+        if previous and previous.call == spec and previous.shapes == shapes and not spec.fig_kwargs:
+            opts = previous.opts  # the same call as last time: checked already
+        else:
+            checked = normalize(spec, shapes)
+            shape = data_shape(checked, arrays)
+            if previous is not None:
+                check_compatible(name, previous.spec, previous.shape, checked, shape)
+            opts = checked.to_wire()
+            self._plots[name] = _PlotCall(spec, shapes, checked, shape, opts)
+            opts.pop("fig", None)  # sent once, with this call; the server keeps them
+            if spec.fig_kwargs:
+                opts = {**opts, "fig": dict(spec.fig_kwargs)}
         nbytes = sum(a.nbytes for a in arrays)
         limit = min(self.max_frame_bytes, self._transport.server_max_frame_bytes)
         if nbytes > limit - _HEADER_ROOM:
@@ -266,10 +287,7 @@ class Client:
                 "bytes; send a smaller array (or raise Client(max_frame_bytes=...) and the "
                 "server's --max_frame_mb)"
             )
-        self._plots[name] = (spec, shape)
-        self._transport.submit(
-            Outgoing("plot", name, spec.to_wire(), arrays, replace=not spec.append)
-        )
+        self._transport.submit(Outgoing("plot", name, opts, arrays, replace=not spec.append))
 
     # -- delivery ---------------------------------------------------------------------------
 

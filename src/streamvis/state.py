@@ -174,6 +174,18 @@ class RunState:
     layout_version: int = 0
     plots: dict[str, PlotState] = field(default_factory=dict)
     last_seq: dict[str, int] = field(default_factory=dict)
+    _specs: dict[str, tuple[Any, Any, PlotSpec]] = field(default_factory=dict)
+
+    def _spec(self, frame: Frame) -> PlotSpec:
+        """The frame's checked spec; a plot's frames mostly repeat the last one's options."""
+        assert frame.name is not None
+        shapes = [a.shape for a in frame.arrays]
+        cached = self._specs.get(frame.name)
+        if cached is not None and cached[0] == frame.opts and cached[1] == shapes:
+            return cached[2]
+        spec = normalize(PlotSpec.from_wire(frame.opts), shapes)
+        self._specs[frame.name] = (frame.opts, shapes, spec)
+        return spec
 
     def is_duplicate(self, frame: Frame) -> bool:
         """True if this client's frame (or a later one) was already applied."""
@@ -218,7 +230,7 @@ class RunState:
             return {""}
         assert frame.name is not None
         check_in_layout(frame.name, self.cells)
-        spec = normalize(PlotSpec.from_wire(frame.opts), [a.shape for a in frame.arrays])
+        spec = self._spec(frame)
         old = self.plots.get(frame.name)
         fig = dict(spec.fig_kwargs) if spec.fig_kwargs is not None else None
         if fig is not None and (old is None or fig != old.fig_kwargs) and check_fig is not None:
