@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 _BATCH_FRAMES = 64
 _BATCH_BYTES = 8 * 2**20
 _BACKOFF = (0.05, 2.0)
-_JOIN_BYTES = 2**20  # small frames travel together in messages of up to this size
+_JOIN_BYTES = 2**20  # small frames travel together in messages of up to this size...
+_JOIN_BELOW = 2**16  # ...larger ones alone: joining them would copy more than it saves
 _ITEM_OVERHEAD = 256  # what a frame's header adds to its arrays, roughly, for buffer accounting
 
 live: set[Transport] = set()  # every transport whose thread runs; flushed at exit
@@ -323,7 +324,7 @@ class Transport:
             if size + len(sent.data) > limit and group:
                 await ws.send(b"".join(group))
                 group, size = [], 0
-            if len(sent.data) >= limit:
+            if len(sent.data) >= min(limit, _JOIN_BELOW):
                 await ws.send(sent.data)
             else:
                 group.append(sent.data)
