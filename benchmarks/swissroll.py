@@ -18,7 +18,7 @@ import numpy as np
 
 import _common
 from browser import Page
-from streamvis import Client, ColorSpec, GridSpec
+from streamvis import Client
 
 swissroll = _common.load_example("swissroll")
 RUN = "swissroll"
@@ -53,47 +53,15 @@ LAST_X = (
 
 
 def send_step(client: Client, model: Any, step: int, calls: list[float]) -> float:
-    """The body of ``swissroll.run``'s loop; returns the seconds spent in the model itself."""
+    """One step of ``swissroll.run``'s loop; returns the seconds spent in the model itself.
+
+    The psamples draw (every 100 steps) is counted with the calls.
+    """
     start = time.perf_counter()
     arrays = model.step(step)
     model_seconds = time.perf_counter() - start
     calls.append(time.time())
-    client.tandem_lines("loss", step, arrays["loss"], "Viridis256")
-    client.scatter("rbf_centers", arrays["rbf_centers"], spatial_dim=1, append=False)
-    client.scatter(
-        "mu_alphas",
-        arrays["mu_alphas"],
-        spatial_dim=2,
-        append=False,
-        color=ColorSpec("Viridis256", dim=0),
-    )
-    client.scatter(
-        "sigma_alphas",
-        arrays["sigma_alphas"],
-        spatial_dim=2,
-        append=False,
-        color=ColorSpec("Viridis256", 0),
-    )
-    client.multi_lines(
-        "mu",
-        arrays["mu"],
-        line_dims=(0, 1),
-        spatial_dim=2,
-        append=False,
-        grid=GridSpec(dim=1, num_columns=8, padding_factor=1.2),
-    )
-    if step % 100 == 0:
-        start = time.perf_counter()
-        samples = model.samples()
-        model_seconds += time.perf_counter() - start
-        client.scatter(
-            "psamples",
-            samples,
-            spatial_dim=2,
-            append=False,
-            color=ColorSpec("Viridis256", 1),
-            grid=GridSpec(dim=1, num_columns=8, padding_factor=1.2),
-        )
+    swissroll.send_step(client, model, step, arrays)
     return model_seconds
 
 

@@ -75,38 +75,42 @@ class Model:
         return (1 - w) * noise[:, None, :] + w * clean[:, None, :]
 
 
+def send_step(client: Client, model: Model, step: int, arrays: dict[str, np.ndarray]) -> None:
+    """Send one training step's arrays: the seed's calls, exactly."""
+    client.tandem_lines("loss", step, arrays["loss"], "Viridis256")
+    client.scatter("rbf_centers", arrays["rbf_centers"], spatial_dim=1, append=False)
+    client.scatter(
+        "mu_alphas",
+        arrays["mu_alphas"],
+        spatial_dim=2,
+        append=False,
+        color=ColorSpec("Viridis256", dim=0),
+    )
+    client.scatter(
+        "sigma_alphas",
+        arrays["sigma_alphas"],
+        spatial_dim=2,
+        append=False,
+        color=ColorSpec("Viridis256", 0),
+    )
+    client.multi_lines(
+        "mu", arrays["mu"], line_dims=(0, 1), spatial_dim=2, append=False,
+        grid=GridSpec(dim=1, num_columns=8, padding_factor=1.2),
+    )  # fmt: skip
+    if step % 100 == 0:
+        client.scatter(
+            "psamples", model.samples(), spatial_dim=2, append=False,
+            color=ColorSpec("Viridis256", 1),
+            grid=GridSpec(dim=1, num_columns=8, padding_factor=1.2),
+        )  # fmt: skip
+
+
 def run(client: Client, steps: int, delay: float = 0.0) -> None:
     """Send ``steps`` steps of the dashboard through ``client``."""
     client.set_layout(LAYOUT)
     model = Model()
     for step in range(steps):
-        arrays = model.step(step)
-        client.tandem_lines("loss", step, arrays["loss"], "Viridis256")
-        client.scatter("rbf_centers", arrays["rbf_centers"], spatial_dim=1, append=False)
-        client.scatter(
-            "mu_alphas",
-            arrays["mu_alphas"],
-            spatial_dim=2,
-            append=False,
-            color=ColorSpec("Viridis256", dim=0),
-        )
-        client.scatter(
-            "sigma_alphas",
-            arrays["sigma_alphas"],
-            spatial_dim=2,
-            append=False,
-            color=ColorSpec("Viridis256", 0),
-        )
-        client.multi_lines(
-            "mu", arrays["mu"], line_dims=(0, 1), spatial_dim=2, append=False,
-            grid=GridSpec(dim=1, num_columns=8, padding_factor=1.2),
-        )  # fmt: skip
-        if step % 100 == 0:
-            client.scatter(
-                "psamples", model.samples(), spatial_dim=2, append=False,
-                color=ColorSpec("Viridis256", 1),
-                grid=GridSpec(dim=1, num_columns=8, padding_factor=1.2),
-            )  # fmt: skip
+        send_step(client, model, step, model.step(step))
         if delay:
             time.sleep(delay)
 

@@ -198,3 +198,17 @@ def test_a_peer_that_is_not_a_streamvis_server_is_reported_not_fatal() -> None:
             await asyncio.to_thread(client.close, 0.1)
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_small_and_large_frames_arrive_in_the_order_they_were_sent(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    for step in range(200):  # small appends between large replaces, in one batch
+        client.tandem_lines("loss", step, np.zeros(2))
+        client.scatter("pts", np.full((20_000, 2), step, np.float32))
+    assert client.flush(timeout=30)
+    run = server.hub.runs["test"]
+    assert run.plots["loss"].data.view()["x"].tolist() == list(range(200))
+    assert run.plots["pts"].data.view()["x"][0] == 199

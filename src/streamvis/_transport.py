@@ -321,10 +321,11 @@ class Transport:
         group: list[bytes] = []
         size = 0
         for sent in frames:
-            if size + len(sent.data) > limit and group:
-                await ws.send(b"".join(group))
+            alone = len(sent.data) >= min(limit, _JOIN_BELOW)
+            if group and (alone or size + len(sent.data) > limit):
+                await ws.send(b"".join(group))  # order matters: the server drops seqs it passed
                 group, size = [], 0
-            if len(sent.data) >= min(limit, _JOIN_BELOW):
+            if alone:
                 await ws.send(sent.data)
             else:
                 group.append(sent.data)
