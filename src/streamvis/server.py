@@ -99,12 +99,15 @@ class Hub:
             view.notify(changed)
 
     def attach(self, view: DocumentView) -> None:
+        """Send ``view`` its run's changes from now on."""
         self._views.setdefault(view.run, set()).add(view)
 
     def detach(self, view: DocumentView) -> None:
+        """Stop updating ``view`` (its page closed)."""
         self._views.get(view.run, set()).discard(view)
 
     def run_names(self) -> list[str]:
+        """Every run the server holds, sorted."""
         return sorted(self.runs)
 
 

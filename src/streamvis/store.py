@@ -93,6 +93,7 @@ class RunLog:
         self._size += _RECORD.size + len(data)
 
     def needs_compaction(self) -> bool:
+        """Whether superseded records outweigh live ones (and are worth a rewrite)."""
         dead = self.live.total_bytes - self.live.live_bytes
         return dead > COMPACT_MIN_BYTES and dead > self.live.live_bytes
 
@@ -121,6 +122,7 @@ class RunLog:
         log.info("compacted the log of run %r to %d bytes", run, offset)
 
     def close(self) -> None:
+        """Close the file; appending after this fails."""
         self._file.close()
 
 
@@ -193,6 +195,7 @@ class Store:
         (self.directory / f"{run}{SUFFIX}").unlink(missing_ok=True)
 
     def close(self) -> None:
+        """Close every open log."""
         for runlog in self._logs.values():
             runlog.close()
         self._logs.clear()

@@ -21,6 +21,11 @@ WEBGL_POINTS = 5000
 _DEFAULT_COLOR = "#1f77b4"
 
 
+_UNEXPECTED = re.compile(
+    r"unexpected attribute '([^']+)' to figure, possible attributes are (.*)", re.S
+)
+
+
 def _defaults(name: str, cell: Cell) -> dict[str, Any]:
     return {
         "title": name,
@@ -54,11 +59,6 @@ def check_fig_kwargs(fig_kwargs: Mapping[str, Any]) -> None:
         raise ArgumentError(f"figure() has no keyword {name!r}{hint}") from exc
     except ValueError as exc:  # Bokeh's property validation
         raise ArgumentError(str(exc).split("\n")[0]) from exc
-
-
-_UNEXPECTED = re.compile(
-    r"unexpected attribute '([^']+)' to figure, possible attributes are (.*)", re.S
-)
 
 
 def make_figure(
