@@ -16,6 +16,7 @@ from streamvis import (
     ClientClosed,
     ColorSpec,
     DTypeError,
+    FrameTooLarge,
     GridSpec,
     ShapeError,
     UnknownPlot,
@@ -232,3 +233,26 @@ def test_a_dropped_client_still_delivers_at_exit() -> None:
         )
         subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
         assert len(srv.hub.runs["dropped"].plots["a"].data) == 7
+
+
+def test_a_refused_call_does_not_become_the_plots_last_call(offline: Client) -> None:
+    offline.scatter("a", np.zeros((4, 10, 2)), spatial_dim=2, color=ColorSpec("Viridis256", 0))
+    with pytest.raises(ShapeError, match="more than 16 axes"):
+        offline.scatter("a", np.zeros((1,) * 16 + (2,)))
+    small = Client("127.0.0.1:9", "r", max_frame_bytes=100_000, exit_timeout=0.1)
+    small.set_layout({"a": (0, 0, 1, 1)})
+    small.scatter("a", np.zeros((4, 10, 2)), spatial_dim=2, color=ColorSpec("Viridis256", 0))
+    with pytest.raises(FrameTooLarge):
+        small.scatter("a", np.zeros((8, 8192, 2)), spatial_dim=2, color=ColorSpec("Viridis256", 0))
+    small.scatter(
+        "a", np.zeros((4, 3, 2)), spatial_dim=2, color=ColorSpec("Viridis256", 0), append=True
+    )
+    small.close(timeout=0.1)
+
+
+def test_empty_fig_kwargs_are_sent_to_reset_the_figure(offline: Client) -> None:
+    offline.scatter("a", np.zeros((3, 2)), fig_kwargs={"title": "T"})
+    offline.scatter("a", np.zeros((3, 2)), append=True)
+    offline.scatter("a", np.zeros((3, 2)), append=True, fig_kwargs={})
+    assert offline._transport._pending[-1].opts["fig"] == {}
+    assert "fig" not in offline._transport._pending[-2].opts

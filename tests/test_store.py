@@ -129,3 +129,20 @@ def test_compaction_keeps_plots_sent_before_the_latest_layout(
     again = reopened(tmp_path)
     assert again.runs["r"].plots["loss"].data.view()["x"].tolist() == list(range(10))
     assert "extra" in (again.runs["r"].cells or {})
+
+
+def test_fig_kwargs_sent_once_survive_compaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "COMPACT_MIN_BYTES", 20_000)
+    hub = Hub(Store(tmp_path))
+    sender = Sender(hub)
+    sender.send("layout", **LAYOUT)
+    with_title = PlotSpec("scatter", fig_kwargs={"title": "T"}).to_wire()
+    sender.send("plot", "pts", np.zeros((3, 2)), **with_title)
+    for n in range(1, 300):
+        sender.scatter(n % 50 + 1)  # replaces without fig_kwargs, enough to compact
+    hub.store.close()  # type: ignore[union-attr]
+    again = reopened(tmp_path)
+    assert again.runs["r"].plots["pts"].fig_kwargs == {"title": "T"}
+    assert again.runs["r"].plots["pts"].data.view()["x"].tolist() == [50.0] * 50

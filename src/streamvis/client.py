@@ -266,19 +266,13 @@ class Client:
         self._check_open()
         check_in_layout(name, self._cells)
         shapes = tuple(a.shape for a in arrays)
-        previous = self._plots.get(name)
-        if previous and previous.call == spec and previous.shapes == shapes and not spec.fig_kwargs:
-            opts = previous.opts  # the same call as last time: checked already
-        else:
-            checked = normalize(spec, shapes)
-            shape = data_shape(checked, arrays)
-            if previous is not None:
-                check_compatible(name, previous.spec, previous.shape, checked, shape)
-            opts = checked.to_wire()
-            self._plots[name] = _PlotCall(spec, shapes, checked, shape, opts)
-            opts.pop("fig", None)  # sent once, with this call; the server keeps them
-            if spec.fig_kwargs:
-                opts = {**opts, "fig": dict(spec.fig_kwargs)}
+        if len(shapes) > DEFAULT_LIMITS.max_arrays or any(
+            len(shape) > DEFAULT_LIMITS.max_ndim for shape in shapes
+        ):
+            raise ShapeError(
+                f"plot {name!r}: arrays of shapes {shapes} have more than "
+                f"{DEFAULT_LIMITS.max_ndim} axes; reshape them first"
+            )
         nbytes = sum(a.nbytes for a in arrays)
         limit = min(self.max_frame_bytes, self._transport.server_max_frame_bytes)
         if nbytes > limit - _HEADER_ROOM:
@@ -287,6 +281,20 @@ class Client:
                 "bytes; send a smaller array (or raise Client(max_frame_bytes=...) and the "
                 "server's --max_frame_mb)"
             )
+        previous = self._plots.get(name)
+        fig = spec.fig_kwargs
+        if previous and previous.call == spec and previous.shapes == shapes and fig is None:
+            opts = previous.opts  # the same call as last time: checked already
+        else:
+            checked = normalize(spec, shapes)
+            shape = data_shape(checked, arrays)
+            if previous is not None:
+                check_compatible(name, previous.spec, previous.shape, checked, shape)
+            opts = checked.to_wire()
+            opts.pop("fig", None)  # sent with the calls that give them; the server keeps them
+            self._plots[name] = _PlotCall(spec, shapes, checked, shape, opts)
+            if fig is not None:
+                opts = {**opts, "fig": dict(fig)}
         self._transport.submit(Outgoing("plot", name, opts, arrays, replace=not spec.append))
 
     # -- delivery ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@ class _Liveness:
 
     layout: tuple[int, int] | None = None
     plots: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    figs: dict[str, tuple[int, int]] = field(default_factory=dict)  # last record with fig_kwargs
     live_bytes: int = 0
     total_bytes: int = 0
 
@@ -47,7 +48,7 @@ class _Liveness:
         record = (offset, length)
         self.total_bytes += length
         if frame.op == "clear":
-            self.layout, self.plots, self.live_bytes = None, {}, 0
+            self.layout, self.plots, self.figs, self.live_bytes = None, {}, {}, 0
             return
         if frame.op == "layout":
             self.live_bytes -= self.layout[1] if self.layout else 0
@@ -58,20 +59,25 @@ class _Liveness:
                 self.live_bytes -= sum(n for _, n in records)
                 records.clear()
             records.append(record)
+            if "fig" in frame.opts:  # a plot's fig_kwargs travel only in the calls that set them
+                self.figs[frame.name] = record
         else:
             return
         self.live_bytes += length
 
     def records(self) -> list[tuple[int, int]]:
         """Live records in the order to replay them: the layout first, then the plots' data."""
-        data = sorted(r for records in self.plots.values() for r in records)
+        data = sorted(
+            {r for records in self.plots.values() for r in records} | set(self.figs.values())
+        )
         return [self.layout, *data] if self.layout is not None else data
 
     def moved(self, offsets: dict[int, int]) -> _Liveness:
         """The same live records at new offsets (after a compaction wrote them elsewhere)."""
         layout = None if self.layout is None else (offsets[self.layout[0]], self.layout[1])
         plots = {k: [(offsets[o], n) for o, n in v] for k, v in self.plots.items()}
-        return _Liveness(layout, plots, self.live_bytes, self.live_bytes)
+        figs = {k: (offsets[o], n) for k, (o, n) in self.figs.items()}
+        return _Liveness(layout, plots, figs, self.live_bytes, self.live_bytes)
 
 
 class RunLog:
