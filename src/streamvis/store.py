@@ -1,7 +1,7 @@
 """Durable runs: an append-only log of accepted frames per run, replayed at start.
 
-Each record is ``uint32 length | uint32 crc32 | frame bytes`` (big-endian), written with one
-unbuffered ``write`` before the frame is acknowledged, so a killed server loses nothing it
+Each record is ``uint32 length | uint32 crc32 | frame bytes`` (big-endian), written and
+flushed to the OS before the frame is acknowledged, so a killed server loses nothing it
 acknowledged. A torn last record (a crash mid-write) fails its length or CRC check and is cut
 off with a warning.
 
@@ -86,15 +86,14 @@ class RunLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.live = _Liveness()
-        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the run
+        self._file = open(path, "ab")  # noqa: SIM115 - lives as long as the run
         self._size = self._file.tell()
 
     def append(self, frame: protocol.Frame, data: bytes | memoryview) -> None:
-        """Write one accepted frame; it reaches the OS before this returns."""
-        header = _RECORD.pack(len(data), zlib.crc32(data))
-        self._file.write(header + data if len(data) < 65536 else header)
-        if len(data) >= 65536:
-            self._file.write(data)
+        """Write one accepted frame; all of it reaches the OS before this returns."""
+        self._file.write(_RECORD.pack(len(data), zlib.crc32(data)))
+        self._file.write(data)  # a buffered writer writes it all (a raw one may stop short)
+        self._file.flush()
         self.live.add(frame, self._size, _RECORD.size + len(data))
         self._size += _RECORD.size + len(data)
 
@@ -122,7 +121,7 @@ class RunLog:
             os.fsync(new.fileno())
         self._file.close()
         os.replace(tmp, self.path)
-        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
+        self._file = open(self.path, "ab")  # noqa: SIM115
         self._size = offset
         self.live = self.live.moved(offsets)
         log.info("compacted the log of run %r to %d bytes", run, offset)
