@@ -43,10 +43,10 @@ from .specs import (
     resolve_palette,
 )
 
-log = logging.getLogger("streamvis.client")
+log = logging.getLogger(__name__)
 
 _WIRE_DTYPES = frozenset(np.dtype(name) for name in DTYPES)
-_HEADER_ROOM = 2**16  # what a frame's header may take beside its arrays (Limits.max_header_bytes)
+_HEADER_ROOM = DEFAULT_LIMITS.max_header_bytes  # what a header may take beside the arrays
 
 
 def as_array(value: Any, what: str) -> np.ndarray:
@@ -95,7 +95,7 @@ def _check_fig_kwargs(fig_kwargs: Mapping[str, Any] | None) -> dict[str, Any] | 
     if len(packed) > DEFAULT_LIMITS.max_header_bytes // 2:
         raise ArgumentError(
             f"fig_kwargs take {len(packed)} bytes; keep them under "
-            f"{DEFAULT_LIMITS.max_header_bytes // 2} (they travel with every call)"
+            f"{DEFAULT_LIMITS.max_header_bytes // 2} (they travel in the frame's header)"
         )
     return dict(fig_kwargs)
 
@@ -189,13 +189,11 @@ class Client:
         """
         spec = PlotSpec(
             "scatter",
-            bool(append),
-            spatial_dim,
-            (),
-            color,
-            grid,
-            None,
-            _check_fig_kwargs(fig_kwargs),
+            append=bool(append),
+            spatial_dim=spatial_dim,
+            color=color,
+            grid=grid,
+            fig_kwargs=_check_fig_kwargs(fig_kwargs),
         )
         self._plot(name, spec, as_array(data, "data"))
 
@@ -224,13 +222,12 @@ class Client:
             raise ArgumentError(f"line_dims must be an int or a tuple of ints, got {line_dims!r}")
         spec = PlotSpec(
             "multi_lines",
-            bool(append),
-            spatial_dim,
-            dims,
-            color,
-            grid,
-            None,
-            _check_fig_kwargs(fig_kwargs),
+            append=bool(append),
+            spatial_dim=spatial_dim,
+            line_dims=dims,
+            color=color,
+            grid=grid,
+            fig_kwargs=_check_fig_kwargs(fig_kwargs),
         )
         self._plot(name, spec, as_array(data, "data"))
 
@@ -266,9 +263,7 @@ class Client:
         self._check_open()
         check_in_layout(name, self._cells)
         shapes = tuple(a.shape for a in arrays)
-        if len(shapes) > DEFAULT_LIMITS.max_arrays or any(
-            len(shape) > DEFAULT_LIMITS.max_ndim for shape in shapes
-        ):
+        if any(len(shape) > DEFAULT_LIMITS.max_ndim for shape in shapes):  # as the decoder
             raise ShapeError(
                 f"plot {name!r}: arrays of shapes {shapes} have more than "
                 f"{DEFAULT_LIMITS.max_ndim} axes; reshape them first"
