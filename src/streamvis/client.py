@@ -28,7 +28,7 @@ from .errors import (
     ServerError,
     ShapeError,
 )
-from .protocol import DEFAULT_LIMITS, DTYPES
+from .protocol import DEFAULT_LIMITS, DTYPES, WIRE_DTYPES
 from .specs import (
     Cell,
     ColorSpec,
@@ -45,7 +45,7 @@ from .specs import (
 
 log = logging.getLogger(__name__)
 
-_WIRE_DTYPES = frozenset(np.dtype(name) for name in DTYPES)
+_WIRE_DTYPES = frozenset(WIRE_DTYPES.values())
 _HEADER_ROOM = DEFAULT_LIMITS.max_header_bytes  # what a header may take beside the arrays
 
 

@@ -32,9 +32,13 @@ VERSION = 1
 Op = Literal["layout", "plot", "clear", "sync"]
 OPS: tuple[Op, ...] = ("layout", "plot", "clear", "sync")
 
-DTYPES = frozenset(
-    f"{kind}{bits}" for kind in ("int", "uint") for bits in (8, 16, 32, 64)
-) | frozenset(["float16", "float32", "float64"])
+# Wire dtype names and their little-endian numpy dtypes (looked up per array of every frame).
+WIRE_DTYPES = {
+    name: np.dtype(name).newbyteorder("<")
+    for name in [f"{kind}{bits}" for kind in ("int", "uint") for bits in (8, 16, 32, 64)]
+    + ["float16", "float32", "float64"]
+}
+DTYPES = frozenset(WIRE_DTYPES)
 MAX_FRAME_HEADER = "X-Streamvis-Max-Frame"  # handshake header: the server's frame limit
 _PREFIX = struct.Struct(">I")
 _ALIGN = 8
@@ -123,7 +127,8 @@ def _array_specs(
         if not (isinstance(item, list) and len(item) == 2):
             raise ProtocolError(f"arrays[{i}] is {item!r}; expected [dtype, shape]")
         dtype, shape = item
-        if not isinstance(dtype, str) or dtype not in DTYPES:
+        wire = WIRE_DTYPES.get(dtype) if isinstance(dtype, str) else None
+        if wire is None:
             raise ProtocolError(f"arrays[{i}] has dtype {dtype!r}; allowed: {sorted(DTYPES)}")
         if not isinstance(shape, list) or len(shape) > limits.max_ndim:
             raise ProtocolError(
@@ -137,7 +142,7 @@ def _array_specs(
                 f"arrays[{i}] has shape {shape!r}; no axis can be longer than the frame limit "
                 f"of {limits.max_frame_bytes}"
             )
-        specs.append((np.dtype(dtype).newbyteorder("<"), tuple(shape)))
+        specs.append((wire, tuple(shape)))
     return specs
 
 
