@@ -9,6 +9,7 @@ from selenium.webdriver.common.actions.action_builder import ActionBuilder
 
 from browser import Page
 from streamvis import Client
+from streamvis.plots.figures import WEBGL_POINTS
 from streamvis.server import StreamvisServer
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
@@ -126,3 +127,20 @@ def test_new_fig_kwargs_rebuild_the_figure_on_an_open_page(
     assert page.wait_for_column_length("pts", "x", 4) == [1, 1, 1, 1]
     scale = "Bokeh.documents[0].get_model_by_name('pts:figure').x_scale.type"
     assert page.wait_for(scale) == "LogScale"
+
+
+def test_many_points_draw_with_webgl_only_where_the_page_has_a_gpu(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    client.scatter("pts", np.random.default_rng(0).normal(size=(WEBGL_POINTS, 2)))
+    assert client.flush(timeout=10)
+    backend = "Bokeh.documents[0].get_model_by_name('pts:figure').output_backend"
+    gpu = browser()  # headless Chromium's WebGL is software: pretend this one has a GPU
+    gpu.driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": "window.streamvis_gpu = true;"}
+    )
+    for page, expected in ((shows(gpu, server), "webgl"), (shows(browser(), server), "canvas")):
+        assert page.wait_for(f"{backend} === arguments[0] && {backend}", expected) == expected
+        assert len(page.wait_for_column_length("pts", "x", WEBGL_POINTS)) == WEBGL_POINTS

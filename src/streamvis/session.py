@@ -6,8 +6,10 @@ update sends each plot the difference since the last one: a ``stream`` of the ne
 appends, one ``data`` assignment for the latest replace.
 
 Updates go out one at a time: each ends by ticking a hidden clock model, and the page
-echoes the tick back once it has painted. Until then (or ``ACK_TIMEOUT``) changes only
-accumulate, so a slow browser gets fewer, larger updates instead of a growing queue.
+echoes the tick back once it has painted, with the milliseconds that took and whether its
+WebGL runs on a GPU. Until then (or ``ACK_TIMEOUT``) changes only accumulate, so a slow
+browser gets fewer, larger updates instead of a growing queue; large replaces are spaced by
+what they cost the page, so the small plots beside them stay live.
 """
 
 from __future__ import annotations
@@ -20,24 +22,49 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from bokeh.document import Document
+from bokeh.events import DocumentReady
 from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, CustomJS, GridBox
 from bokeh.models.widgets import Div
 
-from .plots.figures import make_figure
+from .plots.figures import make_figure, wants_webgl
 from .state import RunState
 
 log = logging.getLogger(__name__)
 
 ACK_TIMEOUT = 1.0  # seconds to wait for a page's echo before sending the next update anyway
 LARGE_POINTS = 5000  # a replace of this many points costs the page visible work...
-LARGE_INTERVAL = 0.25  # ...so it is sent at most this often, and never holds back the rest
+LARGE_INTERVAL = 0.25  # ...so it is sent at most this often, and never holds back the rest,
+LARGE_SHARE = 0.2  # nor more often than keeps its paints under this share of the page's time
 
-# Echo the clock's tick once the browser has painted what came with it.
-_ECHO_JS = """
-const tick = cb_obj.tags[0];
-requestAnimationFrame(() => setTimeout(() => { cb_obj.text = String(tick); }, 0));
+# Whether this page's WebGL runs on a GPU (software WebGL is far slower than a 2D canvas).
+_GPU_JS = """
+if (window.streamvis_gpu === undefined) {
+  let gpu = false;
+  try {
+    const gl = document.createElement("canvas").getContext("webgl");
+    if (gl) {
+      const info = gl.getExtension("WEBGL_debug_renderer_info");
+      const name = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+      gpu = !/swiftshader|llvmpipe|softpipe|software|basic render/i.test(name);
+      gl.getExtension("WEBGL_lose_context")?.loseContext();
+    }
+  } catch (error) {}
+  window.streamvis_gpu = gpu;
+}
+const gpu = window.streamvis_gpu ? "gpu" : "cpu";
 """
+# Echo the clock's tick once the browser has painted what came with it: "tick ms gpu|cpu".
+_ECHO_JS = (
+    _GPU_JS
+    + """
+const tick = clock.tags[0], start = performance.now();
+requestAnimationFrame(() => setTimeout(() => {
+  clock.text = `${tick} ${Math.round(performance.now() - start)} ${gpu}`;
+}, 0));
+"""
+)
+_READY_JS = _GPU_JS + "clock.text = `${clock.tags[0]} 0 ${gpu}`;"
 
 
 @dataclass(eq=False)
@@ -48,6 +75,11 @@ class _PlotView:
     generation: int = -1
     rows: int = 0
     replaced_at: float = 0.0
+    cost: float = 0.0  # seconds the page took for the last update with a large replace here
+
+    def replace_interval(self) -> float:
+        """The least time between two large replaces of this plot."""
+        return max(LARGE_INTERVAL, self.cost / LARGE_SHARE)
 
     def retire(self) -> Any:
         """Unname this view's models before they leave the page; return the figure.
@@ -80,9 +112,12 @@ class DocumentView:
         self._last_update = 0.0
         self._sent = self._echoed = 0  # clock ticks sent to the page, and echoed back
         self._sent_at = 0.0
+        self._large: dict[int, list[str]] = {}  # tick -> plots it carried a large replace of
+        self._gpu = False  # the page has hardware WebGL (known from its first echo)
         self._clock = Div(name="streamvis:clock", visible=False, tags=[0], text="0")
-        self._clock.js_on_change("tags", CustomJS(code=_ECHO_JS))
+        self._clock.js_on_change("tags", CustomJS(args=dict(clock=self._clock), code=_ECHO_JS))
         self._clock.on_change("text", self._on_echo)
+        doc.js_on_event(DocumentReady, CustomJS(args=dict(clock=self._clock), code=_READY_JS))
         self._rebuild()
 
     def notify(self, names: set[str]) -> None:
@@ -106,11 +141,18 @@ class DocumentView:
         return self._echoed < self._sent and now - self._sent_at < ACK_TIMEOUT
 
     def _on_echo(self, attr: str, old: Any, new: Any) -> None:
-        """The page painted tick ``new``: send what accumulated meanwhile."""
+        """The page painted tick ``new`` ("tick ms gpu|cpu"): send what accumulated meanwhile."""
         try:
-            self._echoed = max(self._echoed, int(new))
-        except (TypeError, ValueError):
+            tick, ms, gpu = str(new).split()
+            tick_n, seconds = int(tick), float(ms) / 1000
+        except ValueError:
             return
+        self._echoed = max(self._echoed, tick_n)
+        for sent in [t for t in self._large if t <= tick_n]:
+            for name in self._large.pop(sent):
+                if sent == tick_n and name in self._views:
+                    self._views[name].cost = seconds
+        self._use_gpu(gpu == "gpu")
         if self._scheduled is not None and self._echoed >= self._sent:
             try:
                 self.doc.remove_timeout_callback(self._scheduled)
@@ -118,6 +160,17 @@ class DocumentView:
                 return
             self._scheduled = None
         self._schedule()
+
+    def _use_gpu(self, gpu: bool) -> None:
+        """Rebuild the figures whose backend depends on whether the page has a GPU."""
+        state = self._lookup(self.run)
+        if gpu == self._gpu or state is None:
+            return
+        self._gpu = gpu
+        rebuild = {name for name in self._views if wants_webgl(state.plots.get(name))}
+        for name in rebuild:
+            self._views[name].version = -1
+        self.notify(rebuild)
 
     def _update(self) -> None:
         self._scheduled = None
@@ -128,7 +181,7 @@ class DocumentView:
         self._last_update = now
         dirty, self._dirty = self._dirty, set()
         state = self._lookup(self.run)
-        changed, retry = True, None
+        changed, retry, large = True, None, []
         if "" in dirty or state is None:
             self._rebuild()
         else:
@@ -141,12 +194,16 @@ class DocumentView:
                     continue
                 if wait is None:
                     changed = True
+                    if state.plots[name].points >= LARGE_POINTS:
+                        large.append(name)
                 elif wait > 0:
                     self._dirty.add(name)
                     retry = wait if retry is None else min(retry, wait)
         if changed:
             self._sent += 1
             self._sent_at = now
+            if large:
+                self._large[self._sent] = large
             self._clock.tags = [self._sent]
         if retry is not None and self._scheduled is None:
             self._scheduled = self.doc.add_timeout_callback(self._update, int(retry * 1000) + 1)
@@ -161,7 +218,7 @@ class DocumentView:
         if view.source is None or view.version != plot.version:
             self._replace_figure(state, name)
         elif view.generation != plot.generation:
-            wait = view.replaced_at + LARGE_INTERVAL - now
+            wait = view.replaced_at + view.replace_interval() - now
             if plot.points >= LARGE_POINTS and wait > 0:
                 return wait
             view.source.data = plot.data.view()
@@ -177,9 +234,9 @@ class DocumentView:
     def _replace_figure(self, state: RunState, name: str) -> None:
         assert state.cells is not None and self._grid is not None
         cell = state.cells[name]
-        fig, source = make_figure(name, cell, state.plots.get(name))
+        fig, source = make_figure(name, cell, state.plots.get(name), self._gpu)
         old = self._views[name].retire()
-        self._views[name] = _PlotView(fig, source)
+        self._views[name] = _PlotView(fig, source, cost=self._views[name].cost)
         self._grid.children = [
             (fig, *cell) if c[0] is old else c for c in cast(list[Any], self._grid.children)
         ]
@@ -202,7 +259,7 @@ class DocumentView:
             children: list[Any] = []
             for name, cell in state.cells.items():
                 plot = state.plots.get(name)
-                fig, source = make_figure(name, cell, plot)
+                fig, source = make_figure(name, cell, plot, self._gpu)
                 view = _PlotView(fig, source)
                 if plot is not None:
                     view.version, view.generation, view.rows = (
