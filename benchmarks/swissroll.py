@@ -3,9 +3,10 @@
 The server runs as its own process (``python -m streamvis.cli``), so its RSS is its own.
 Each phase sends steps for a fixed time, then calls ``flush()``; steps/s counts that too.
 With a page, headless Chromium records when each new loss point arrives (the source's
-``streaming`` signal) and the first animation frame that holds it (a requestAnimationFrame
-poll), with ``Date.now()``; the client records ``time.time()`` when it calls tandem_lines for
-each step. Both clocks are this machine's wall clock.
+``streaming`` signal, or its ``data`` changing once the plot is long enough to be
+summarized) and the first animation frame that holds it (a requestAnimationFrame poll), with
+``Date.now()``; the client records ``time.time()`` when it calls tandem_lines for each step.
+Both clocks are this machine's wall clock.
 """
 
 from __future__ import annotations
@@ -27,18 +28,20 @@ INSTALL_JS = """
 const doc = Bokeh.documents[0];
 const rec = window.__sv = {signal: [], frame: [], stop: false};
 const first = doc.get_model_by_name('loss');
-first.streaming.connect(() => {
+const arrived = () => {  // a stream of new rows, or (for long plots) a new summary
   const x = first.data.x;
   if (rec.signal.length < 200000) rec.signal.push([Date.now(), x.length, x[x.length - 1]]);
-});
+};
+first.streaming.connect(arrived);
+first.properties.data.change.connect(arrived);
 let last = -1;
 const poll = () => {
   const src = doc.get_model_by_name('loss');
   if (src !== null) {
     const x = src.data.x;
-    if (x.length !== last) {
-      last = x.length;
-      rec.frame.push([Date.now(), x.length, x[x.length - 1]]);
+    if (x[x.length - 1] !== last) {
+      last = x[x.length - 1];
+      rec.frame.push([Date.now(), x.length, last]);
     }
   }
   if (!rec.stop && rec.frame.length < 200000) requestAnimationFrame(poll);

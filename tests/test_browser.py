@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 
 from browser import Page
 from streamvis import Client
+from streamvis.plots.envelope import BUCKETS
 from streamvis.plots.figures import WEBGL_POINTS
 from streamvis.server import StreamvisServer
 
@@ -16,6 +19,11 @@ LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
 RANGES = (
     "(() => { const f = Bokeh.documents[0].get_model_by_name(arguments[0]);"
     " return [f.x_range.start, f.x_range.end, f.y_range.start, f.y_range.end]; })()"
+)
+
+LOSS_COLUMNS = (  # read together: the page may get a new summary between two reads
+    "const d = Bokeh.documents[0].get_model_by_name('loss').data;"
+    " return [Array.from(d.x), Array.from(d.y0), Array.from(d.y1)];"
 )
 
 
@@ -144,3 +152,41 @@ def test_many_points_draw_with_webgl_only_where_the_page_has_a_gpu(
     for page, expected in ((shows(gpu, server), "webgl"), (shows(browser(), server), "canvas")):
         assert page.wait_for(f"{backend} === arguments[0] && {backend}", expected) == expected
         assert len(page.wait_for_column_length("pts", "x", WEBGL_POINTS)) == WEBGL_POINTS
+
+
+def test_a_long_line_plot_shows_its_envelope_and_a_zoomed_window_in_detail(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    n = 20_000
+    ys = np.random.default_rng(0).normal(size=(n, 2)).astype(np.float32)
+    for step in range(n):
+        client.tandem_lines("loss", step, ys[step])
+    assert client.flush(timeout=20)
+    page = shows(browser(), server)
+    last = "(() => { const x = Bokeh.documents[0].get_model_by_name('loss').data.x;"
+    page.wait_for(f"{last} return x[x.length - 1] === {n - 1}; }})()")
+    x, y0, y1 = page.js(LOSS_COLUMNS)
+    assert len(x) <= 4 * BUCKETS + n // BUCKETS
+    for k, y in enumerate((y0, y1)):  # every line keeps its extremes
+        assert (min(y), max(y)) == (ys[:, k].min(), ys[:, k].max())
+
+    left, top, width, height = page.frame_rect("loss:figure")
+    origin = ScrollOrigin.from_viewport(int(left + width / 2), int(top + height / 2))
+    for _ in range(12):  # wheel-zoom in until the x range holds a few hundred steps
+        ActionChains(page.driver).scroll_from_origin(origin, 0, -200).perform()
+        start, end = page.js(f"return {RANGES}", "loss:figure")[:2]
+        if end - start < 600:
+            break
+    assert end - start < 600
+    first, stop = int(np.ceil(start)), int(np.floor(end)) + 1
+    inside = (
+        f"{last} return x.filter((v) => v >= {first} && v < {stop}).length === {stop - first};"
+        " })()"
+    )
+    page.wait_for(inside)
+    x, _, y = map(np.array, page.js(LOSS_COLUMNS))
+    held = (x >= first) & (x < stop)
+    np.testing.assert_array_equal(x[held], np.arange(first, stop))
+    np.testing.assert_array_equal(y[held], ys[first:stop, 1])

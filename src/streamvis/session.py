@@ -28,7 +28,7 @@ from bokeh.models import ColumnDataSource, CustomJS, GridBox
 from bokeh.models.widgets import Div
 
 from .plots.figures import make_figure, wants_webgl
-from .state import RunState
+from .state import PlotState, RunState
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ class _PlotView:
     rows: int = 0
     replaced_at: float = 0.0
     cost: float = 0.0  # seconds the page took for the last update with a large replace here
+    window: tuple[float, float] | None = None  # the x range the page shows, once it told us
+    shown: Any = None  # for a summarized plot: what the page holds (see _shown)
 
     def replace_interval(self) -> float:
         """The least time between two large replaces of this plot."""
@@ -215,31 +217,59 @@ class DocumentView:
         view = self._views.get(name)
         if plot is None or view is None or state.cells is None:
             return 0
+        rows = None
         if view.source is None or view.version != plot.version:
             self._replace_figure(state, name)
         elif view.generation != plot.generation:
             wait = view.replaced_at + view.replace_interval() - now
             if plot.points >= LARGE_POINTS and wait > 0:
                 return wait
-            view.source.data = plot.data.view()
+            view.source.data = plot.columns()
+        elif plot.summarized:
+            rows = plot.summary_rows(view.window)
+            if _shown(plot, rows) == view.shown:
+                return 0
+            view.source.data = plot.summary(rows)
         elif len(plot.data) > view.rows:
             view.source.stream(cast(Any, plot.data.view(view.rows)))
         else:
             return 0
         view = self._views[name]
         view.version, view.generation, view.rows = plot.version, plot.generation, len(plot.data)
-        view.replaced_at = now
+        view.replaced_at, view.shown = now, _shown(plot, rows)
         return None
 
     def _replace_figure(self, state: RunState, name: str) -> None:
         assert state.cells is not None and self._grid is not None
         cell = state.cells[name]
-        fig, source = make_figure(name, cell, state.plots.get(name), self._gpu)
-        old = self._views[name].retire()
-        self._views[name] = _PlotView(fig, source, cost=self._views[name].cost)
+        plot = state.plots.get(name)
+        fig, source = make_figure(name, cell, plot, self._gpu)
+        previous = self._views[name]
+        old = previous.retire()
+        self._views[name] = self._new_view(name, fig, source, plot)
+        self._views[name].cost = previous.cost
         self._grid.children = [
             (fig, *cell) if c[0] is old else c for c in cast(list[Any], self._grid.children)
         ]
+
+    def _new_view(
+        self, name: str, fig: Any, source: ColumnDataSource | None, plot: PlotState | None
+    ) -> _PlotView:
+        """A view of a new figure; a line plot's follows the page's x range, to show the rows
+        in it in detail once it has too many to show them all."""
+        view = _PlotView(fig, source)
+        if plot is None or plot.spec.kind != "tandem_lines":
+            return view
+
+        def moved(attr: str, old: Any, new: Any) -> None:
+            start, end = fig.x_range.start, fig.x_range.end
+            if isinstance(start, int | float) and isinstance(end, int | float):
+                view.window = (float(start), float(end))
+                self.notify({name})
+
+        fig.x_range.on_change("start", moved)
+        fig.x_range.on_change("end", moved)
+        return view
 
     def _rebuild(self) -> None:
         state = self._lookup(self.run)
@@ -260,13 +290,14 @@ class DocumentView:
             for name, cell in state.cells.items():
                 plot = state.plots.get(name)
                 fig, source = make_figure(name, cell, plot, self._gpu)
-                view = _PlotView(fig, source)
+                view = self._new_view(name, fig, source, plot)
                 if plot is not None:
                     view.version, view.generation, view.rows = (
                         plot.version,
                         plot.generation,
                         len(plot.data),
                     )
+                    view.shown = _shown(plot, None)
                 self._views[name] = view
                 children.append((fig, *cell))
             self._grid = GridBox(children=children, name="streamvis:grid")
@@ -281,3 +312,11 @@ class DocumentView:
         links = ", ".join(f'<a href="/?run={html.escape(r)}">{html.escape(r)}</a>' for r in others)
         text = f"<b>streamvis</b> &middot; run <b>{html.escape(self.run)}</b>"
         return text + (f" &middot; other runs: {links}" if links else "")
+
+
+def _shown(plot: PlotState, rows: tuple[int, int] | None) -> Any:
+    """What a page holds of a summarized plot: the rows it shows in detail, and the row count
+    when the summary reaches the last row (so new rows change it)."""
+    if not plot.summarized:
+        return None
+    return rows if rows is not None and rows[1] < len(plot.data) else (rows, len(plot.data))

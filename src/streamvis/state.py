@@ -23,6 +23,7 @@ from .plots.columns import (
     color_levels,
     plot_columns,
 )
+from .plots.envelope import DETAIL_ROWS, Envelope
 from .protocol import Frame
 from .specs import (
     Cell,
@@ -78,8 +79,9 @@ class GrowingColumns:
             self._tail = {k: v[:0].copy() for k, v in self._tail.items()}
             self._tail_rows = 0
 
-    def view(self, start: int = 0) -> Columns:
-        """Rows ``start:`` of every column (views where they lie in one piece)."""
+    def view(self, start: int = 0, stop: int | None = None) -> Columns:
+        """Rows ``start:stop`` of every column (views where they lie in one piece)."""
+        stop = self._rows if stop is None else min(stop, self._rows)
         parts: list[Columns] = []
         end = self._rows
         tail = {k: v[: self._tail_rows] for k, v in self._tail.items()}
@@ -88,15 +90,16 @@ class GrowingColumns:
                 break
             size = _length(piece)
             first = end - size
-            parts.append({k: v[max(start - first, 0) :] for k, v in piece.items()} if size else {})
+            if size and first < stop:
+                parts.append({k: v[max(start - first, 0) : stop - first] for k, v in piece.items()})
             end = first
-        parts = [p for p in reversed(parts) if p]
+        parts.reverse()
         if not parts:
             return {k: v[:0] for k, v in self._tail.items()}
         if len(parts) == 1:
             return parts[0]
         joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        if start == 0:  # a page opened: keep the joined copy, so the next one is cheap
+        if start == 0 and stop == self._rows:  # a page opened: keep the joined copy
             self._pieces, self._tail_rows = [joined], 0
             self._tail = {k: v[:0].copy() for k, v in self._tail.items()}
         return joined
@@ -132,6 +135,7 @@ class PlotState:
     version: int = 0
     generation: int = 0
     _data: GrowingColumns | None = None
+    _envelope: Envelope | None = None
 
     @property
     def data(self) -> GrowingColumns:
@@ -151,6 +155,34 @@ class PlotState:
         self.spec = spec
         if self.glyph_key != key:  # e.g. tandem_lines with another palette
             self.version += 1
+
+    @property
+    def summarized(self) -> bool:
+        """Whether pages show this plot as an envelope: a line plot with too many rows."""
+        return self.spec.kind == "tandem_lines" and len(self.data) > DETAIL_ROWS
+
+    def columns(self) -> Columns:
+        """What a page first shows: every row, or the summary when there are too many."""
+        return self.summary() if self.summarized else self.data.view()
+
+    def summary_rows(self, x_window: tuple[float, float] | None) -> tuple[int, int] | None:
+        """The rows a page's x window shows in detail (None: the whole plot)."""
+        if x_window is None:
+            return None
+        return self._summed_up().window(*x_window, len(self.data))
+
+    def summary(self, rows: tuple[int, int] | None = None) -> Columns:
+        """A few thousand rows that draw like all of them; ``rows`` in finer detail."""
+        envelope = self._summed_up()
+        inner = None if rows is None else self.data.view(*rows)
+        return envelope.view(self.data.view(envelope.rows), rows, inner)
+
+    def _summed_up(self) -> Envelope:
+        data = self.data
+        if self._envelope is None:
+            self._envelope = Envelope(data.view(0, 0))
+        self._envelope.extend(data.view(self._envelope.rows))
+        return self._envelope
 
     @property
     def points(self) -> int:

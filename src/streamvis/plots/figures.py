@@ -78,7 +78,7 @@ def make_figure(
     fig = figure(**{**backend, **_options(name, cell, plot.fig_kwargs if plot else {})})
     if plot is None:
         return fig, None
-    source = ColumnDataSource(data=plot.data.view(), name=name)
+    source = ColumnDataSource(data=plot.columns(), name=name)
     spec = plot.spec
     color: Any = _DEFAULT_COLOR
     if spec.color is not None:

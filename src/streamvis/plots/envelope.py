@@ -1,0 +1,187 @@
+"""Bounded views of long line plots: each line's least and greatest value per bucket of rows.
+
+A tandem_lines plot grows by a row per call; after a million calls no page can redraw every
+point on each update. Drawing, for each bucket of consecutive rows, the bucket's extremes in
+the order they occurred covers the same vertical span at every pixel as drawing every row,
+so a view of a few thousand rows looks like the whole. An :class:`Envelope` keeps those
+buckets up to date as rows arrive, doubling their size to keep their number bounded, so a
+view costs the same at any length; a zoomed-in window is summarized afresh at finer detail.
+Pure numpy, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .columns import Columns
+
+BUCKETS = 512  # an envelope keeps from BUCKETS to 2 * BUCKETS buckets
+DETAIL_ROWS = 4 * BUCKETS  # at most this many rows are shown as they are
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """Consecutive row ranges: x at both ends, and each line's extremes with their rows."""
+
+    start: np.ndarray  # (n,) int64: first row of each bucket
+    x_first: np.ndarray  # (n,) x of the first and last row
+    x_last: np.ndarray
+    lo: dict[str, np.ndarray]  # line -> (n,) least value (NaN only if all are NaN)
+    hi: dict[str, np.ndarray]
+    at_lo: dict[str, np.ndarray]  # line -> (n,) int64 row of that value
+    at_hi: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def __getitem__(self, part: slice) -> Buckets:
+        return Buckets(
+            self.start[part],
+            self.x_first[part],
+            self.x_last[part],
+            *({k: v[part] for k, v in d.items()} for d in self._lines()),
+        )
+
+    def _lines(self) -> tuple[dict[str, np.ndarray], ...]:
+        return self.lo, self.hi, self.at_lo, self.at_hi
+
+
+def summarize(columns: Columns, first_row: int, size: int, whole: bool = True) -> Buckets:
+    """Buckets of ``size`` rows over ``columns`` (x, then one column per line), whose first
+    row is row ``first_row`` of the plot. Only whole buckets unless ``whole`` is False."""
+    rows = len(columns["x"])
+    count = rows // size if whole else -(-rows // size)
+    used = min(count * size, rows)
+    starts = np.arange(count, dtype=np.int64) * size
+    ends = np.minimum(starts + size, used) - 1
+    x = columns["x"]
+    lines = [k for k in columns if k != "x"]
+    lo, hi, at_lo, at_hi = {}, {}, {}, {}
+    for k in lines:
+        values = columns[k][:used]
+        pad = count * size - used  # the last, partial bucket: repeat its last value
+        if pad:
+            values = np.concatenate([values, np.repeat(values[-1:], pad)])
+        grid = values.reshape(count, size)
+        lo[k], hi[k] = np.fmin.reduce(grid, axis=1), np.fmax.reduce(grid, axis=1)
+        # The first row holding each extreme (0 where a bucket is all NaN).
+        at_lo[k] = starts + first_row + np.argmax(grid == lo[k][:, None], axis=1)
+        at_hi[k] = starts + first_row + np.argmax(grid == hi[k][:, None], axis=1)
+    return Buckets(starts + first_row, x[starts], x[ends], lo, hi, at_lo, at_hi)
+
+
+def merge_pairs(b: Buckets) -> Buckets:
+    """Each pair of neighbouring buckets as one; an odd last bucket stays as it is."""
+    n = len(b) // 2 * 2
+    a, z = slice(0, n, 2), slice(1, n, 2)
+    lo, hi, at_lo, at_hi = {}, {}, {}, {}
+    for k in b.lo:
+        first_lo = (b.lo[k][a] <= b.lo[k][z]) | np.isnan(b.lo[k][z])
+        first_hi = (b.hi[k][a] >= b.hi[k][z]) | np.isnan(b.hi[k][z])
+        lo[k] = np.where(first_lo, b.lo[k][a], b.lo[k][z])
+        hi[k] = np.where(first_hi, b.hi[k][a], b.hi[k][z])
+        at_lo[k] = np.where(first_lo, b.at_lo[k][a], b.at_lo[k][z])
+        at_hi[k] = np.where(first_hi, b.at_hi[k][a], b.at_hi[k][z])
+    merged = Buckets(b.start[a], b.x_first[a], b.x_last[z], lo, hi, at_lo, at_hi)
+    return concat(merged, b[n:]) if n < len(b) else merged
+
+
+def concat(*parts: Buckets) -> Buckets:
+    """Buckets one after another."""
+    first = parts[0]
+    return Buckets(
+        np.concatenate([p.start for p in parts]),
+        np.concatenate([p.x_first for p in parts]),
+        np.concatenate([p.x_last for p in parts]),
+        *(
+            {k: np.concatenate([getattr(p, name)[k] for p in parts]) for k in first.lo}
+            for name in ("lo", "hi", "at_lo", "at_hi")
+        ),
+    )
+
+
+def to_columns(b: Buckets) -> Columns:
+    """Two rows per bucket: each line's extremes in the order they occurred, drawn at the
+    bucket's first and last x."""
+    columns: Columns = {"x": np.stack([b.x_first, b.x_last], axis=1).reshape(-1)}
+    for k in b.lo:
+        low_first = (b.at_lo[k] <= b.at_hi[k])[:, None]
+        pairs = np.stack([b.lo[k], b.hi[k]], axis=1)
+        columns[k] = np.where(low_first, pairs, pairs[:, ::-1]).reshape(-1)
+    return columns
+
+
+def join(*parts: Columns) -> Columns:
+    """Columns one after another (parts without rows are skipped)."""
+    parts = tuple(p for p in parts if len(p["x"]))
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def detail(columns: Columns, first_row: int) -> Columns:
+    """Rows as they are if there are few enough, else summarized to about DETAIL_ROWS rows."""
+    rows = len(columns["x"])
+    if rows <= DETAIL_ROWS:
+        return columns
+    size = -(-rows // (DETAIL_ROWS // 2))
+    return to_columns(summarize(columns, first_row, size, whole=False))
+
+
+class Envelope:
+    """The buckets of a growing plot, kept bounded: ``extend`` with the rows not yet summed up."""
+
+    def __init__(self, columns: Columns) -> None:
+        empty = {k: v[:0] for k, v in columns.items()}
+        self.buckets = summarize(empty, 0, 1)
+        self.size = 1
+        self.rows = 0  # rows summed up in buckets; later rows are shown as they are
+        self.monotonic = True  # x never decreases, so a window of x is a range of rows
+        self._last_x = -np.inf
+
+    def extend(self, columns: Columns) -> None:
+        """Sum up whole buckets of ``columns``, which must be the rows from ``self.rows`` on."""
+        x = columns["x"]
+        if len(x):
+            self.monotonic = (
+                self.monotonic and x[0] >= self._last_x and bool(np.all(x[1:] >= x[:-1]))
+            )
+        new = summarize(columns, self.rows, self.size)
+        if not len(new):
+            return
+        self.buckets = concat(self.buckets, new)
+        self.rows = int(new.start[-1]) + self.size
+        self._last_x = float(new.x_last[-1])
+        while len(self.buckets) > 2 * BUCKETS:
+            self.buckets = merge_pairs(self.buckets)
+            self.size *= 2
+
+    def window(self, start: float, end: float, rows: int) -> tuple[int, int] | None:
+        """The rows an x window from ``start`` to ``end`` shows (with a bucket more on each
+        side, so lines run on past its edges), or None if it shows them all."""
+        b = self.buckets
+        if not self.monotonic or not len(b):
+            return None
+        first = max(int(np.searchsorted(b.x_last, start, "left")) - 1, 0)
+        last = int(np.searchsorted(b.x_first, end, "right")) + 1
+        begin = int(b.start[first])
+        stop = int(b.start[last]) if last < len(b) else rows
+        return None if begin == 0 and stop == rows else (begin, stop)
+
+    def view(
+        self, tail: Columns, window: tuple[int, int] | None = None, inner: Columns | None = None
+    ) -> Columns:
+        """Columns for a page: the buckets, then ``tail`` (the rows from ``self.rows`` on);
+        with a ``window`` of rows, ``inner`` (those rows) replaces its buckets at finer detail."""
+        if window is None or inner is None:
+            return join(to_columns(self.buckets), tail)
+        b = self.buckets
+        before = int(np.searchsorted(b.start, window[0], "left"))
+        after = int(np.searchsorted(b.start, window[1], "left"))
+        outside = to_columns(b[after:]) if window[1] < self.rows else None
+        parts = [to_columns(b[:before]), detail(inner, window[0])]
+        if outside is not None:
+            parts += [outside, tail]
+        return join(*parts)
