@@ -4,8 +4,9 @@ No sockets: frames are applied with ``RunState.apply`` as the server's ingest do
 its log writes), so a million steps take about a minute. At each checkpoint it reports this
 process's RSS (it holds the run state, as the server would), the cost of applying one
 appended frame (decoded from bytes, as the server gets them), and the cost of one page
-update at that size: ``ColumnDataSource.stream`` of one row into a source holding every row,
-in a Bokeh Document, alone and with the PATCH-DOC message a server would send to a browser.
+update at that size, as the server makes it in a Bokeh Document: a ``stream`` of one row
+while the plot is short, a new summary of every row (``PlotState.summary``) once it is long;
+alone and with the PATCH-DOC message a server would send to a browser.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bokeh.protocol import Protocol
 
 import _common
 from streamvis import protocol
+from streamvis.plots.envelope import DETAIL_ROWS
 from streamvis.specs import PlotSpec
 from streamvis.state import RunState
 
@@ -98,23 +100,28 @@ def time_apply(
 
 
 def page_update(state: RunState, repeats: int) -> dict[str, Any]:
-    """Time streaming one row into a page's source that holds every row of the plot."""
-    columns = state.plots[PLOT].data.view()
+    """Time one page update as the server makes it: a stream of one new row while the plot
+    is short, a new summary (``PlotState.summary``) assigned to ``data`` once it is long."""
+    plot = state.plots[PLOT]
     doc = Document()
-    source = ColumnDataSource(data=dict(columns))  # what a page's source starts from: views
-    fig = figure(output_backend="webgl")
+    source = ColumnDataSource(data=dict(plot.columns()))  # what a page's source starts from
+    fig = figure()
     for k in range(LINES):
         fig.line("x", f"y{k}", source=source)
     doc.add_root(fig)
     events: list[Any] = []
     doc.on_change(events.append)
-    row = {name: values[-1:].copy() for name, values in columns.items()}
+    last = plot.data.view(len(plot.data) - 1)
+    row = {name: values.copy() for name, values in last.items()}
     protocol_ = Protocol()
     stream_ms, message_ms, message_bytes = [], [], 0
     for i in range(repeats + 1):
         events.clear()
         t = time.perf_counter()
-        source.stream(row)
+        if plot.summarized:
+            source.data = plot.summary()
+        else:
+            source.stream(row)
         streamed = time.perf_counter()
         msg = protocol_.create("PATCH-DOC", events)
         size = len(msg.header_json) + len(msg.metadata_json) + len(msg.content_json)
@@ -191,7 +198,7 @@ def main() -> None:
     _common.report(
         "long run: tandem_lines, 40 lines (RunState.apply in-process; RSS of this process)",
         ("points", "RSS MB", "state MB", "alloc MB", "apply med µs", "p99 µs", "1e3 ref µs",
-         "vs ref", "fill µs/frame", "slowest ms", "stream ms", "+msg ms", "msg KB",
+         "vs ref", "fill µs/frame", "slowest ms", "update ms", "+msg ms", "msg KB",
          "RSS+page MB"),
         [
             (
@@ -217,9 +224,10 @@ def main() -> None:
         "apply: RunState.apply of one decoded frame (median of 500 at that size, in chunks "
         "alternating with a run of 1,000 points: '1e3 ref', so that 'vs ref' is less sensitive to "
         "load from other processes); fill: mean over "
-        "every frame applied since the last checkpoint (includes buffer growth); stream: "
-        "ColumnDataSource.stream of one row into a source holding every row; +msg: also "
-        "building and serializing the PATCH-DOC message; RSS+page: with that source alive"
+        "every frame applied since the last checkpoint (includes buffer growth); update: "
+        "what a page gets per update, a stream of one row while the plot has at most "
+        f"{DETAIL_ROWS:,} rows, a new summary of every row past that; +msg: also building and "
+        "serializing the PATCH-DOC message; RSS+page: with that page's source alive"
     )
     first, last = rows[0], rows[-1]
     targets = [
