@@ -16,6 +16,7 @@ from ..specs import Cell, resolve_palette, sample_palette
 from ..state import PlotState
 
 CELL_WIDTH, CELL_HEIGHT = 440, 340
+LINE_WIDTH = 1  # wider lines take 2.5x as long to rasterize in a canvas drawn without a GPU
 # WebGL pays a full-canvas copy per renderer on every paint: worth it for many points only,
 # and only on a GPU (software WebGL paints 41k markers in ~0.9 s where a canvas takes ~0.15 s).
 WEBGL_POINTS = 5000
@@ -76,6 +77,10 @@ def make_figure(
     """
     backend = {"output_backend": "webgl" if gpu and wants_webgl(plot) else "canvas"}
     fig = figure(**{**backend, **_options(name, cell, plot.fig_kwargs if plot else {})})
+    # The page's auto ranges change on every update; only a line plot's x range is needed
+    # here (to summarize the rows outside it), so the others don't travel back to the server.
+    fig.y_range.syncable = False
+    fig.x_range.syncable = plot is not None and plot.spec.kind == "tandem_lines"
     if plot is None:
         return fig, None
     source = ColumnDataSource(data=plot.columns(), name=name)
@@ -88,9 +93,9 @@ def make_figure(
             "x", "y", source=source, size=5, fill_color=color, line_color=None, fill_alpha=0.8
         )
     elif spec.kind == "multi_lines":
-        fig.segment("x0", "y0", "x1", "y1", source=source, line_color=color, line_width=1.5)
+        fig.segment("x0", "y0", "x1", "y1", source=source, line_color=color, line_width=LINE_WIDTH)
     else:
         colors = sample_palette(resolve_palette(spec.palette or "Viridis256"), plot.lines)
         for k, line_color in enumerate(colors):
-            fig.line("x", f"y{k}", source=source, line_color=line_color, line_width=1.5)
+            fig.line("x", f"y{k}", source=source, line_color=line_color, line_width=LINE_WIDTH)
     return fig, source
