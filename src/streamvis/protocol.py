@@ -39,6 +39,7 @@ WIRE_DTYPES = {
     + ["float16", "float32", "float64"]
 }
 DTYPES = frozenset(WIRE_DTYPES)
+_WIRE_NAMES = {dtype: name for name, dtype in WIRE_DTYPES.items()}  # dtype.name is slow
 MAX_FRAME_HEADER = "X-Streamvis-Max-Frame"  # handshake header: the server's frame limit
 _PREFIX = struct.Struct(">I")
 _ALIGN = 8
@@ -75,8 +76,26 @@ def _pad(n: int) -> int:
     return -n % _ALIGN
 
 
+def padded(nbytes: int) -> int:
+    """The bytes an array of ``nbytes`` takes in a frame, with its padding."""
+    return nbytes + _pad(nbytes)
+
+
 def encode(frame: Frame) -> bytes:
-    """Serialize ``frame``; its arrays must already satisfy :func:`wire_array`."""
+    """Serialize ``frame``; its arrays must be C-ordered and little-endian, of a wire dtype."""
+    parts: list[bytes | memoryview] = [encode_head(frame)]
+    for array in frame.arrays:
+        parts.append(array.data.cast("B") if array.size else b"")
+        parts.append(b"\0" * _pad(array.nbytes))
+    return b"".join(parts)
+
+
+def encode_head(frame: Frame) -> bytes:
+    """The bytes of ``frame`` before its arrays: length prefix, header and padding.
+
+    The arrays follow as :func:`encode` lays them out, so a sender that keeps them in one
+    buffer can send the head and that buffer without joining them.
+    """
     header: dict[str, Any] = {
         "v": VERSION,
         "op": frame.op,
@@ -91,15 +110,9 @@ def encode(frame: Frame) -> bytes:
     if frame.opts:
         header["opts"] = dict(frame.opts)
     if frame.arrays:
-        header["arrays"] = [[a.dtype.name, list(a.shape)] for a in frame.arrays]
+        header["arrays"] = [[_WIRE_NAMES[a.dtype], list(a.shape)] for a in frame.arrays]
     packed = msgpack.packb(header, use_bin_type=True)
-    parts: list[bytes | memoryview] = [_PREFIX.pack(len(packed)), packed]
-    parts.append(b"\0" * _pad(_PREFIX.size + len(packed)))
-    for array in frame.arrays:
-        data = array.data.cast("B") if array.size else b""
-        parts.append(data)
-        parts.append(b"\0" * _pad(array.nbytes))
-    return b"".join(parts)
+    return b"".join((_PREFIX.pack(len(packed)), packed, b"\0" * _pad(_PREFIX.size + len(packed))))
 
 
 def _field(header: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
