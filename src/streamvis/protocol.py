@@ -148,15 +148,21 @@ def _array_specs(
                 f"arrays[{i}] has shape {shape!r}; expected a list of at most "
                 f"{limits.max_ndim} sizes"
             )
-        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-            raise ProtocolError(f"arrays[{i}] has shape {shape!r}; sizes must be ints >= 0")
-        if any(n > limits.max_frame_bytes for n in shape):
-            raise FrameTooLarge(
-                f"arrays[{i}] has shape {shape!r}; no axis can be longer than the frame limit "
-                f"of {limits.max_frame_bytes}"
-            )
+        for n in shape:  # a loop, not all(...): this runs for every array of every frame
+            if type(n) is not int or not 0 <= n <= limits.max_frame_bytes:
+                raise _bad_shape(i, shape, limits)
         specs.append((wire, tuple(shape)))
     return specs
+
+
+def _bad_shape(i: int, shape: list[Any], limits: Limits) -> ProtocolError:
+    """The error for ``shape`` of ``arrays[i]``, which has a size that is not allowed."""
+    if not all(type(n) is int and n >= 0 for n in shape):  # bools too are refused
+        return ProtocolError(f"arrays[{i}] has shape {shape!r}; sizes must be ints >= 0")
+    return FrameTooLarge(
+        f"arrays[{i}] has shape {shape!r}; no axis can be longer than the frame limit "
+        f"of {limits.max_frame_bytes}"
+    )
 
 
 def decode(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> Frame:
@@ -249,8 +255,7 @@ def _decode_first(view: memoryview, limits: Limits) -> tuple[Frame, int]:
                 f"arrays[{i}] of shape {shape} and dtype {dtype.name} needs {nbytes} bytes "
                 f"but only {max(0, view.nbytes - offset)} remain in the frame"
             )
-        array = np.frombuffer(view, dtype=dtype, count=math.prod(shape), offset=offset)
-        arrays.append(array.reshape(shape))
+        arrays.append(np.ndarray(shape, dtype, view, offset))  # a view, read-only
         offset = end + _pad(nbytes)
     offset = min(offset, view.nbytes)  # the last array's padding may be cut off
     frame = Frame(
