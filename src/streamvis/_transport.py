@@ -118,9 +118,11 @@ class BufferPool:
         size = buffer.nbytes
         free = self._free.get(size)
         if free is None:
+            limit = self.max_free_bytes // _POOL_SIZES // size
+            if not limit:
+                return  # too large to keep
             if len(self._free) >= _POOL_SIZES:
                 self._free = {}  # the sizes in use changed: the free buffers are stale
-            limit = self.max_free_bytes // _POOL_SIZES // size
             free = self._free[size] = deque(maxlen=limit)
         free.append(buffer)
 
