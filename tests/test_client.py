@@ -153,6 +153,26 @@ def test_the_caller_may_mutate_its_array_after_the_call(offline: Client) -> None
     assert not queued.any()
 
 
+def test_a_large_array_is_copied_into_a_pooled_buffer_the_caller_cannot_touch(
+    offline: Client,
+) -> None:
+    data = np.zeros((20_000, 2), ">f8")  # big-endian: the copy is little-endian
+    offline.scatter("a", data)
+    queued = offline._transport._pending[-1]
+    data[:] = 7
+    assert queued.buffer is not None and queued.arrays[0].base is queued.buffer
+    assert queued.arrays[0].dtype == np.dtype("<f8") and not queued.arrays[0].any()
+
+
+def test_a_superseded_replace_gives_its_buffer_back_for_the_next_call(offline: Client) -> None:
+    offline.scatter("a", np.zeros((20_000, 2)))
+    first = offline._transport._pending[-1].buffer
+    offline.scatter("a", np.ones((20_000, 2)))  # supersedes the first: its buffer is free
+    offline.scatter("a", np.full((20_000, 2), 2.0))  # and takes it
+    queued = offline._transport._pending[-1]
+    assert queued.buffer is first and queued.arrays[0][0, 0] == 2.0
+
+
 def test_closed_client_refuses_calls() -> None:
     client = Client("127.0.0.1:9", "r", exit_timeout=0.1)
     client.close()

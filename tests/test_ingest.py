@@ -212,3 +212,20 @@ def test_small_and_large_frames_arrive_in_the_order_they_were_sent(
     run = server.hub.runs["test"]
     assert run.plots["loss"].data.view()["x"].tolist() == list(range(200))
     assert run.plots["pts"].data.view()["x"][0] == 199
+
+
+def test_large_frames_are_delivered_from_buffers_reused_once_acknowledged(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    for step in range(3):
+        client.scatter("pts", np.full((20_000, 2), step, np.float32), append=True)
+        assert client.flush(timeout=30)
+    (free,) = client._transport.pool._free.values()  # acknowledged buffers went back
+    before = list(free)
+    client.scatter("pts", np.full((20_000, 2), 3, np.float32), append=True)
+    assert client.flush(timeout=30)
+    assert {id(b) for b in free} == {id(b) for b in before}  # one was reused, none is new
+    xs = server.hub.runs["test"].plots["pts"].data.view()["x"]
+    assert xs.tolist() == [float(step) for step in range(4) for _ in range(20_000)]

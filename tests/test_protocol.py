@@ -16,7 +16,9 @@ from streamvis.protocol import (
     decode_many,
     decode_reply,
     encode,
+    encode_head,
     encode_reply,
+    padded,
 )
 
 
@@ -63,6 +65,13 @@ def test_decoded_arrays_are_aligned_views_not_copies() -> None:
     out = decode(data)
     assert all(a.flags.aligned for a in out.arrays)
     assert not out.arrays[1].flags.owndata
+
+
+def test_the_head_and_the_padded_arrays_make_the_frame() -> None:
+    f = frame(np.arange(3, dtype=np.int8), np.ones((4, 2)))
+    arrays = b"".join(a.tobytes().ljust(padded(a.nbytes), b"\0") for a in f.arrays)
+    assert encode_head(f) + arrays == encode(f)
+    assert len(encode_head(f)) % 8 == 0
 
 
 def test_empty_and_zero_size_arrays() -> None:

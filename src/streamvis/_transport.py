@@ -31,7 +31,11 @@ _BATCH_BYTES = 8 * 2**20
 _BACKOFF = (0.05, 2.0)
 _JOIN_BYTES = 2**20  # small frames travel together in messages of up to this size...
 _JOIN_BELOW = 2**16  # ...larger ones alone: joining them would copy more than it saves
-_ITEM_OVERHEAD = 256  # what a frame's header adds to its arrays, roughly, for buffer accounting
+ITEM_OVERHEAD = 256  # what a frame's header adds to its arrays, roughly, for buffer accounting
+_HEAD_ROOM = 1024  # free bytes before a pooled frame's arrays, where its head goes
+_PAD_ROOM = 8  # at most what padding adds to an array
+_POOL_BYTES = 64 * 2**20  # free buffers kept for reuse, at most
+_POOL_SIZES = 4  # sizes of free buffers kept
 
 live: set[Transport] = set()  # every transport whose thread runs; flushed at exit
 
@@ -46,17 +50,91 @@ class Outgoing:
     arrays: tuple[np.ndarray, ...] = ()
     replace: bool = False
     done: threading.Event | None = None  # set once acknowledged (sync items)
-    nbytes: int = 0
+    buffer: np.ndarray | None = None  # pooled memory holding the arrays, after _HEAD_ROOM
+    nbytes: int = 0  # for buffer accounting: the arrays' bytes plus ITEM_OVERHEAD
 
     def __post_init__(self) -> None:
-        self.nbytes = sum(a.nbytes for a in self.arrays) + _ITEM_OVERHEAD
+        if not self.nbytes:  # callers that know it pass it (with the overhead)
+            self.nbytes = sum(a.nbytes for a in self.arrays) + ITEM_OVERHEAD
 
 
 @dataclass(eq=False)
 class _Sent:
     seq: int
-    data: bytes
+    data: bytes | memoryview
     done: threading.Event | None
+    buffer: np.ndarray | None  # what ``data`` views, back to the pool once acknowledged
+
+
+class BufferPool:
+    """Buffers for large frames, reused once acknowledged.
+
+    Memory fresh from the OS costs a page fault per 4 KiB page on first write, which is
+    many times the cost of copying into it; a reused buffer costs only the copy. Free
+    buffers are kept per size, in deques (thread-safe without a lock), for at most
+    ``_POOL_SIZES`` sizes and ``max_free_bytes // _POOL_SIZES`` bytes of each.
+    """
+
+    def __init__(self, max_free_bytes: int) -> None:
+        self.max_free_bytes = max_free_bytes
+        self._free: dict[int, deque[np.ndarray]] = {}
+
+    def copy(
+        self, arrays: tuple[np.ndarray, ...], nbytes: int
+    ) -> tuple[tuple[np.ndarray, ...], np.ndarray | None]:
+        """Private C-ordered little-endian copies of ``arrays`` (``nbytes`` in all), and the
+        pooled buffer that holds them if they fill a message of their own.
+
+        In the buffer they lie as a frame carries them, after room for the frame's head.
+        """
+        if nbytes < _JOIN_BELOW:
+            return tuple([np.array(a, _wire_dtype(a.dtype), order="C") for a in arrays]), None
+        buffer = self.take(_HEAD_ROOM + nbytes + _PAD_ROOM * len(arrays))
+        copies = []
+        start = _HEAD_ROOM
+        for array in arrays:
+            end = start + array.nbytes
+            copy = np.ndarray(array.shape, _wire_dtype(array.dtype), buffer, start)
+            copy[...] = array
+            copies.append(copy)
+            start = protocol.padded(end)
+            if start > end:
+                buffer[end:start] = 0
+        return tuple(copies), buffer
+
+    def take(self, nbytes: int) -> np.ndarray:
+        """A uint8 buffer of at least ``nbytes``: a free one if there is one of its size."""
+        size = _size_class(nbytes)
+        free = self._free.get(size)
+        if free:
+            try:
+                return free.pop()
+            except IndexError:  # another thread took the last one
+                pass
+        return np.empty(size, np.uint8)
+
+    def give(self, buffer: np.ndarray) -> None:
+        """Return ``buffer``, which nothing may use any more; the oldest beyond the cap go."""
+        size = buffer.nbytes
+        free = self._free.get(size)
+        if free is None:
+            limit = self.max_free_bytes // _POOL_SIZES // size
+            if not limit:
+                return  # too large to keep
+            if len(self._free) >= _POOL_SIZES:
+                self._free = {}  # the sizes in use changed: the free buffers are stale
+            free = self._free[size] = deque(maxlen=limit)
+        free.append(buffer)
+
+
+def _size_class(nbytes: int) -> int:
+    """``nbytes`` rounded up to 1/16 of its power of two (at least a page): reusable sizes."""
+    shift = max(nbytes.bit_length() - 4, 12)
+    return -(-nbytes >> shift) << shift
+
+
+def _wire_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    return dtype if dtype.isnative else dtype.newbyteorder("<")
 
 
 class Transport:
@@ -76,14 +154,15 @@ class Transport:
         self.uri, self.run, self.cid = uri, run, cid
         self.max_buffer_bytes = max_buffer_bytes
         self.max_frame_bytes = max_frame_bytes
-        self.server_max_frame_bytes = max_frame_bytes  # until the server says otherwise
+        self.frame_limit = max_frame_bytes  # and the server's limit, once it says it
         self.exit_timeout = exit_timeout
         self.headers = dict(headers or {})
         self.connected = threading.Event()
-        self._errors: deque[ServerError] = deque()
+        self.errors: deque[ServerError] = deque()  # reported, not yet taken by pop_errors
         self._waiters: set[threading.Event] = set()
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
+        self.pool = BufferPool(min(_POOL_BYTES, max_buffer_bytes // 8))
         self._pending: deque[Outgoing] = deque()
         self._last_replace: dict[str, Outgoing] = {}
         self._unacked: deque[_Sent] = deque()
@@ -95,6 +174,7 @@ class Transport:
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
         self._thread = threading.Thread(target=self._main, name="streamvis-sender", daemon=True)
+        self._alive = True  # until the thread ends: cheaper to check than is_alive()
         live.add(self)
         self._thread.start()
 
@@ -102,8 +182,13 @@ class Transport:
 
     def submit(self, item: Outgoing) -> None:
         """Queue ``item``; a replace supersedes an unsent replace of the same plot."""
-        if not self._thread.is_alive():
+        if not self._alive:
             raise StreamvisError(f"the sender to {self.uri} has stopped: create a new Client")
+        if self._queue(item):
+            self._loop.call_soon_threadsafe(self._wake.set)  # a syscall: not under the lock
+
+    def _queue(self, item: Outgoing) -> bool:
+        """Queue or coalesce ``item``; True if the sender is idle and must be woken."""
         with self._lock:
             if item.op != "plot":
                 self._last_replace.clear()  # nothing coalesces across a layout, clear or sync
@@ -113,9 +198,12 @@ class Transport:
                     self._buffered += item.nbytes - queued.nbytes
                     if "fig" in queued.opts and "fig" not in item.opts:
                         item.opts = {**item.opts, "fig": queued.opts["fig"]}
+                    if queued.buffer is not None:
+                        self.pool.give(queued.buffer)
                     queued.opts, queued.arrays, queued.nbytes = item.opts, item.arrays, item.nbytes
-                    return
-            if item.op != "sync":
+                    queued.buffer = item.buffer
+                    return False
+            if item.op != "sync" and self._buffered + item.nbytes > self.max_buffer_bytes:
                 self._wait_for_space(item.nbytes)
             self._pending.append(item)
             self._buffered += item.nbytes
@@ -124,12 +212,11 @@ class Transport:
                     self._last_replace[item.name] = item
                 else:
                     self._last_replace.pop(item.name, None)
-            if self._idle:
-                self._idle = False
-                self._loop.call_soon_threadsafe(self._wake.set)
+            idle, self._idle = self._idle, False
+            return idle
 
     def _wait_for_space(self, nbytes: int) -> None:
-        if self._buffered + nbytes <= self.max_buffer_bytes or self._buffered == 0:
+        if self._buffered == 0:
             return
         log.warning(
             "%d bytes are waiting for %s (limit max_buffer_bytes=%d); "
@@ -152,19 +239,19 @@ class Transport:
             self._waiters.add(done)
         try:
             self.submit(Outgoing("sync", done=done))
-            return done.wait(timeout) and not self._errors
+            return done.wait(timeout) and not self.errors
         finally:
             with self._lock:
                 self._waiters.discard(done)
 
     def pop_errors(self) -> list[ServerError]:
         """Take the errors the server (or the connection) reported since the last call."""
-        if not self._errors:  # the common case, on every call
+        if not self.errors:  # the common case, on every call
             return []
         errors = []
         with contextlib.suppress(IndexError):
             while True:
-                errors.append(self._errors.popleft())
+                errors.append(self.errors.popleft())
         return errors
 
     def close(self, timeout: float | None) -> bool:
@@ -198,6 +285,7 @@ class Transport:
         except Exception:  # pragma: no cover - _run handles its errors; this is the last guard
             log.exception("the sender to %s failed", self.uri)
         finally:
+            self._alive = False
             live.discard(self)
             self._loop.close()
             with self._lock:
@@ -251,14 +339,15 @@ class Transport:
     def _read_limits(self, ws: ClientConnection) -> None:
         advertised = ws.response.headers.get(protocol.MAX_FRAME_HEADER) if ws.response else None
         try:
-            self.server_max_frame_bytes = int(advertised) if advertised else self.max_frame_bytes
+            server = int(advertised) if advertised else self.max_frame_bytes
         except ValueError:
-            self.server_max_frame_bytes = self.max_frame_bytes
+            server = self.max_frame_bytes
+        self.frame_limit = min(server, self.max_frame_bytes)
 
     def _report(self, error: ServerError) -> None:
         """Keep ``error`` for the caller's next call, and wake anyone waiting in sync()."""
         log.error("%s", error)
-        self._errors.append(error)
+        self.errors.append(error)
         with self._lock:
             for waiter in self._waiters:
                 waiter.set()
@@ -317,8 +406,8 @@ class Transport:
 
     async def _write(self, ws: ClientConnection, frames: list[_Sent]) -> None:
         """Send frames, joining small ones into one message (websockets costs per message)."""
-        limit = min(_JOIN_BYTES, self.server_max_frame_bytes)
-        group: list[bytes] = []
+        limit = min(_JOIN_BYTES, self.frame_limit)
+        group: list[bytes | memoryview] = []
         size = 0
         for sent in frames:
             alone = len(sent.data) >= min(limit, _JOIN_BELOW)
@@ -347,24 +436,39 @@ class Transport:
             ack=ack,
         )
         try:
-            data = protocol.encode(frame)
+            data = self._frame_bytes(frame, item.buffer)
         except Exception as exc:  # the caller checked its values; this is the last guard
             data = b""
             self._report(
                 ServerError(f"frame {seq} for plot {item.name!r} cannot be encoded: {exc}")
             )
-        if len(data) > self.server_max_frame_bytes:
+        if len(data) > self.frame_limit:
             self._report(
                 ServerError(
                     f"frame {seq} for plot {item.name!r} has {len(data)} bytes, over the "
-                    f"server's limit of {self.server_max_frame_bytes}: send smaller arrays, "
+                    f"server's limit of {self.frame_limit}: send smaller arrays, "
                     "or raise the server's --max_frame_mb"
                 )
             )
             data = b""
         if not data:  # keep the sequence whole: a sync in its place
             data = protocol.encode(replace(frame, op="sync", name=None, arrays=(), opts={}))
-        return _Sent(seq, data, item.done)
+        if item.buffer is not None and not isinstance(data, memoryview):
+            self.pool.give(item.buffer)  # sent as a copy: the buffer is free already
+            return _Sent(seq, data, item.done, None)
+        return _Sent(seq, data, item.done, item.buffer)
+
+    @staticmethod
+    def _frame_bytes(frame: protocol.Frame, buffer: np.ndarray | None) -> bytes | memoryview:
+        """The frame's bytes: a view of its pooled buffer with the head written before the
+        arrays, or (no buffer, or a head too long for the room) a joined copy."""
+        head = protocol.encode_head(frame) if buffer is not None else b""
+        if buffer is None or len(head) > _HEAD_ROOM:
+            return protocol.encode(frame)
+        start = _HEAD_ROOM - len(head)
+        view = buffer.data
+        view[start:_HEAD_ROOM] = head
+        return view[start : _HEAD_ROOM + sum(protocol.padded(a.nbytes) for a in frame.arrays)]
 
     async def _receive(self, ws: ClientConnection) -> None:
         async for message in ws:
@@ -387,6 +491,8 @@ class Transport:
                 self._buffered -= len(sent.data)
                 if sent.done is not None:
                     sent.done.set()
+                if sent.buffer is not None:
+                    self.pool.give(sent.buffer)
             self._space.notify_all()
         if self._closing:
             self._wake.set()

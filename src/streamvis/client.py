@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import operator
 import os
 import uuid
 import weakref
@@ -33,6 +34,7 @@ from .specs import (
     Cell,
     ColorSpec,
     GridSpec,
+    PlotKind,
     PlotSpec,
     check_compatible,
     check_in_layout,
@@ -46,26 +48,17 @@ from .specs import (
 log = logging.getLogger(__name__)
 
 _WIRE_DTYPES = frozenset(WIRE_DTYPES.values())
+_SHAPE, _NBYTES = operator.attrgetter("shape"), operator.attrgetter("nbytes")
 _HEADER_ROOM = DEFAULT_LIMITS.max_header_bytes  # what a header may take beside the arrays
 
 
 def as_array(value: Any, what: str) -> np.ndarray:
-    """Return a private C-ordered copy of ``value`` (numpy, ``__array__``, torch on any device).
+    """Return ``value`` as a host numpy array (numpy, ``__array__``, torch on any device).
 
-    Raises DTypeError for dtypes that are not real numbers.
+    Raises DTypeError for dtypes that are not real numbers. The result may share memory with
+    ``value``: the transport copies it before the call returns.
     """
-    owned = False
-    if hasattr(value, "detach") and hasattr(value, "device"):  # a torch tensor, maybe on a GPU
-        value = value.detach()
-        if str(getattr(value, "dtype", "")) == "torch.bfloat16":
-            value = value.float()
-        if value.device.type != "cpu":
-            value, owned = value.cpu(), True
-        value = value.numpy()
-    try:
-        array = np.asarray(value)
-    except ValueError as exc:  # ragged nested lists, mostly
-        raise ShapeError(f"{what} is not a rectangular array: {exc}") from exc
+    array = value if type(value) is np.ndarray else _host_array(value, what)
     if array.dtype not in _WIRE_DTYPES and array.dtype.name not in DTYPES:  # fast path first
         if array.dtype == np.bool_:
             hint = "convert it with .astype(np.uint8)"
@@ -74,11 +67,20 @@ def as_array(value: Any, what: str) -> np.ndarray:
         else:
             hint = "convert it to a float or integer array"
         raise DTypeError(f"{what} has dtype {array.dtype}, which cannot be plotted: {hint}")
-    if array.dtype.byteorder == ">":
-        return array.astype(array.dtype.newbyteorder("<"), order="C")
-    if owned and array.flags.c_contiguous:
-        return array
-    return np.array(array, order="C", copy=True)
+    return array
+
+
+def _host_array(value: Any, what: str) -> np.ndarray:
+    """``value`` (a torch tensor, anything with ``__array__``, nested lists) as numpy."""
+    if hasattr(value, "detach") and hasattr(value, "device"):  # a torch tensor, maybe on a GPU
+        value = value.detach()
+        if str(getattr(value, "dtype", "")) == "torch.bfloat16":
+            value = value.float()
+        value = value.cpu().numpy()
+    try:
+        return np.asarray(value)
+    except ValueError as exc:  # ragged nested lists, mostly
+        raise ShapeError(f"{what} is not a rectangular array: {exc}") from exc
 
 
 def _check_fig_kwargs(fig_kwargs: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -100,11 +102,16 @@ def _check_fig_kwargs(fig_kwargs: Mapping[str, Any] | None) -> dict[str, Any] | 
     return dict(fig_kwargs)
 
 
+# A call's arguments as PlotSpec takes them, in its order: kind, append, spatial_dim,
+# line_dims, color, grid, palette. A plot's repeated call matches these without a new spec.
+_Call = tuple[PlotKind, bool, Any, tuple[Any, ...], ColorSpec | None, GridSpec | None, str | None]
+
+
 @dataclass(frozen=True)
 class _PlotCall:
     """A plot's last call as made, and as checked, so a repeat of it skips the checks."""
 
-    call: PlotSpec
+    call: _Call
     shapes: tuple[tuple[int, ...], ...]
     spec: PlotSpec
     shape: tuple[int, ...]
@@ -187,15 +194,8 @@ class Client:
         Axis ``spatial_dim`` must have size 2. ``append=True`` adds the points to the plot,
         ``append=False`` replaces them.
         """
-        spec = PlotSpec(
-            "scatter",
-            append=bool(append),
-            spatial_dim=spatial_dim,
-            color=color,
-            grid=grid,
-            fig_kwargs=_check_fig_kwargs(fig_kwargs),
-        )
-        self._plot(name, spec, as_array(data, "data"))
+        call: _Call = ("scatter", bool(append), spatial_dim, (), color, grid, None)
+        self._plot(name, call, fig_kwargs, as_array(data, "data"))
 
     def multi_lines(
         self,
@@ -220,16 +220,8 @@ class Client:
             dims = (line_dims,)
         else:
             raise ArgumentError(f"line_dims must be an int or a tuple of ints, got {line_dims!r}")
-        spec = PlotSpec(
-            "multi_lines",
-            append=bool(append),
-            spatial_dim=spatial_dim,
-            line_dims=dims,
-            color=color,
-            grid=grid,
-            fig_kwargs=_check_fig_kwargs(fig_kwargs),
-        )
-        self._plot(name, spec, as_array(data, "data"))
+        call: _Call = ("multi_lines", bool(append), spatial_dim, dims, color, grid, None)
+        self._plot(name, call, fig_kwargs, as_array(data, "data"))
 
     def tandem_lines(
         self,
@@ -245,13 +237,10 @@ class Client:
                 f"palette must be a palette name like 'Viridis256', got {palette!r}"
             )
         resolve_palette(palette)
-        spec = PlotSpec(
-            "tandem_lines", True, palette=palette, fig_kwargs=_check_fig_kwargs(fig_kwargs)
-        )
+        call: _Call = ("tandem_lines", True, -1, (), None, None, palette)
         ys_array = as_array(ys, "ys")
-        self._plot(
-            name, spec, as_array(x, "x"), ys_array.reshape(1) if ys_array.ndim == 0 else ys_array
-        )
+        ys_array = ys_array.reshape(1) if ys_array.ndim == 0 else ys_array
+        self._plot(name, call, fig_kwargs, as_array(x, "x"), ys_array)
 
     def clear(self) -> None:
         """Delete the run's layout and data on the server; plots must be laid out again."""
@@ -259,17 +248,18 @@ class Client:
         self._cells, self._plots = None, {}
         self._transport.submit(Outgoing("clear"))
 
-    def _plot(self, name: str, spec: PlotSpec, *arrays: np.ndarray) -> None:
+    def _plot(
+        self,
+        name: str,
+        call: _Call,
+        fig_kwargs: Mapping[str, Any] | None,
+        *arrays: np.ndarray,
+    ) -> None:
         self._check_open()
         check_in_layout(name, self._cells)
-        shapes = tuple(a.shape for a in arrays)
-        if any(len(shape) > DEFAULT_LIMITS.max_ndim for shape in shapes):  # as the decoder
-            raise ShapeError(
-                f"plot {name!r}: arrays of shapes {shapes} have more than "
-                f"{DEFAULT_LIMITS.max_ndim} axes; reshape them first"
-            )
-        nbytes = sum(a.nbytes for a in arrays)
-        limit = min(self.max_frame_bytes, self._transport.server_max_frame_bytes)
+        shapes = tuple(map(_SHAPE, arrays))
+        nbytes = sum(map(_NBYTES, arrays))
+        limit = self._transport.frame_limit
         if nbytes > limit - _HEADER_ROOM:
             raise FrameTooLarge(
                 f"plot {name!r}: {nbytes} bytes of arrays exceed the frame limit of {limit} "
@@ -277,20 +267,46 @@ class Client:
                 "server's --max_frame_mb)"
             )
         previous = self._plots.get(name)
-        fig = spec.fig_kwargs
-        if previous and previous.call == spec and previous.shapes == shapes and fig is None:
+        if previous and previous.call == call and previous.shapes == shapes and fig_kwargs is None:
             opts = previous.opts  # the same call as last time: checked already
         else:
-            checked = normalize(spec, shapes)
-            shape = data_shape(checked, arrays)
-            if previous is not None:
-                check_compatible(name, previous.spec, previous.shape, checked, shape)
-            opts = checked.to_wire()
-            opts.pop("fig", None)  # sent with the calls that give them; the server keeps them
-            self._plots[name] = _PlotCall(spec, shapes, checked, shape, opts)
-            if fig is not None:
-                opts = {**opts, "fig": dict(fig)}
-        self._transport.submit(Outgoing("plot", name, opts, arrays, replace=not spec.append))
+            opts = self._check_call(name, call, _check_fig_kwargs(fig_kwargs), arrays)
+        copies, buffer = self._transport.pool.copy(arrays, nbytes)
+        self._transport.submit(
+            Outgoing(
+                "plot",
+                name,
+                opts,
+                copies,
+                replace=not call[1],
+                buffer=buffer,
+                nbytes=nbytes + _transport.ITEM_OVERHEAD,
+            )
+        )
+
+    def _check_call(
+        self,
+        name: str,
+        call: _Call,
+        fig: dict[str, Any] | None,
+        arrays: tuple[np.ndarray, ...],
+    ) -> dict[str, Any]:
+        """Check a call that differs from the plot's last one; return its wire options."""
+        shapes = tuple([a.shape for a in arrays])
+        if any(len(shape) > DEFAULT_LIMITS.max_ndim for shape in shapes):  # as the decoder
+            raise ShapeError(
+                f"plot {name!r}: arrays of shapes {shapes} have more than "
+                f"{DEFAULT_LIMITS.max_ndim} axes; reshape them first"
+            )
+        checked = normalize(PlotSpec(*call, fig_kwargs=fig), shapes)
+        shape = data_shape(checked, arrays)
+        previous = self._plots.get(name)
+        if previous is not None:
+            check_compatible(name, previous.spec, previous.shape, checked, shape)
+        opts = checked.to_wire()
+        opts.pop("fig", None)  # sent with the calls that give them; the server keeps them
+        self._plots[name] = _PlotCall(call, shapes, checked, shape, opts)
+        return opts if fig is None else {**opts, "fig": dict(fig)}
 
     # -- delivery ---------------------------------------------------------------------------
 
@@ -320,7 +336,8 @@ class Client:
     def _check_open(self) -> None:
         if self._closed:
             raise ClientClosed(f"{self!r} is closed: create a new Client to send more data")
-        self._raise_server_error()
+        if self._transport.errors:
+            self._raise_server_error()
 
     def _raise_server_error(self) -> None:
         errors = self._transport.pop_errors()

@@ -39,6 +39,7 @@ WIRE_DTYPES = {
     + ["float16", "float32", "float64"]
 }
 DTYPES = frozenset(WIRE_DTYPES)
+_WIRE_NAMES = {dtype: name for name, dtype in WIRE_DTYPES.items()}  # dtype.name is slow
 MAX_FRAME_HEADER = "X-Streamvis-Max-Frame"  # handshake header: the server's frame limit
 _PREFIX = struct.Struct(">I")
 _ALIGN = 8
@@ -75,8 +76,26 @@ def _pad(n: int) -> int:
     return -n % _ALIGN
 
 
+def padded(nbytes: int) -> int:
+    """The bytes an array of ``nbytes`` takes in a frame, with its padding."""
+    return nbytes + _pad(nbytes)
+
+
 def encode(frame: Frame) -> bytes:
-    """Serialize ``frame``; its arrays must already satisfy :func:`wire_array`."""
+    """Serialize ``frame``; its arrays must be C-ordered and little-endian, of a wire dtype."""
+    parts: list[bytes | memoryview] = [encode_head(frame)]
+    for array in frame.arrays:
+        parts.append(array.data.cast("B") if array.size else b"")
+        parts.append(b"\0" * _pad(array.nbytes))
+    return b"".join(parts)
+
+
+def encode_head(frame: Frame) -> bytes:
+    """The bytes of ``frame`` before its arrays: length prefix, header and padding.
+
+    The arrays follow as :func:`encode` lays them out, so a sender that keeps them in one
+    buffer can send the head and that buffer without joining them.
+    """
     header: dict[str, Any] = {
         "v": VERSION,
         "op": frame.op,
@@ -91,15 +110,9 @@ def encode(frame: Frame) -> bytes:
     if frame.opts:
         header["opts"] = dict(frame.opts)
     if frame.arrays:
-        header["arrays"] = [[a.dtype.name, list(a.shape)] for a in frame.arrays]
+        header["arrays"] = [[_WIRE_NAMES[a.dtype], list(a.shape)] for a in frame.arrays]
     packed = msgpack.packb(header, use_bin_type=True)
-    parts: list[bytes | memoryview] = [_PREFIX.pack(len(packed)), packed]
-    parts.append(b"\0" * _pad(_PREFIX.size + len(packed)))
-    for array in frame.arrays:
-        data = array.data.cast("B") if array.size else b""
-        parts.append(data)
-        parts.append(b"\0" * _pad(array.nbytes))
-    return b"".join(parts)
+    return b"".join((_PREFIX.pack(len(packed)), packed, b"\0" * _pad(_PREFIX.size + len(packed))))
 
 
 def _field(header: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -135,15 +148,21 @@ def _array_specs(
                 f"arrays[{i}] has shape {shape!r}; expected a list of at most "
                 f"{limits.max_ndim} sizes"
             )
-        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-            raise ProtocolError(f"arrays[{i}] has shape {shape!r}; sizes must be ints >= 0")
-        if any(n > limits.max_frame_bytes for n in shape):
-            raise FrameTooLarge(
-                f"arrays[{i}] has shape {shape!r}; no axis can be longer than the frame limit "
-                f"of {limits.max_frame_bytes}"
-            )
+        for n in shape:  # a loop, not all(...): this runs for every array of every frame
+            if type(n) is not int or not 0 <= n <= limits.max_frame_bytes:
+                raise _bad_shape(i, shape, limits)
         specs.append((wire, tuple(shape)))
     return specs
+
+
+def _bad_shape(i: int, shape: list[Any], limits: Limits) -> ProtocolError:
+    """The error for ``shape`` of ``arrays[i]``, which has a size that is not allowed."""
+    if not all(type(n) is int and n >= 0 for n in shape):  # bools too are refused
+        return ProtocolError(f"arrays[{i}] has shape {shape!r}; sizes must be ints >= 0")
+    return FrameTooLarge(
+        f"arrays[{i}] has shape {shape!r}; no axis can be longer than the frame limit "
+        f"of {limits.max_frame_bytes}"
+    )
 
 
 def decode(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> Frame:
@@ -236,8 +255,7 @@ def _decode_first(view: memoryview, limits: Limits) -> tuple[Frame, int]:
                 f"arrays[{i}] of shape {shape} and dtype {dtype.name} needs {nbytes} bytes "
                 f"but only {max(0, view.nbytes - offset)} remain in the frame"
             )
-        array = np.frombuffer(view, dtype=dtype, count=math.prod(shape), offset=offset)
-        arrays.append(array.reshape(shape))
+        arrays.append(np.ndarray(shape, dtype, view, offset))  # a view, read-only
         offset = end + _pad(nbytes)
     offset = min(offset, view.nbytes)  # the last array's padding may be cut off
     frame = Frame(
