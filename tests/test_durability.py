@@ -16,6 +16,7 @@ import numpy as np
 
 from browser import Page, scaled
 from streamvis import Client
+from streamvis.plots.envelope import DETAIL_ROWS
 
 
 def free_port() -> int:
@@ -54,7 +55,7 @@ def server_process(rest: int, bokeh: int, data_dir: Path) -> Iterator[subprocess
 def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     tmp_path: Path, browser: Callable[[], Page]
 ) -> None:
-    rest, bokeh, steps = free_port(), free_port(), 3000
+    rest, bokeh, steps = free_port(), free_port(), DETAIL_ROWS  # the page holds every row
     client = Client(f"127.0.0.1:{rest}", "fault", exit_timeout=5)
     try:
         with server_process(rest, bokeh, tmp_path) as first:
