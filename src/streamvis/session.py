@@ -6,10 +6,10 @@ update sends each plot the difference since the last one: a ``stream`` of the ne
 appends, one ``data`` assignment for the latest replace.
 
 Updates go out one at a time: each ends by ticking a hidden clock model, and the page
-echoes the tick back once it has painted, with the milliseconds that took and whether its
-WebGL runs on a GPU. Until then (or ``ACK_TIMEOUT``) changes only accumulate, so a slow
-browser gets fewer, larger updates instead of a growing queue; large replaces are spaced by
-what they cost the page, so the small plots beside them stay live.
+echoes the tick back once it has painted (saying too whether its WebGL runs on a GPU).
+Until then (or ``ACK_TIMEOUT``) changes only accumulate, so a slow browser gets fewer,
+larger updates instead of a growing queue; large replaces are spaced by how long the
+updates carrying them took, so the small plots beside them stay live.
 """
 
 from __future__ import annotations
@@ -54,17 +54,15 @@ if (window.streamvis_gpu === undefined) {
 }
 const gpu = window.streamvis_gpu ? "gpu" : "cpu";
 """
-# Echo the clock's tick once the browser has painted what came with it: "tick ms gpu|cpu".
+# Echo the clock's tick once the browser has painted what came with it: "tick gpu|cpu".
 _ECHO_JS = (
     _GPU_JS
     + """
-const tick = clock.tags[0], start = performance.now();
-requestAnimationFrame(() => setTimeout(() => {
-  clock.text = `${tick} ${Math.round(performance.now() - start)} ${gpu}`;
-}, 0));
+const tick = clock.tags[0];
+requestAnimationFrame(() => setTimeout(() => { clock.text = `${tick} ${gpu}`; }, 0));
 """
 )
-_READY_JS = _GPU_JS + "clock.text = `${clock.tags[0]} 0 ${gpu}`;"
+_READY_JS = _GPU_JS + "clock.text = `${clock.tags[0]} ${gpu}`;"
 
 
 @dataclass(eq=False)
@@ -75,7 +73,7 @@ class _PlotView:
     generation: int = -1
     rows: int = 0
     replaced_at: float = 0.0
-    cost: float = 0.0  # seconds the page took for the last update with a large replace here
+    cost: float = 0.0  # seconds from sending an update with a large replace here to its echo
     window: tuple[float, float] | None = None  # the x range the page shows, once it told us
     shown: Any = None  # for a summarized plot: what the page holds (see _shown)
 
@@ -143,17 +141,18 @@ class DocumentView:
         return self._echoed < self._sent and now - self._sent_at < ACK_TIMEOUT
 
     def _on_echo(self, attr: str, old: Any, new: Any) -> None:
-        """The page painted tick ``new`` ("tick ms gpu|cpu"): send what accumulated meanwhile."""
+        """The page painted tick ``new`` ("tick gpu|cpu"): send what accumulated meanwhile."""
         try:
-            tick, ms, gpu = str(new).split()
-            tick_n, seconds = int(tick), float(ms) / 1000
+            tick, gpu = str(new).split()
+            tick_n = int(tick)
         except ValueError:
             return
         self._echoed = max(self._echoed, tick_n)
+        took = time.monotonic() - self._sent_at  # decoding, applying and painting it
         for sent in [t for t in self._large if t <= tick_n]:
             for name in self._large.pop(sent):
-                if sent == tick_n and name in self._views:
-                    self._views[name].cost = seconds
+                if sent == tick_n == self._sent and name in self._views:
+                    self._views[name].cost = took
         self._use_gpu(gpu == "gpu")
         if self._scheduled is not None and self._echoed >= self._sent:
             try:
