@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -229,3 +230,34 @@ def test_large_frames_are_delivered_from_buffers_reused_once_acknowledged(
     assert {id(b) for b in free} == {id(b) for b in before}  # one was reused, none is new
     xs = server.hub.runs["test"].plots["pts"].data.view()["x"]
     assert xs.tolist() == [float(step) for step in range(4) for _ in range(20_000)]
+
+
+def test_a_plot_gets_at_most_one_replace_per_interval_and_always_the_last(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    client = connect(replace_interval=0.1)
+    client.set_layout({"pts": (0, 0, 1, 1), "other": (0, 1, 1, 1)})
+    start = time.monotonic()
+    for n in range(1, 51):  # a training loop at 200 steps/s: the sender keeps up with it
+        client.scatter("pts", np.full((n, 2), n, np.float32))
+        client.scatter("other", np.full((1, 2), n, np.float32), append=True)
+        time.sleep(0.005)
+    assert client.flush(timeout=10)
+    run = server.hub.runs["test"]
+    replaces = run.plots["pts"].generation + 1
+    assert replaces <= 2 + (time.monotonic() - start) / 0.1  # the first, then one per interval
+    assert run.plots["pts"].data.view()["x"].tolist() == [50] * 50
+    assert run.plots["other"].data.view()["x"].tolist() == list(range(1, 51))
+
+
+def test_a_held_replace_goes_before_the_next_call_to_its_plot(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    client = connect(replace_interval=60)
+    client.set_layout({"pts": (0, 0, 1, 1)})
+    client.scatter("pts", np.zeros((1, 2)))
+    assert client.flush(timeout=10)  # sent: the next replace is held for a minute...
+    client.scatter("pts", np.ones((2, 2)))
+    client.scatter("pts", np.full((1, 2), 2.0), append=True)  # ...but not past this append
+    assert client.flush(timeout=10)
+    assert server.hub.runs["test"].plots["pts"].data.view()["x"].tolist() == [1, 1, 2]

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -149,9 +150,11 @@ class Transport:
         max_buffer_bytes: int,
         max_frame_bytes: int,
         exit_timeout: float,
+        replace_interval: float = 0.0,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.uri, self.run, self.cid = uri, run, cid
+        self.replace_interval = replace_interval
         self.max_buffer_bytes = max_buffer_bytes
         self.max_frame_bytes = max_frame_bytes
         self.frame_limit = max_frame_bytes  # and the server's limit, once it says it
@@ -164,7 +167,9 @@ class Transport:
         self._space = threading.Condition(self._lock)
         self.pool = BufferPool(min(_POOL_BYTES, max_buffer_bytes // 8))
         self._pending: deque[Outgoing] = deque()
-        self._last_replace: dict[str, Outgoing] = {}
+        self._last_replace: dict[str, Outgoing] = {}  # queued replaces, which later ones overwrite
+        self._held: dict[str, Outgoing] = {}  # replaces waiting out replace_interval
+        self._replaced_at: dict[str, float] = {}  # when each plot's last replace was sent
         self._unacked: deque[_Sent] = deque()
         self._buffered = 0
         self._seq = 0
@@ -276,7 +281,8 @@ class Transport:
     # -- sender thread -------------------------------------------------------------------
 
     def _done(self) -> bool:
-        return self._stopping or (self._closing and not self._pending and not self._unacked)
+        idle = not self._pending and not self._held and not self._unacked
+        return self._stopping or (self._closing and idle)
 
     def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -367,13 +373,15 @@ class Transport:
                 log.info("resent %d unacknowledged frames", len(resend))
                 await self._send(ws, [Outgoing("sync")])
             while not self._done():
-                batch = self._take()
+                batch, due = self._take()
                 if batch:
                     await self._send(ws, batch)
                     continue
                 self._wake.clear()
                 waiter = asyncio.ensure_future(self._wake.wait())
-                await asyncio.wait([waiter, receiver], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    [waiter, receiver], timeout=due, return_when=asyncio.FIRST_COMPLETED
+                )
                 waiter.cancel()
                 if receiver.done():
                     receiver.result()  # raises the connection's error
@@ -381,19 +389,50 @@ class Transport:
         finally:
             receiver.cancel()
 
-    def _take(self) -> list[Outgoing]:
+    def _take(self) -> tuple[list[Outgoing], float | None]:
+        """The next batch to send, and the seconds until a held replace is due (if any).
+
+        A plot's replace sent less than ``replace_interval`` ago is held back, and later
+        replaces of that plot overwrite it; it goes once due, or before anything that must
+        follow it: a call to the same plot, a layout, clear or sync (so flush sends it).
+        """
         batch: list[Outgoing] = []
-        size = 0
+        now = time.monotonic()
         with self._lock:
-            while self._pending and len(batch) < _BATCH_FRAMES and size < _BATCH_BYTES:
+            for name in [n for n in self._held if self._replace_due(n, now) <= 0]:
+                self._release(self._held.pop(name), batch, now)
+            while self._pending and len(batch) < _BATCH_FRAMES:
                 item = self._pending.popleft()
-                if item.name is not None and self._last_replace.get(item.name) is item:
-                    del self._last_replace[item.name]
-                batch.append(item)
-                size += item.nbytes
+                if item.op != "plot":
+                    for held in self._held.values():
+                        self._release(held, batch, now)
+                    self._held.clear()
+                elif item.name in self._held:
+                    self._release(self._held.pop(item.name), batch, now)
+                elif (
+                    item.replace and item.name is not None and self._replace_due(item.name, now) > 0
+                ):
+                    self._held[item.name] = item
+                    continue
+                self._release(item, batch, now)
+                if sum(i.nbytes for i in batch) >= _BATCH_BYTES:
+                    break
             if not batch:
                 self._idle = True
-        return batch
+            due = min((self._replace_due(n, now) for n in self._held), default=None)
+        return batch, due
+
+    def _replace_due(self, name: str, now: float) -> float:
+        return self._replaced_at.get(name, -self.replace_interval) + self.replace_interval - now
+
+    def _release(self, item: Outgoing, batch: list[Outgoing], now: float) -> None:
+        """Put ``item`` in ``batch``: later replaces of its plot no longer overwrite it."""
+        if item.name is not None:
+            if self._last_replace.get(item.name) is item:
+                del self._last_replace[item.name]
+            if item.replace:
+                self._replaced_at[item.name] = now
+        batch.append(item)
 
     async def _send(self, ws: ClientConnection, batch: list[Outgoing]) -> None:
         # Every frame is numbered and kept before the first is sent: if the connection

@@ -123,7 +123,11 @@ class Client:
 
     ``address`` is the ``host:port`` of the server's ingest endpoint (``--rest_port``);
     ``run`` names the dashboard. Data survives the server being down: it is buffered (up to
-    ``max_buffer_bytes``) and delivered once the server is reachable.
+    ``max_buffer_bytes``) and delivered once the server is reachable. A plot's replace
+    (``append=False``) is sent at most once per ``replace_interval`` seconds: one made sooner
+    waits, and a later one takes its place (``flush`` and any other call to that plot send it
+    at once). No page shows more, and a loop replacing large arrays at 1000 steps/s would
+    otherwise send them all; ``0`` sends every one.
     """
 
     def __init__(
@@ -135,6 +139,7 @@ class Client:
         max_buffer_bytes: int = 512 * 2**20,
         max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes,
         exit_timeout: float = 10.0,
+        replace_interval: float = 0.03,
     ) -> None:
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit():
@@ -154,6 +159,7 @@ class Client:
             max_buffer_bytes=max_buffer_bytes,
             max_frame_bytes=max_frame_bytes,
             exit_timeout=exit_timeout,
+            replace_interval=replace_interval,
             headers={"Authorization": f"Bearer {token}"} if token else None,
         )
         # A client dropped without close() still delivers what it queued, then stops.
