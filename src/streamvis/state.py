@@ -62,14 +62,16 @@ class GrowingColumns:
             self._pieces.append(dict(columns))
             self._rows += rows
             return
-        need = self._tail_rows + rows
+        start, need = self._tail_rows, self._tail_rows + rows
         for name, values in columns.items():
             buffer = self._tail[name]
-            if need > buffer.shape[0] or np.result_type(buffer, values) != buffer.dtype:
-                grown = np.empty(max(need, 2 * buffer.shape[0], 16), np.result_type(buffer, values))
-                grown[: self._tail_rows] = buffer[: self._tail_rows]
+            if need > len(buffer) or (
+                values.dtype != buffer.dtype and np.result_type(buffer, values) != buffer.dtype
+            ):
+                grown = np.empty(max(need, 2 * len(buffer), 16), np.result_type(buffer, values))
+                grown[:start] = buffer[:start]
                 self._tail[name] = buffer = grown
-            buffer[self._tail_rows : need] = values
+            buffer[start:need] = values
         self._tail_rows = need
         self._rows += rows
 

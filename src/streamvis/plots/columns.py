@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..specs import GridSpec, PlotSpec
+from ..specs import MAX_TANDEM_LINES, GridSpec, PlotSpec
 
 Columns = dict[str, np.ndarray]
 Extent = tuple[float, float]
@@ -151,10 +151,12 @@ def line_columns(
 def tandem_columns(x: np.ndarray, ys: np.ndarray) -> Columns:
     """One row: the shared x and one y column per line."""
     columns: Columns = {"x": _float(x.reshape(1)).astype(np.float64)}
-    values = _float(ys.reshape(-1))
-    for k in range(values.shape[0]):
-        columns[f"y{k}"] = values[k : k + 1]
+    rows = _float(ys.reshape(-1, 1))  # iterating it gives each line's one-row column
+    columns.update(zip(_Y_NAMES[: len(rows)], rows, strict=True))
     return columns
+
+
+_Y_NAMES = tuple(f"y{k}" for k in range(MAX_TANDEM_LINES))
 
 
 def plot_columns(
