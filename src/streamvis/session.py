@@ -6,10 +6,10 @@ update sends each plot the difference since the last one: a ``stream`` of the ne
 appends, one ``data`` assignment for the latest replace.
 
 Updates go out one at a time: each ends by ticking a hidden clock model, and the page
-echoes the tick back once it has painted (saying too whether its WebGL runs on a GPU).
-Until then (or ``ACK_TIMEOUT``) changes only accumulate, so a slow browser gets fewer,
-larger updates instead of a growing queue; large replaces are spaced by how long the
-updates carrying them took, so the small plots beside them stay live.
+echoes the tick back from the animation frame that paints it (saying too whether its WebGL
+runs on a GPU). Until then (or ``ACK_TIMEOUT``) changes only accumulate, so a slow browser
+gets fewer, larger updates instead of a growing queue; large replaces are spaced by how
+long the updates carrying them took, so the small plots beside them stay live.
 """
 
 from __future__ import annotations
@@ -54,12 +54,13 @@ if (window.streamvis_gpu === undefined) {
 }
 const gpu = window.streamvis_gpu ? "gpu" : "cpu";
 """
-# Echo the clock's tick once the browser has painted what came with it: "tick gpu|cpu".
+# Echo the clock's tick from the animation frame that paints what came with it, so the next
+# update is on its way while this one paints: "tick gpu|cpu".
 _ECHO_JS = (
     _GPU_JS
     + """
 const tick = clock.tags[0];
-requestAnimationFrame(() => setTimeout(() => { clock.text = `${tick} ${gpu}`; }, 0));
+requestAnimationFrame(() => { clock.text = `${tick} ${gpu}`; });
 """
 )
 _READY_JS = _GPU_JS + "clock.text = `${clock.tags[0]} ${gpu}`;"
@@ -141,7 +142,7 @@ class DocumentView:
         return self._echoed < self._sent and now - self._sent_at < ACK_TIMEOUT
 
     def _on_echo(self, attr: str, old: Any, new: Any) -> None:
-        """The page painted tick ``new`` ("tick gpu|cpu"): send what accumulated meanwhile."""
+        """The page is painting tick ``new`` ("tick gpu|cpu"): send what accumulated meanwhile."""
         try:
             tick, gpu = str(new).split()
             tick_n = int(tick)
