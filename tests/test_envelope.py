@@ -67,7 +67,7 @@ def test_a_million_rows_draw_as_a_few_thousand() -> None:
     columns = rows(1_000_000, lines=2)
     env, data = grown(columns, [1000] * 1000)
     view = env.view(data.view(env.rows))
-    assert len(view["x"]) <= 4 * envelope.BUCKETS + env.size
+    assert len(view["x"]) <= 4 * envelope.BUCKETS + envelope.TAIL_ROWS
     assert view["y1"].max() == columns["y1"].max() and view["x"][-1] == 999_999
     assert np.all(np.diff(view["x"]) >= 0)
 
@@ -101,6 +101,12 @@ def test_a_window_shows_its_rows_exactly_and_the_rest_summed_up() -> None:
     np.testing.assert_array_equal(view["y2"][inside], columns["y2"][50_000:50_501])
     assert len(view["x"]) < 3 * envelope.DETAIL_ROWS and np.all(np.diff(view["x"]) >= 0)
     assert view["x"][0] == 0 and view["x"][-1] == 99_999
+
+
+def test_a_reversed_x_axis_shows_the_same_window() -> None:
+    env, _ = grown(rows(100_000), [100_000])
+    assert env.window(60_000.0, 40_000.0, 100_000) == env.window(40_000.0, 60_000.0, 100_000)
+    assert env.window(1e9, -1e9, 100_000) is None
 
 
 def test_a_window_over_everything_or_over_unordered_x_is_the_whole_view() -> None:

@@ -19,6 +19,7 @@ from .columns import Columns
 
 BUCKETS = 512  # an envelope keeps from BUCKETS to 2 * BUCKETS buckets
 DETAIL_ROWS = 4 * BUCKETS  # at most this many rows are shown as they are
+TAIL_ROWS = 64  # rows not yet in a whole bucket: shown as they are up to this many
 
 
 @dataclass(frozen=True)
@@ -115,19 +116,18 @@ def to_columns(b: Buckets) -> Columns:
 
 def join(*parts: Columns) -> Columns:
     """Columns one after another (parts without rows are skipped)."""
-    parts = tuple(p for p in parts if len(p["x"]))
-    if len(parts) == 1:
-        return parts[0]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    kept = [p for p in parts if len(p["x"])] or list(parts[:1])
+    if len(kept) == 1:
+        return kept[0]
+    return {k: np.concatenate([p[k] for p in kept]) for k in kept[0]}
 
 
-def detail(columns: Columns, first_row: int) -> Columns:
-    """Rows as they are if there are few enough, else summarized to about DETAIL_ROWS rows."""
+def detail(columns: Columns, first_row: int, limit: int = DETAIL_ROWS) -> Columns:
+    """Rows as they are if there are at most ``limit``, else summarized to about that many."""
     rows = len(columns["x"])
-    if rows <= DETAIL_ROWS:
+    if rows <= limit:
         return columns
-    size = -(-rows // (DETAIL_ROWS // 2))
-    return to_columns(summarize(columns, first_row, size, whole=False))
+    return to_columns(summarize(columns, first_row, -(-rows // (limit // 2)), whole=False))
 
 
 class Envelope:
@@ -148,40 +148,46 @@ class Envelope:
             self.monotonic = (
                 self.monotonic and x[0] >= self._last_x and bool(np.all(x[1:] >= x[:-1]))
             )
+        # Grow the buckets first: a first summary of many rows must not make one per row.
+        while len(self.buckets) + len(x) // self.size > 2 * BUCKETS:
+            if len(self.buckets) > 1:
+                self.buckets = merge_pairs(self.buckets)
+            self.size *= 2
         new = summarize(columns, self.rows, self.size)
         if not len(new):
             return
         self.buckets = concat(self.buckets, new)
         self.rows = int(new.start[-1]) + self.size
         self._last_x = float(new.x_last[-1])
-        while len(self.buckets) > 2 * BUCKETS:
-            self.buckets = merge_pairs(self.buckets)
-            self.size *= 2
 
     def window(self, start: float, end: float, rows: int) -> tuple[int, int] | None:
         """The rows an x window from ``start`` to ``end`` shows (with a bucket more on each
-        side, so lines run on past its edges), or None if it shows them all."""
+        side, so lines run on past its edges), or None if the whole view shows them as finely
+        (or x is not ordered, so no range of rows is the window)."""
         b = self.buckets
         if not self.monotonic or not len(b):
             return None
+        start, end = min(start, end), max(start, end)  # an x axis may be reversed
         first = max(int(np.searchsorted(b.x_last, start, "left")) - 1, 0)
         last = int(np.searchsorted(b.x_first, end, "right")) + 1
         begin = int(b.start[first])
         stop = int(b.start[last]) if last < len(b) else rows
-        return None if begin == 0 and stop == rows else (begin, stop)
+        if (begin == 0 and stop == rows) or 2 * (stop - begin) // (DETAIL_ROWS // 2) >= self.size:
+            return None  # all rows, or so many that in detail they would be hardly finer
+        return begin, stop
 
     def view(
         self, tail: Columns, window: tuple[int, int] | None = None, inner: Columns | None = None
     ) -> Columns:
         """Columns for a page: the buckets, then ``tail`` (the rows from ``self.rows`` on);
         with a ``window`` of rows, ``inner`` (those rows) replaces its buckets at finer detail."""
+        tail = detail(tail, self.rows, TAIL_ROWS)
         if window is None or inner is None:
             return join(to_columns(self.buckets), tail)
         b = self.buckets
         before = int(np.searchsorted(b.start, window[0], "left"))
         after = int(np.searchsorted(b.start, window[1], "left"))
-        outside = to_columns(b[after:]) if window[1] < self.rows else None
         parts = [to_columns(b[:before]), detail(inner, window[0])]
-        if outside is not None:
-            parts += [outside, tail]
+        if window[1] < self.rows:
+            parts += [to_columns(b[after:]), tail]
         return join(*parts)
