@@ -371,7 +371,10 @@ class Transport:
             await self._write(ws, resend)
             if resend:
                 log.info("resent %d unacknowledged frames", len(resend))
-                await self._send(ws, [Outgoing("sync")])
+                sync = Outgoing("sync")
+                with self._lock:
+                    self._buffered += sync.nbytes  # as if queued: _send accounts for it
+                await self._send(ws, [sync])
             while not self._done():
                 batch, due = self._take()
                 if batch:

@@ -63,7 +63,9 @@ const tick = clock.tags[0];
 requestAnimationFrame(() => { clock.text = `${tick} ${gpu}`; });
 """
 )
-_READY_JS = _GPU_JS + "clock.text = `${clock.tags[0]} ${gpu}`;"
+# On load the page holds everything up to the current tick: say so, timing nothing.
+_READY_JS = _GPU_JS + "clock.text = `${clock.tags[0]} ${gpu} ready`;"
+_LARGE_TICKS = 64  # sent ticks with large replaces remembered until echoed, at most
 
 
 @dataclass(eq=False)
@@ -113,7 +115,8 @@ class DocumentView:
         self._last_update = 0.0
         self._sent = self._echoed = 0  # clock ticks sent to the page, and echoed back
         self._sent_at = 0.0
-        self._large: dict[int, list[str]] = {}  # tick -> plots it carried a large replace of
+        # tick -> when it was sent and the plots it carried a large replace of
+        self._large: dict[int, tuple[float, list[str]]] = {}
         self._gpu = False  # the page has hardware WebGL (known from its first echo)
         self._clock = Div(name="streamvis:clock", visible=False, tags=[0], text="0")
         self._clock.js_on_change("tags", CustomJS(args=dict(clock=self._clock), code=_ECHO_JS))
@@ -142,18 +145,20 @@ class DocumentView:
         return self._echoed < self._sent and now - self._sent_at < ACK_TIMEOUT
 
     def _on_echo(self, attr: str, old: Any, new: Any) -> None:
-        """The page is painting tick ``new`` ("tick gpu|cpu"): send what accumulated meanwhile."""
+        """The page is painting tick ``new`` ("tick gpu|cpu [ready]"): send what accumulated
+        meanwhile."""
         try:
-            tick, gpu = str(new).split()
+            tick, gpu, *ready = str(new).split()
             tick_n = int(tick)
         except ValueError:
             return
         self._echoed = max(self._echoed, tick_n)
-        took = time.monotonic() - self._sent_at  # decoding, applying and painting it
         for sent in [t for t in self._large if t <= tick_n]:
-            for name in self._large.pop(sent):
-                if sent == tick_n == self._sent and name in self._views:
-                    self._views[name].cost = took
+            sent_at, names = self._large.pop(sent)
+            for name in names:
+                if sent == tick_n and not ready and name in self._views:
+                    # decoding, applying and painting it
+                    self._views[name].cost = time.monotonic() - sent_at
         self._use_gpu(gpu == "gpu")
         if self._scheduled is not None and self._echoed >= self._sent:
             try:
@@ -180,7 +185,6 @@ class DocumentView:
         if self._waiting_for_page(now):
             self._schedule()
             return
-        self._last_update = now
         dirty, self._dirty = self._dirty, set()
         state = self._lookup(self.run)
         changed, retry, large = True, None, []
@@ -202,10 +206,12 @@ class DocumentView:
                     self._dirty.add(name)
                     retry = wait if retry is None else min(retry, wait)
         if changed:
+            self._last_update = self._sent_at = now
             self._sent += 1
-            self._sent_at = now
             if large:
-                self._large[self._sent] = large
+                self._large[self._sent] = (now, large)
+                if len(self._large) > _LARGE_TICKS:  # a page that never echoes
+                    del self._large[next(iter(self._large))]
             self._clock.tags = [self._sent]
         if retry is not None and self._scheduled is None:
             self._scheduled = self.doc.add_timeout_callback(self._update, int(retry * 1000) + 1)
