@@ -84,6 +84,11 @@ class _PlotView:
         """The least time between two large replaces of this plot."""
         return max(LARGE_INTERVAL, self.cost / LARGE_SHARE)
 
+    def caught_up(self, plot: PlotState, rows: tuple[int, int] | None, now: float) -> None:
+        """Record that the page now holds ``plot`` as it is (``rows`` in detail, if summarized)."""
+        self.version, self.generation, self.rows = plot.version, plot.generation, len(plot.data)
+        self.replaced_at, self.shown = now, _shown(plot, rows)
+
     def retire(self) -> Any:
         """Unname this view's models before they leave the page; return the figure.
 
@@ -170,8 +175,7 @@ class DocumentView:
 
     def _use_gpu(self, gpu: bool) -> None:
         """Rebuild the figures whose backend depends on whether the page has a GPU."""
-        state = self._lookup(self.run)
-        if gpu == self._gpu or state is None:
+        if gpu == self._gpu or (state := self._lookup(self.run)) is None:
             return
         self._gpu = gpu
         rebuild = {name for name in self._views if wants_webgl(state.plots.get(name))}
@@ -200,7 +204,7 @@ class DocumentView:
                     continue
                 if wait is None:
                     changed = True
-                    if state.plots[name].points >= LARGE_POINTS:
+                    if _is_large(state.plots[name]):
                         large.append(name)
                 elif wait > 0:
                     self._dirty.add(name)
@@ -228,7 +232,7 @@ class DocumentView:
             self._replace_figure(state, name)
         elif view.generation != plot.generation:
             wait = view.replaced_at + view.replace_interval() - now
-            if plot.points >= LARGE_POINTS and wait > 0:
+            if _is_large(plot) and wait > 0:
                 return wait
             view.source.data = plot.columns()
         elif plot.summarized:
@@ -240,9 +244,7 @@ class DocumentView:
             view.source.stream(cast(Any, plot.data.view(view.rows)))
         else:
             return 0
-        view = self._views[name]
-        view.version, view.generation, view.rows = plot.version, plot.generation, len(plot.data)
-        view.replaced_at, view.shown = now, _shown(plot, rows)
+        self._views[name].caught_up(plot, rows, now)
         return None
 
     def _replace_figure(self, state: RunState, name: str) -> None:
@@ -298,12 +300,7 @@ class DocumentView:
                 fig, source = make_figure(name, cell, plot, self._gpu)
                 view = self._new_view(name, fig, source, plot)
                 if plot is not None:
-                    view.version, view.generation, view.rows = (
-                        plot.version,
-                        plot.generation,
-                        len(plot.data),
-                    )
-                    view.shown = _shown(plot, None)
+                    view.caught_up(plot, None, 0.0)
                 self._views[name] = view
                 children.append((fig, *cell))
             self._grid = GridBox(children=children, name="streamvis:grid")
@@ -318,6 +315,11 @@ class DocumentView:
         links = ", ".join(f'<a href="/?run={html.escape(r)}">{html.escape(r)}</a>' for r in others)
         text = f"<b>streamvis</b> &middot; run <b>{html.escape(self.run)}</b>"
         return text + (f" &middot; other runs: {links}" if links else "")
+
+
+def _is_large(plot: PlotState) -> bool:
+    """Whether sending all of ``plot`` costs the page visible work (a summary never does)."""
+    return plot.points >= LARGE_POINTS and not plot.summarized
 
 
 def _shown(plot: PlotState, rows: tuple[int, int] | None) -> Any:
