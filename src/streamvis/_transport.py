@@ -400,26 +400,25 @@ class Transport:
         follow it: a call to the same plot, a layout, clear or sync (so flush sends it).
         """
         batch: list[Outgoing] = []
+        size = 0
         now = time.monotonic()
         with self._lock:
             for name in [n for n in self._held if self._replace_due(n, now) <= 0]:
-                self._release(self._held.pop(name), batch, now)
-            while self._pending and len(batch) < _BATCH_FRAMES:
+                size += self._release(self._held.pop(name), batch, now)
+            while self._pending and len(batch) < _BATCH_FRAMES and size < _BATCH_BYTES:
                 item = self._pending.popleft()
                 if item.op != "plot":
                     for held in self._held.values():
-                        self._release(held, batch, now)
+                        size += self._release(held, batch, now)
                     self._held.clear()
                 elif item.name in self._held:
-                    self._release(self._held.pop(item.name), batch, now)
+                    size += self._release(self._held.pop(item.name), batch, now)
                 elif (
                     item.replace and item.name is not None and self._replace_due(item.name, now) > 0
                 ):
                     self._held[item.name] = item
                     continue
-                self._release(item, batch, now)
-                if sum(i.nbytes for i in batch) >= _BATCH_BYTES:
-                    break
+                size += self._release(item, batch, now)
             if not batch:
                 self._idle = True
             due = min((self._replace_due(n, now) for n in self._held), default=None)
@@ -428,14 +427,16 @@ class Transport:
     def _replace_due(self, name: str, now: float) -> float:
         return self._replaced_at.get(name, -self.replace_interval) + self.replace_interval - now
 
-    def _release(self, item: Outgoing, batch: list[Outgoing], now: float) -> None:
-        """Put ``item`` in ``batch``: later replaces of its plot no longer overwrite it."""
+    def _release(self, item: Outgoing, batch: list[Outgoing], now: float) -> int:
+        """Put ``item`` in ``batch`` (returning its size): later replaces of its plot no longer
+        overwrite it."""
         if item.name is not None:
             if self._last_replace.get(item.name) is item:
                 del self._last_replace[item.name]
             if item.replace:
                 self._replaced_at[item.name] = now
         batch.append(item)
+        return item.nbytes
 
     async def _send(self, ws: ClientConnection, batch: list[Outgoing]) -> None:
         # Every frame is numbered and kept before the first is sent: if the connection

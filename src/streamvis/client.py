@@ -276,7 +276,7 @@ class Client:
         if previous and previous.call == call and previous.shapes == shapes and fig_kwargs is None:
             opts = previous.opts  # the same call as last time: checked already
         else:
-            opts = self._check_call(name, call, _check_fig_kwargs(fig_kwargs), arrays)
+            opts = self._check_call(name, call, _check_fig_kwargs(fig_kwargs), arrays, shapes)
         copies, buffer = self._transport.pool.copy(arrays, nbytes)
         self._transport.submit(
             Outgoing(
@@ -296,9 +296,9 @@ class Client:
         call: _Call,
         fig: dict[str, Any] | None,
         arrays: tuple[np.ndarray, ...],
+        shapes: tuple[tuple[int, ...], ...],
     ) -> dict[str, Any]:
         """Check a call that differs from the plot's last one; return its wire options."""
-        shapes = tuple([a.shape for a in arrays])
         if any(len(shape) > DEFAULT_LIMITS.max_ndim for shape in shapes):  # as the decoder
             raise ShapeError(
                 f"plot {name!r}: arrays of shapes {shapes} have more than "
