@@ -173,6 +173,14 @@ def write_results(out: Path, name: str, data: dict[str, Any]) -> Path:
     return path
 
 
+def finish(out: Path, name: str, targets: list[dict[str, Any]], **data: Any) -> None:
+    """End a benchmark: print its targets, then write them and ``data`` to ``out/NAME.json``."""
+    print()
+    print(targets_table(targets))
+    path = write_results(out, name, {**data, "targets": targets})
+    print(f"\nwrote {path}")
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()

@@ -145,25 +145,20 @@ def main() -> None:
                     f"{r['median_us']:.1f} µs vs np.copy {r['copy_median_us']:.1f} µs",
                 )
             )
-    print()
-    print(_common.targets_table(targets))
-    path = _common.write_results(
-        args.out,
-        "client_call",
-        {
-            "smoke": args.smoke,
-            "rows": rows,
-            "targets": targets,
-            "notes": [
+        _common.finish(
+            args.out,
+            "client_call",
+            targets,
+            smoke=args.smoke,
+            rows=rows,
+            notes=[
                 "each call timed alone with perf_counter_ns; np.copy of the same array timed "
                 "the same way in the same batch",
                 "scatter and multi_lines use append=False as in the swissroll example",
                 "the server and the client's sender thread run in this process: a call can wait "
                 "for the GIL while they work, which shows in p99",
             ],
-        },
-    )
-    print(f"\nwrote {path}")
+        )
 
 
 if __name__ == "__main__":

@@ -257,25 +257,21 @@ def main() -> None:
             "a server with one page open",
         ),
     ]
-    print()
-    print(_common.targets_table(targets))
-    path = _common.write_results(
+    _common.finish(
         args.out,
         "long_run",
-        {
-            "smoke": args.smoke,
-            "baseline_rss_mb": baseline,
-            "rows": rows,
-            "targets": targets,
-            "notes": [
-                "RunState.apply driven in-process (no sockets, no log writes); RSS is this "
-                "process's, which holds the run state as a server would",
-                "page update: a Document with one figure of 40 lines on a ColumnDataSource "
-                "holding every row; one-row stream, median of 20 (8 at 1e6)",
-            ],
-        },
+        targets,
+        smoke=args.smoke,
+        baseline_rss_mb=baseline,
+        rows=rows,
+        notes=[
+            "RunState.apply driven in-process (no sockets, no log writes); RSS is this "
+            "process's, which holds the run state as a server would",
+            "page update: a Document with one figure of 40 lines, updated as the server "
+            "does: a one-row stream up to DETAIL_ROWS rows, a new summary past that; "
+            "median of 20 (8 at 1e6)",
+        ],
     )
-    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

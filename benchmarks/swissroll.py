@@ -257,33 +257,29 @@ def main() -> None:
         _common.target("loss call-to-visible p50", latency["p50"], "<=", 100, "ms", bound),
         _common.target("loss call-to-visible p99", latency["p99"], "<=", 300, "ms", bound),
         _common.target(
-            "page loss updates/s", paged["signal_updates_per_s"], ">=", 10, "/s", "streaming signal"
+            "page loss updates/s", paged["signal_updates_per_s"], ">=", 10, "/s", "data arrived"
         ),
         _common.target("server RSS (peak)", peak, "<", 300, "MB", "VmHWM of the server process"),
     ]
-    print()
-    print(_common.targets_table(targets))
-    path = _common.write_results(
+    _common.finish(
         args.out,
         "swissroll",
-        {
-            "smoke": args.smoke,
-            "duration": duration,
-            "phases": phases,
-            "targets": targets,
-            "notes": [
-                "server: python -m streamvis.cli, a fresh process per phase (its working "
-                "directory a temporary folder); RSS from /proc/PID/status (VmRSS at the end, "
-                "VmHWM peak)",
-                "latency: page Date.now() at the first animation frame holding step s minus "
-                "the client's time.time() when it called tandem_lines for step s",
-                "updates/s: ColumnDataSource 'streaming' signals of the loss source in the page",
-                "targets use the full-speed phases; the paced phase (the example's own "
-                "--delay 0.02) is informational",
-            ],
-        },
+        targets,
+        smoke=args.smoke,
+        duration=duration,
+        phases=phases,
+        notes=[
+            "server: python -m streamvis.cli, a fresh process per phase (its working "
+            "directory a temporary folder); RSS from /proc/PID/status (VmRSS at the end, "
+            "VmHWM peak)",
+            "latency: page Date.now() at the first animation frame holding step s minus "
+            "the client's time.time() when it called tandem_lines for step s",
+            "updates/s: new rows reaching the loss source in the page ('streaming' signals, "
+            "or its data replaced by a summary once the plot is long)",
+            "targets use the full-speed phases; the paced phase (the example's own "
+            "--delay 0.02) is informational",
+        ],
     )
-    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

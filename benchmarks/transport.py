@@ -136,10 +136,7 @@ def streamvis_run(
     client: Client, array: np.ndarray, count: int, server: StreamvisServer | None = None
 ) -> float:
     """``count`` appending scatter calls, timed until flush() returns; checks the server."""
-    client.clear()
-    client.set_layout({PLOT: (0, 0, 1, 1), REPLACE_PLOT: (0, 1, 1, 1)})
-    if not client.flush(timeout=60):
-        raise RuntimeError("flush before the run timed out")
+    _fresh_run(client)
     start = time.perf_counter()
     for _ in range(count):
         client.scatter(PLOT, array, spatial_dim=1, append=True)
@@ -150,6 +147,14 @@ def streamvis_run(
     if rows is not None and rows != count * array.shape[0]:
         raise RuntimeError(f"server holds {rows} rows, expected {count * array.shape[0]}")
     return seconds
+
+
+def _fresh_run(client: Client) -> None:
+    """Empty the run and lay it out again, delivered before the timing starts."""
+    client.clear()
+    client.set_layout({PLOT: (0, 0, 1, 1), REPLACE_PLOT: (0, 1, 1, 1)})
+    if not client.flush(timeout=60):
+        raise RuntimeError("flush before the run timed out")
 
 
 def _probe(read: Callable[[], int]) -> int | None:
@@ -164,10 +169,7 @@ def replace_run(
     server: StreamvisServer, client: Client, array: np.ndarray, count: int
 ) -> dict[str, Any]:
     """``count`` replacing scatter calls (the client coalesces them), timed until flush()."""
-    client.clear()
-    client.set_layout({PLOT: (0, 0, 1, 1), REPLACE_PLOT: (0, 1, 1, 1)})
-    if not client.flush(timeout=60):
-        raise RuntimeError("flush before the replace run timed out")
+    _fresh_run(client)
 
     def sequence() -> int:  # the frames the sender has numbered (and so sent)
         return int(client._transport._seq)
@@ -398,8 +400,6 @@ def main() -> None:
         "keep: the bare server also copies each array and keeps it, as storing appended data "
         "needs at least (informational)"
     )
-    print()
-    print(_common.targets_table(targets))
     notes = [
         "bare: websockets client (main thread) -> websockets server (own thread and loop), "
         "msgpack header + np.frombuffer, frames dropped",
@@ -410,18 +410,15 @@ def main() -> None:
         "the processes setup runs each server as its own process",
         f"medians over {repeats} runs of a calibrated frame count (~{duration} s each)",
     ]
-    path = _common.write_results(
+    _common.finish(
         args.out,
         "transport",
-        {
-            "smoke": args.smoke,
-            "threads": threads,
-            "processes": processes,
-            "targets": targets,
-            "notes": notes,
-        },
+        targets,
+        smoke=args.smoke,
+        threads=threads,
+        processes=processes,
+        notes=notes,
     )
-    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":
