@@ -19,30 +19,18 @@ from streamvis.state import RunState
 
 SCATTER = PlotSpec("scatter", color=ColorSpec("Viridis256", 0), grid=GridSpec(1, 2))
 TANDEM = PlotSpec("tandem_lines", append=True, palette="Viridis256")
+
+
+def plot_frame(seq: int, spec: PlotSpec, *arrays: np.ndarray) -> bytes:
+    """The bytes of a valid frame of plot 'p' of run 'r'."""
+    opts = spec.to_wire()
+    return encode(Frame(op="plot", run="r", cid="c", seq=seq, name="p", opts=opts, arrays=arrays))
+
+
 VALID = [
     encode(Frame(op="layout", run="r", cid="c", seq=0, opts={"cells": {"p": [0, 0, 1, 1]}})),
-    encode(
-        Frame(
-            op="plot",
-            run="r",
-            cid="c",
-            seq=1,
-            name="p",
-            opts=SCATTER.to_wire(),
-            arrays=(np.arange(24, dtype=np.float32).reshape(3, 4, 2),),
-        )
-    ),
-    encode(
-        Frame(
-            op="plot",
-            run="r",
-            cid="c",
-            seq=2,
-            name="p",
-            opts=TANDEM.to_wire(),
-            arrays=(np.array(1.0), np.arange(3.0)),
-        )
-    ),
+    plot_frame(1, SCATTER, np.arange(24, dtype=np.float32).reshape(3, 4, 2)),
+    plot_frame(2, TANDEM, np.array(1.0), np.arange(3.0)),
 ]
 
 
