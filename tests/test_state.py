@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from streamvis import ColorSpec, ShapeError, UnknownPlot
+from streamvis.plots.envelope import DETAIL_ROWS
 from streamvis.protocol import Frame
 from streamvis.specs import PlotSpec
 from streamvis.state import GrowingColumns, RunState
@@ -170,3 +171,17 @@ def test_growing_columns_keep_large_appends_as_pieces_and_read_across_them() -> 
     assert everything[:4].tolist() == [0.0, 1.0, 2.0, 0.0] and everything[-1] == -2.0
     cols.append({"x": np.array([7.0])})
     assert cols.view()["x"][-2:].tolist() == [-2.0, 7.0] and len(cols) == 100_006
+
+
+def test_a_long_line_plot_is_summarized_and_its_summary_follows_appends(run: RunState) -> None:
+    send, tandem = Sender(), PlotSpec("tandem_lines", append=True, palette="Viridis256")
+    for step in range(DETAIL_ROWS + 1):
+        run.apply(send.plot("a", tandem, np.array(float(step)), np.array([step, -step], "f4")))
+    plot = run.plots["a"]
+    assert plot.summarized and plot.summary()["x"][-1] == DETAIL_ROWS
+    assert plot.summary()["y1"].min() == -DETAIL_ROWS  # asked again: the same rows
+    for step in range(DETAIL_ROWS + 1, 3 * DETAIL_ROWS):
+        run.apply(send.plot("a", tandem, np.array(float(step)), np.array([step, -step], "f4")))
+    summary = plot.summary()
+    assert summary["x"][-1] == 3 * DETAIL_ROWS - 1 and summary["y0"].max() == 3 * DETAIL_ROWS - 1
+    assert len(summary["x"]) < DETAIL_ROWS

@@ -138,6 +138,7 @@ class PlotState:
     generation: int = 0
     _data: GrowingColumns | None = None
     _envelope: Envelope | None = None
+    _summed_rows: int = 0  # rows the envelope has been given (the last whole bucket's end may lag)
 
     @property
     def data(self) -> GrowingColumns:
@@ -180,10 +181,13 @@ class PlotState:
         return envelope.view(self.data.view(envelope.rows), rows, inner)
 
     def _summed_up(self) -> Envelope:
+        """The envelope, given the rows appended since (each page's update asks: once will do)."""
         data = self.data
         if self._envelope is None:
             self._envelope = Envelope(data.view(0, 0))
-        self._envelope.extend(data.view(self._envelope.rows))
+        if self._summed_rows != len(data):
+            self._envelope.extend(data.view(self._envelope.rows))
+            self._summed_rows = len(data)
         return self._envelope
 
     @property
