@@ -120,6 +120,33 @@ def proc_status_mb(pid: int | str = "self") -> dict[str, float]:
     return out
 
 
+def cpu_seconds(pids: Sequence[int | str]) -> float:
+    """User plus system CPU seconds of the processes ``pids`` (those gone count as 0)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def chromium_pids() -> list[int]:
+    """Every running Chromium process (the page's browser, renderer and GPU processes)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as comm:
+                    if "chrom" in comm.read():
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:

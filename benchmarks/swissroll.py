@@ -12,7 +12,9 @@ Both clocks are this machine's wall clock.
 from __future__ import annotations
 
 import bisect
+import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -55,7 +57,17 @@ LAST_X = (
 )
 
 
-def send_step(client: Client, model: Any, step: int, calls: list[float]) -> float:
+Send = Callable[[Client, Any, int, dict[str, np.ndarray]], None]
+
+
+def send_loss_only(client: Client, model: Any, step: int, arrays: dict[str, np.ndarray]) -> None:
+    """Only the loss call of a step: the page's best case, with no other plot to paint."""
+    client.tandem_lines("loss", step, arrays["loss"], "Viridis256")
+
+
+def send_step(
+    client: Client, model: Any, step: int, calls: list[float], send: Send = swissroll.send_step
+) -> float:
     """One step of ``swissroll.run``'s loop; returns the seconds spent in the model itself.
 
     The psamples draw (every 100 steps) is counted with the calls.
@@ -64,7 +76,7 @@ def send_step(client: Client, model: Any, step: int, calls: list[float]) -> floa
     arrays = model.step(step)
     model_seconds = time.perf_counter() - start
     calls.append(time.time())
-    swissroll.send_step(client, model, step, arrays)
+    send(client, model, step, arrays)
     return model_seconds
 
 
@@ -118,9 +130,17 @@ def page_metrics(
 
 
 def phase(
-    label: str, duration: float, browser: bool, catch_up: float, delay: float = 0.0
+    label: str,
+    duration: float,
+    browser: bool,
+    catch_up: float,
+    delay: float = 0.0,
+    send: Send = swissroll.send_step,
 ) -> dict[str, Any]:
-    """Run the dashboard for ``duration`` seconds against a fresh server (and maybe a page)."""
+    """Run the dashboard for ``duration`` seconds against a fresh server (and maybe a page).
+
+    Also records the CPU time the client, the server and Chromium took meanwhile.
+    """
     print(f"swissroll for {duration:g} s: {label}", flush=True)
     page = Page(timeout=30) if browser else None
     try:
@@ -129,7 +149,7 @@ def phase(
             try:
                 model = swissroll.Model()
                 client.set_layout(swissroll.LAYOUT)
-                send_step(client, model, 0, [])
+                send_step(client, model, 0, [], send)
                 if not client.flush(timeout=30):
                     raise RuntimeError("the first step was not acknowledged within 30 s")
                 if page is not None:
@@ -139,10 +159,11 @@ def phase(
                     page.js(INSTALL_JS)
                 calls: list[float] = []
                 model_seconds = 0.0
+                cpu_start = _cpu(server.pid)
                 wall_start, start = time.time(), time.perf_counter()
                 step = 1
                 while time.perf_counter() - start < duration and step < MAX_STEPS:
-                    model_seconds += send_step(client, model, step, calls)
+                    model_seconds += send_step(client, model, step, calls, send)
                     step += 1
                     if delay:
                         time.sleep(delay)
@@ -150,6 +171,7 @@ def phase(
                 if not client.flush(timeout=60):
                     raise RuntimeError("flush after the run timed out")
                 seconds = time.perf_counter() - start
+                cpu = {k: (v - cpu_start[k]) / seconds for k, v in _cpu(server.pid).items()}
                 wall_end = wall_start + seconds
                 steps = step - 1
                 result: dict[str, Any] = {
@@ -163,6 +185,7 @@ def phase(
                     "model_ms_per_step": 1000 * model_seconds / steps,
                     "client_ms_per_step": 1000 * (loop_seconds - model_seconds) / steps
                     - 1000 * delay,
+                    "cores": cpu,
                 }
                 if page is not None:
                     flushed = time.perf_counter()
@@ -182,6 +205,15 @@ def phase(
         if page is not None:
             page.close()
     return result
+
+
+def _cpu(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far of this (client) process, the server and every Chromium process."""
+    return {
+        "client": _common.cpu_seconds(["self"]),
+        "server": _common.cpu_seconds([server_pid]),
+        "chromium": _common.cpu_seconds(_common.chromium_pids()),
+    }
 
 
 def catch_up_text(r: dict[str, Any]) -> str:
@@ -204,13 +236,16 @@ def main() -> None:
         phase("no page, full speed", duration, False, catch_up),
         phase("page, full speed", duration, True, catch_up),
     ]
-    if not args.smoke:  # informational: the example's own pace (--delay 0.02)
+    if not args.smoke:  # informational: the example's own pace, and the page's best case
         phases.append(phase("page, paced 20 ms/step", duration, True, catch_up, delay=0.02))
+        phases.append(
+            phase("page, full speed, loss only", duration, True, catch_up, send=send_loss_only)
+        )
     plain, paged = phases[0], phases[1]
     _common.report(
         "swissroll client (server is its own process; steps/s includes the final flush)",
         ("phase", "steps", "steps/s", "model ms/step", "calls ms/step", "flush s", "srv RSS MB",
-         "srv peak MB"),
+         "srv peak MB", "cores: client", "server", "chromium"),
         [
             (
                 r["label"],
@@ -221,10 +256,14 @@ def main() -> None:
                 r["flush_seconds"],
                 r["server_mb"]["VmRSS"],
                 r["server_mb"]["VmHWM"],
+                r["cores"]["client"],
+                r["cores"]["server"],
+                r["cores"]["chromium"],
             )
             for r in phases
         ],
     )  # fmt: skip
+    print(f"cores: CPU seconds per second of the phase; this machine has {os.cpu_count()}")
     _common.report(
         "loss plot as the page sees it (signal: data arrived; frame: first animation frame "
         "holding it)",
@@ -277,7 +316,9 @@ def main() -> None:
             "updates/s: new rows reaching the loss source in the page ('streaming' signals, "
             "or its data replaced by a summary once the plot is long)",
             "targets use the full-speed phases; the paced phase (the example's own "
-            "--delay 0.02) is informational",
+            "--delay 0.02) and the loss-only phase (the same loop calling only tandem_lines: "
+            "the page's best case at full speed) are informational",
+            "cores: CPU seconds per second of each phase, from /proc (client: this process)",
         ],
     )
 

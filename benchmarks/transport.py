@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import mmap
 import selectors
 import struct
 import subprocess
@@ -187,6 +188,42 @@ def replace_run(
     return {"seconds": seconds, "calls": count, "frames_sent": sent, "frames_applied": applied}
 
 
+def fresh_memory_mb_per_s(array: np.ndarray, max_bytes: int) -> float:
+    """MB/s of copying ``array`` into new memory, kept (as storing appends must do at least).
+
+    Memory the process never touched costs a page fault per page on first write; on some
+    machines that costs more than receiving the same bytes.
+    """
+    count = max(8, max_bytes // array.nbytes)
+    kept = []
+    start = time.perf_counter()
+    for _ in range(count):
+        memory = mmap.mmap(-1, array.nbytes)  # never reused memory, whatever malloc holds
+        np.frombuffer(memory, array.dtype).reshape(array.shape)[...] = array
+        kept.append(memory)
+    seconds = time.perf_counter() - start
+    kept.clear()
+    return count * array.nbytes / seconds / 1e6
+
+
+def storing_cost(rows: list[dict[str, Any]], max_bytes: int) -> list[dict[str, Any]]:
+    """Per frame: writing the payload once into new memory, beside the bare limit's whole
+    cost (what keeping appended data adds at least, where the bare server keeps nothing)."""
+    out = []
+    for r in rows:
+        if r["bytes"] < 2**16:
+            continue
+        fresh = fresh_memory_mb_per_s(payload_array(r["bytes"]), max_bytes)
+        out.append({
+            "payload": r["payload"],
+            "fresh_mb_per_s": fresh,
+            "fresh_us_per_frame": r["bytes"] / fresh,
+            "bare_us_per_frame": 1e6 / r["bare"]["frames_per_s"],
+            "ratio": r["ratio"],
+        })  # fmt: skip
+    return out
+
+
 def calibrated_count(
     run: Callable[[int], float], nbytes: int, duration: float, max_bytes: int
 ) -> int:
@@ -262,6 +299,7 @@ def threads_setup(args: argparse.Namespace, duration: float, repeats: int) -> di
                     repeats,
                     max_bytes,
                 )
+                storing = storing_cost(rows, max_bytes // 2)
                 replace_rows = []
                 for label, nbytes in PAYLOADS[1:3]:
                     count = 20_000 if nbytes < 2**16 else 2_000
@@ -274,7 +312,7 @@ def threads_setup(args: argparse.Namespace, duration: float, repeats: int) -> di
     finally:
         bare.close()
         keeper.close()
-    return {"rows": rows, "replace": replace_rows}
+    return {"rows": rows, "replace": replace_rows, "storing": storing}
 
 
 def processes_setup(args: argparse.Namespace, duration: float) -> dict[str, Any]:
@@ -367,6 +405,21 @@ def main() -> None:
         _rate_rows(threads["rows"]),
     )
     _common.report(
+        "storing: writing each payload once into new memory (page faults) vs the bare "
+        "limit's whole cost, per frame",
+        ("payload", "new memory MB/s", "µs/frame", "bare µs/frame", "sv/bare"),
+        [
+            (
+                r["payload"],
+                r["fresh_mb_per_s"],
+                r["fresh_us_per_frame"],
+                r["bare_us_per_frame"],
+                r["ratio"],
+            )
+            for r in threads["storing"]
+        ],
+    )
+    _common.report(
         "replace mode (append=False; the client coalesces queued replaces), servers on a thread",
         ("payload", "calls", "calls/s", "frames sent", "frames applied", "sent frames/s"),
         [
@@ -406,6 +459,8 @@ def main() -> None:
         "keep: the same bare server, but it copies each array and keeps it until the next run",
         "streamvis: Client (caller thread + sender thread) -> StreamvisServer (serve_in_thread), "
         "frames applied to RunState; timed from the first call until flush() returns",
+        "storing: copying each payload into new memory and keeping it, as a server that "
+        "keeps appends must at least (informational)",
         "targets use the threads setup (one process, the GIL shared by client and server); "
         "the processes setup runs each server as its own process",
         f"medians over {repeats} runs of a calibrated frame count (~{duration} s each)",
