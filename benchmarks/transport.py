@@ -138,16 +138,21 @@ def streamvis_run(
 ) -> float:
     """``count`` appending scatter calls, timed until flush() returns; checks the server."""
     _fresh_run(client)
-    start = time.perf_counter()
-    for _ in range(count):
-        client.scatter(PLOT, array, spatial_dim=1, append=True)
-    if not client.flush(timeout=300):
-        raise RuntimeError("flush after the run timed out")
-    seconds = time.perf_counter() - start
+    seconds = _timed_calls(client, PLOT, array, count, append=True)
     rows = _probe(lambda: len(server.hub.runs[RUN].plots[PLOT].data)) if server else None
     if rows is not None and rows != count * array.shape[0]:
         raise RuntimeError(f"server holds {rows} rows, expected {count * array.shape[0]}")
     return seconds
+
+
+def _timed_calls(client: Client, name: str, array: np.ndarray, count: int, append: bool) -> float:
+    """Seconds from the first of ``count`` scatter calls until flush() returns."""
+    start = time.perf_counter()
+    for _ in range(count):
+        client.scatter(name, array, spatial_dim=1, append=append)
+    if not client.flush(timeout=300):
+        raise RuntimeError(f"flush after {count} calls to {name!r} timed out")
+    return time.perf_counter() - start
 
 
 def _fresh_run(client: Client) -> None:
@@ -176,12 +181,7 @@ def replace_run(
         return int(client._transport._seq)
 
     seq_before = _probe(sequence)
-    start = time.perf_counter()
-    for _ in range(count):
-        client.scatter(REPLACE_PLOT, array, spatial_dim=1, append=False)
-    if not client.flush(timeout=300):
-        raise RuntimeError("flush after the replace run timed out")
-    seconds = time.perf_counter() - start
+    seconds = _timed_calls(client, REPLACE_PLOT, array, count, append=False)
     seq_after = _probe(sequence)
     sent = None if seq_before is None or seq_after is None else seq_after - seq_before - 1
     applied = _probe(lambda: server.hub.runs[RUN].plots[REPLACE_PLOT].generation + 1)
