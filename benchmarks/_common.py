@@ -134,13 +134,14 @@ def cpu_seconds(pids: Sequence[int | str]) -> float:
 
 
 def chromium_pids() -> list[int]:
-    """Every running Chromium process (the page's browser, renderer and GPU processes)."""
+    """Every running Chromium process: browser, renderers, GPU and utility processes (not
+    chromedriver or the crash handler, which do no work for the page)."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/comm") as comm:
-                    if "chrom" in comm.read():
+                    if comm.read().strip() == "chromium":
                         pids.append(int(entry))
             except OSError:
                 continue
