@@ -4,9 +4,9 @@ No sockets: frames are applied with ``RunState.apply`` as the server's ingest do
 its log writes), so a million steps take about a minute. At each checkpoint it reports this
 process's RSS (it holds the run state, as the server would), the cost of applying one
 appended frame (decoded from bytes, as the server gets them), and the cost of one page
-update at that size, as the server makes it in a Bokeh Document: a ``stream`` of one row
-while the plot is short, a new summary of every row (``PlotState.summary``) once it is long;
-alone and with the PATCH-DOC message a server would send to a browser.
+update at that size, as the server makes it in a Bokeh Document: ``page_data`` (every row
+while the plot is short, a summary of every row once it is long, one row per line)
+assigned to the source; alone and with the PATCH-DOC message a server would send to a browser.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from typing import Any
 
 import numpy as np
 from bokeh.document import Document
-from bokeh.models import ColumnDataSource
-from bokeh.plotting import figure
 from bokeh.protocol import Protocol
 
 import _common
 from streamvis import protocol
 from streamvis.plots.envelope import DETAIL_ROWS
+from streamvis.plots.figures import make_figure, page_data
 from streamvis.specs import PlotSpec
 from streamvis.state import RunState
 
@@ -100,43 +99,36 @@ def time_apply(
 
 
 def page_update(state: RunState, repeats: int) -> dict[str, Any]:
-    """Time one page update as the server makes it: a stream of one new row while the plot
-    is short, a new summary (``PlotState.summary``) assigned to ``data`` once it is long."""
+    """Time one page update as the server makes it: ``page_data`` assigned to the source
+    (every row while the plot is short, a summary once it is long)."""
     plot = state.plots[PLOT]
     doc = Document()
-    source = ColumnDataSource(data=dict(plot.columns()))  # what a page's source starts from
-    fig = figure()
-    for k in range(LINES):
-        fig.line("x", f"y{k}", source=source)
+    fig, source = make_figure(PLOT, (0, 0, 1, 1), plot)  # as a page's figure starts
+    assert source is not None
     doc.add_root(fig)
     events: list[Any] = []
     doc.on_change(events.append)
-    last = plot.data.view(len(plot.data) - 1)
-    row = {name: values.copy() for name, values in last.items()}
     protocol_ = Protocol()
-    stream_ms, message_ms, message_bytes = [], [], 0
+    update_ms, message_ms, message_bytes = [], [], 0
     for i in range(repeats + 1):
         events.clear()
         t = time.perf_counter()
-        if plot.summarized:
-            source.data = plot.summary()
-        else:
-            source.stream(row)
-        streamed = time.perf_counter()
+        source.data = page_data(plot)
+        assigned = time.perf_counter()
         msg = protocol_.create("PATCH-DOC", events)
         size = len(msg.header_json) + len(msg.metadata_json) + len(msg.content_json)
         size += sum(len(b.to_bytes()) for b in msg.buffers)
         done = time.perf_counter()
-        if i:  # the first stream also copies the views into the source's own arrays
-            stream_ms.append((streamed - t) * 1e3)
+        if i:  # the first one may also copy the views into arrays of the source's own
+            update_ms.append((assigned - t) * 1e3)
             message_ms.append((done - t) * 1e3)
             message_bytes = size
     rss = _common.proc_status_mb()["VmRSS"]
     del doc, source, fig, events
     gc.collect()
     return {
-        "stream_ms": _common.percentile(stream_ms, 50),
-        "stream_and_message_ms": _common.percentile(message_ms, 50),
+        "update_ms": _common.percentile(update_ms, 50),
+        "update_and_message_ms": _common.percentile(message_ms, 50),
         "message_bytes": message_bytes,
         "rss_with_page_mb": rss,
     }
@@ -191,7 +183,7 @@ def main() -> None:
         r = rows[-1]
         print(
             f"  {checkpoint:>9,} points: apply {r['apply_median_us']:.1f} µs, "
-            f"page update {r['stream_ms']:.2f} ms, RSS {rss:.0f} MB",
+            f"page update {r['update_ms']:.2f} ms, RSS {rss:.0f} MB",
             flush=True,
         )
 
@@ -212,8 +204,8 @@ def main() -> None:
                 r["apply_vs_reference"],
                 r["fill_us_per_frame"],
                 r["fill_slowest_ms"],
-                r["stream_ms"],
-                r["stream_and_message_ms"],
+                r["update_ms"],
+                r["update_and_message_ms"],
                 r["message_bytes"] / 1e3,
                 r["rss_with_page_mb"],
             )
@@ -225,9 +217,10 @@ def main() -> None:
         "alternating with a run of 1,000 points: '1e3 ref', so that 'vs ref' is less sensitive to "
         "load from other processes); fill: mean over "
         "every frame applied since the last checkpoint (includes buffer growth); update: "
-        "what a page gets per update, a stream of one row while the plot has at most "
-        f"{DETAIL_ROWS:,} rows, a new summary of every row past that; +msg: also building and "
-        "serializing the PATCH-DOC message; RSS+page: with that page's source alive"
+        "what a page gets per update: every row while the plot has at most "
+        f"{DETAIL_ROWS:,} rows, a summary of every row past that, as one row per line; "
+        "+msg: also building and serializing the PATCH-DOC message; RSS+page: with that "
+        "page's source alive"
     )
     first, last = rows[0], rows[-1]
     targets = [

@@ -3,8 +3,8 @@
 The server runs as its own process (``python -m streamvis.cli``), so its RSS is its own.
 Each phase sends steps for a fixed time, then calls ``flush()``; steps/s counts that too.
 With a page, headless Chromium records when each new loss point arrives (the source's
-``streaming`` signal, or its ``data`` changing once the plot is long enough to be
-summarized) and the first animation frame that holds it (a requestAnimationFrame poll), with
+``data`` changing: a line plot's page source is one row per line, replaced on each update)
+and the first animation frame that holds it (a requestAnimationFrame poll), with
 ``Date.now()``; the client records ``time.time()`` when it calls tandem_lines for each step.
 Both clocks are this machine's wall clock.
 """
@@ -30,17 +30,17 @@ INSTALL_JS = """
 const doc = Bokeh.documents[0];
 const rec = window.__sv = {signal: [], frame: [], stop: false};
 const first = doc.get_model_by_name('loss');
-const arrived = () => {  // a stream of new rows, or (for long plots) a new summary
-  const x = first.data.x;
+const xOf = (data) => data.xs[0];  // every line of the tandem plot has the same x
+const arrived = () => {  // new rows (a new summary once the plot is long)
+  const x = xOf(first.data);
   if (rec.signal.length < 200000) rec.signal.push([Date.now(), x.length, x[x.length - 1]]);
 };
-first.streaming.connect(arrived);
 first.properties.data.change.connect(arrived);
 let last = -1;
 const poll = () => {
   const src = doc.get_model_by_name('loss');
   if (src !== null) {
-    const x = src.data.x;
+    const x = xOf(src.data);
     if (x[x.length - 1] !== last) {
       last = x[x.length - 1];
       rec.frame.push([Date.now(), x.length, last]);
@@ -49,10 +49,10 @@ const poll = () => {
   if (!rec.stop && rec.frame.length < 200000) requestAnimationFrame(poll);
 };
 requestAnimationFrame(poll);
-return first.data.x.length;
+return xOf(first.data).length;
 """
 LAST_X = (
-    "(() => { const x = Bokeh.documents[0].get_model_by_name('loss').data.x;"
+    "(() => { const x = Bokeh.documents[0].get_model_by_name('loss').data.xs[0];"
     " return x[x.length - 1]; })()"
 )
 
@@ -313,8 +313,8 @@ def main() -> None:
             "VmHWM peak)",
             "latency: page Date.now() at the first animation frame holding step s minus "
             "the client's time.time() when it called tandem_lines for step s",
-            "updates/s: new rows reaching the loss source in the page ('streaming' signals, "
-            "or its data replaced by a summary once the plot is long)",
+            "updates/s: new rows reaching the loss source in the page (its data replaced: "
+            "every row, or a summary once the plot is long)",
             "targets use the full-speed phases; the paced phase (the example's own "
             "--delay 0.02) and the loss-only phase (the same loop calling only tandem_lines: "
             "the page's best case at full speed) are informational",

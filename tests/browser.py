@@ -36,6 +36,14 @@ ALL_RENDERED_JS = """(() => {
 # Column arguments[1] of the ColumnDataSource named arguments[0] (a plain Array or a typed array).
 COLUMN_JS = "Bokeh.documents[0].get_model_by_name(arguments[0]).data[arguments[1]]"
 
+# Line arguments[1] of the line plot named arguments[0] (one row per line): [x, y] as arrays.
+LINE_JS = """
+const d = Bokeh.documents[0].get_model_by_name(arguments[0]).data;
+return [Array.from(d.xs[arguments[1]]), Array.from(d.ys[arguments[1]])];
+"""
+# The number of points of the first line of the line plot named arguments[0].
+LINE_LENGTH_JS = "Bokeh.documents[0].get_model_by_name(arguments[0]).data.xs[0].length"
+
 # [left, top, width, height] in viewport CSS px of the data frame of the plot named arguments[0].
 FRAME_JS = """
 const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name(arguments[0]));
@@ -146,6 +154,16 @@ class Page:
         """Wait until the named source's column has exactly n values and return them."""
         self.wait_for(f"{COLUMN_JS}.length === arguments[2]", name, column, n, timeout=timeout)
         return self.column(name, column)
+
+    def line(self, name: str, k: int) -> tuple[list[float], list[float]]:
+        """Return x and y of line ``k`` of the line plot named ``name``."""
+        x, y = self.js(LINE_JS, name, k)
+        return list(x), list(y)
+
+    def wait_for_line_length(self, name: str, n: int, timeout: float | None = None) -> list[float]:
+        """Wait until the named line plot's lines have exactly n points; return their x."""
+        self.wait_for(f"{LINE_LENGTH_JS} === arguments[1]", name, n, timeout=timeout)
+        return self.line(name, 0)[0]
 
     def frame_rect(self, name: str) -> tuple[float, float, float, float]:
         """Return (left, top, width, height) in viewport CSS px of the named plot's data frame."""

@@ -23,7 +23,7 @@ RANGES = (
 
 LOSS_COLUMNS = (  # read together: the page may get a new summary between two reads
     "const d = Bokeh.documents[0].get_model_by_name('loss').data;"
-    " return [Array.from(d.x), Array.from(d.y0), Array.from(d.y1)];"
+    " return [Array.from(d.xs[0]), Array.from(d.ys[0]), Array.from(d.ys[1])];"
 )
 
 
@@ -47,14 +47,15 @@ def test_page_holds_every_tandem_point_and_the_last_scatter(
     assert client.flush(timeout=10)
 
     for page in (live, shows(browser(), server)):  # updated live, and a second tab from scratch
-        assert page.wait_for_column_length("loss", "x", n) == list(range(n))
-        assert page.column("loss", "y1") == [2 * s for s in range(n)]
+        assert page.wait_for_line_length("loss", n) == list(range(n))
+        assert page.line("loss", 1)[1] == [2 * s for s in range(n)]
         assert page.wait_for_column_length("pts", "x", n) == [n - 1] * n
     live.reload()
     live.all_rendered()
-    assert live.wait_for_column_length("loss", "y2", n) == [-s for s in range(n)]
+    live.wait_for_line_length("loss", n)
+    assert live.line("loss", 2)[1] == [-s for s in range(n)]
     assert live.js(
-        "return Bokeh.documents[0].get_model_by_name('loss').data.y0 instanceof Float32Array"
+        "return Bokeh.documents[0].get_model_by_name('loss').data.ys[0] instanceof Float32Array"
     )
 
 
@@ -79,7 +80,7 @@ def test_zoom_and_pan_survive_streaming_updates(
         client.tandem_lines("loss", step, np.array([step], np.float32))
     assert client.flush(timeout=10)
     page = shows(browser(), server)
-    page.wait_for_column_length("loss", "x", 20)
+    page.wait_for_line_length("loss", 20)
     before = page.wait_for(f"{RANGES}[1] >= 19", "loss:figure")
 
     left, top, width, height = page.frame_rect("loss:figure")
@@ -98,7 +99,7 @@ def test_zoom_and_pan_survive_streaming_updates(
     for step in range(20, 120):
         client.tandem_lines("loss", step, np.array([10 * step], np.float32))
     assert client.flush(timeout=10)
-    page.wait_for_column_length("loss", "x", 120)
+    page.wait_for_line_length("loss", 120)
     page.all_rendered()
     assert page.js(f"return {RANGES}", "loss:figure") == panned
 
@@ -165,7 +166,7 @@ def test_a_long_line_plot_shows_its_envelope_and_a_zoomed_window_in_detail(
         client.tandem_lines("loss", step, ys[step])
     assert client.flush(timeout=20)
     page = shows(browser(), server)
-    last = "(() => { const x = Bokeh.documents[0].get_model_by_name('loss').data.x;"
+    last = "(() => { const x = Bokeh.documents[0].get_model_by_name('loss').data.xs[0];"
     page.wait_for(f"{last} return x[x.length - 1] === {n - 1}; }})()")
     x, y0, y1 = page.js(LOSS_COLUMNS)
     assert len(x) <= 4 * BUCKETS + TAIL_ROWS

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamvis import ColorSpec, GridSpec
-from streamvis.plots.columns import extent_of, line_columns, scatter_columns, tandem_columns
+from streamvis.plots.columns import (
+    extent_of,
+    line_columns,
+    per_line,
+    scatter_columns,
+    tandem_columns,
+)
 from streamvis.specs import PlotSpec, normalize
 
 
@@ -87,6 +93,15 @@ def test_tandem_row_has_shared_x_and_one_column_per_line() -> None:
     columns = tandem_columns(np.array(3), np.array([0.5, 0.25], np.float32))
     assert list(columns) == ["x", "y0", "y1"]
     assert columns["x"].tolist() == [3.0] and columns["y1"].dtype == np.float32
+
+
+def test_a_page_gets_tandem_rows_as_one_row_per_line() -> None:
+    x = np.arange(3.0)
+    ys = np.array([[1, 2, 3], [4, 5, 6]], np.float32)
+    rows = per_line({"x": x, "y0": ys[0], "y1": ys[1]})
+    assert [xs.tolist() for xs in rows["xs"]] == [[0, 1, 2]] * 2
+    assert [y.tolist() for y in rows["ys"]] == ys.tolist()
+    assert rows["c"].tolist() == [0, 1]
 
 
 @st.composite

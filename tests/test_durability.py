@@ -77,8 +77,8 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
             page = browser()
             page.open(f"http://127.0.0.1:{bokeh}/")
             page.all_rendered()
-            assert page.wait_for_column_length("loss", "x", steps) == list(range(steps))
-            assert page.column("loss", "y1") == [-s for s in range(steps)]
+            assert page.wait_for_line_length("loss", steps) == list(range(steps))
+            assert page.line("loss", 1)[1] == [-s for s in range(steps)]
     finally:
         client.close(timeout=1)
 

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 import swissroll
-from browser import Page
+from browser import LINE_LENGTH_JS, Page
 from streamvis import Client
 from streamvis.server import StreamvisServer
 from test_durability import free_port
@@ -49,8 +49,8 @@ def test_swissroll_dashboard(
     assert client.flush(timeout=30)
     expected = expected_last_arrays()
 
-    assert page.wait_for_column_length("loss", "x", STEPS, timeout=30) == list(range(STEPS))
-    loss = np.array([page.column("loss", f"y{k}")[-1] for k in range(40)], np.float32)
+    assert page.wait_for_line_length("loss", STEPS, timeout=30) == list(range(STEPS))
+    loss = np.array([page.line("loss", k)[1][-1] for k in range(40)], np.float32)
     np.testing.assert_allclose(loss, expected["loss"], rtol=1e-6)
     assert (
         page.wait_for_column_length("rbf_centers", "x", 16)
@@ -119,10 +119,8 @@ def test_make_demo_prints_a_url_where_plots_update(browser: Callable[[], Page]) 
         assert url == f"http://localhost:{bokeh}/"
         page = browser()
         page.open(url)
-        seen = page.wait_for("Bokeh.documents[0].get_model_by_name('loss').data.x.length")
-        page.wait_for(
-            "Bokeh.documents[0].get_model_by_name('loss').data.x.length > arguments[0]", seen
-        )
+        seen = page.wait_for(LINE_LENGTH_JS, "loss")
+        page.wait_for(f"{LINE_LENGTH_JS} > arguments[1]", "loss", seen)
     finally:
         demo.send_signal(signal.SIGINT)
         assert demo.wait(30) == 0

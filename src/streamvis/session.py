@@ -27,7 +27,7 @@ from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, CustomJS, GridBox
 from bokeh.models.widgets import Div
 
-from .plots.figures import make_figure, wants_webgl
+from .plots.figures import make_figure, page_data, wants_webgl
 from .state import PlotState, RunState
 
 log = logging.getLogger(__name__)
@@ -234,16 +234,18 @@ class DocumentView:
             wait = view.replaced_at + view.replace_interval() - now
             if _is_large(plot) and wait > 0:
                 return wait
-            view.source.data = plot.columns()
+            view.source.data = page_data(plot)
         elif plot.summarized:
             rows = plot.summary_rows(view.window)
             if _shown(plot, rows) == view.shown:
                 return 0
-            view.source.data = plot.summary(rows)
-        elif len(plot.data) > view.rows:
-            view.source.stream(cast(Any, plot.data.view(view.rows)))
-        else:
+            view.source.data = page_data(plot, rows)
+        elif len(plot.data) <= view.rows:
             return 0
+        elif plot.spec.kind == "tandem_lines":  # a row per line: new rows lengthen every row
+            view.source.data = page_data(plot)
+        else:
+            view.source.stream(cast(Any, plot.data.view(view.rows)))
         self._views[name].caught_up(plot, rows, now)
         return None
 

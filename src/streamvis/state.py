@@ -164,10 +164,6 @@ class PlotState:
         """Whether pages show this plot as an envelope: a line plot with too many rows."""
         return self.spec.kind == "tandem_lines" and len(self.data) > DETAIL_ROWS
 
-    def columns(self) -> Columns:
-        """What a page first shows: every row, or the summary when there are too many."""
-        return self.summary() if self.summarized else self.data.view()
-
     def summary_rows(self, x_window: tuple[float, float] | None) -> tuple[int, int] | None:
         """The rows a page's x window shows in detail (None: the whole plot)."""
         if x_window is None:

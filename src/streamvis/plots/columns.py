@@ -7,13 +7,15 @@ the run state copies them once, into its own buffers. Colors travel as an intege
 
 - scatter:      x, y[, c]           one row per point
 - multi_lines:  x0, y0, x1, y1[, c] one row per segment between consecutive points of a line
-- tandem_lines: x, y0 .. y{K-1}     one row per call
+- tandem_lines: x, y0 .. y{K-1}     one row per call; a page gets them per line instead
+                (``per_line``: xs, ys, c), drawn by one glyph
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -157,6 +159,18 @@ def tandem_columns(x: np.ndarray, ys: np.ndarray) -> Columns:
 
 
 _Y_NAMES = tuple(f"y{k}" for k in range(MAX_TANDEM_LINES))
+
+
+def per_line(columns: Columns) -> dict[str, Any]:
+    """Tandem columns as one row per line: its x (shared), its values, its color index.
+
+    One multi-line glyph draws them all. BokehJS indexes a multi-line by a box per line,
+    but a line glyph by every point; with one glyph per line that cost each page update
+    about as much as painting.
+    """
+    x = columns["x"]
+    ys = [v for k, v in columns.items() if k != "x"]
+    return {"xs": [x] * len(ys), "ys": ys, "c": np.arange(len(ys), dtype=np.int32)}
 
 
 def plot_columns(

@@ -14,6 +14,7 @@ from bokeh.transform import linear_cmap
 from ..errors import ArgumentError
 from ..specs import Cell, resolve_palette, sample_palette
 from ..state import PlotState
+from .columns import per_line
 
 CELL_WIDTH, CELL_HEIGHT = 440, 340
 LINE_WIDTH = 1  # wider lines take 2.5x as long to rasterize in a canvas drawn without a GPU
@@ -83,7 +84,7 @@ def make_figure(
     fig.x_range.syncable = plot is not None and plot.spec.kind == "tandem_lines"
     if plot is None:
         return fig, None
-    source = ColumnDataSource(data=plot.columns(), name=name)
+    source = ColumnDataSource(data=page_data(plot), name=name)
     spec = plot.spec
     color: Any = _DEFAULT_COLOR
     if spec.color is not None:
@@ -96,6 +97,13 @@ def make_figure(
         fig.segment("x0", "y0", "x1", "y1", source=source, line_color=color, line_width=LINE_WIDTH)
     else:
         colors = sample_palette(resolve_palette(spec.palette or "Viridis256"), plot.lines)
-        for k, line_color in enumerate(colors):
-            fig.line("x", f"y{k}", source=source, line_color=line_color, line_width=LINE_WIDTH)
+        line_color = linear_cmap("c", colors, 0, max(plot.lines - 1, 1))
+        fig.multi_line("xs", "ys", source=source, line_color=line_color, line_width=LINE_WIDTH)
     return fig, source
+
+
+def page_data(plot: PlotState, rows: tuple[int, int] | None = None) -> dict[str, Any]:
+    """All a page's source holds of ``plot``: its columns (a summary, with ``rows`` in detail,
+    once it has too many), a line plot's as one row per line."""
+    columns = plot.summary(rows) if plot.summarized else plot.data.view()
+    return per_line(columns) if plot.spec.kind == "tandem_lines" else dict(columns)
