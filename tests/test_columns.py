@@ -104,6 +104,14 @@ def test_a_page_gets_tandem_rows_as_one_row_per_line() -> None:
     assert rows["c"].tolist() == [0, 1]
 
 
+def test_a_page_gets_line_x_as_float32_only_where_that_is_exact() -> None:
+    steps = per_line({"x": np.arange(3.0), "y0": np.zeros(3, np.float32)})
+    assert steps["xs"][0].dtype == np.float32
+    times = np.array([1.7e9 + 0.25, 1.7e9 + 0.5])  # float32 would round these
+    exact = per_line({"x": times, "y0": np.zeros(2, np.float32)})
+    assert exact["xs"][0].dtype == np.float64 and exact["xs"][0].tolist() == times.tolist()
+
+
 @st.composite
 def layouts(draw: st.DrawFn) -> tuple[tuple[int, ...], int, int | None, int | None, int]:
     ndim = draw(st.integers(2, 4))

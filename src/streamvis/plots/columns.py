@@ -166,9 +166,13 @@ def per_line(columns: Columns) -> dict[str, Any]:
 
     One multi-line glyph draws them all. BokehJS indexes a multi-line by a box per line,
     but a line glyph by every point; with one glyph per line that cost each page update
-    about as much as painting.
+    about as much as painting. The shared x travels once per line, so as float32 when
+    that holds it exactly (steps up to 2**24 do).
     """
     x = columns["x"]
+    narrow = x.astype(np.float32)
+    if np.array_equal(narrow, x, equal_nan=True):
+        x = narrow
     ys = [v for k, v in columns.items() if k != "x"]
     return {"xs": [x] * len(ys), "ys": ys, "c": np.arange(len(ys), dtype=np.int32)}
 
