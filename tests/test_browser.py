@@ -40,11 +40,11 @@ def test_page_holds_every_tandem_point_and_the_last_scatter(
     client.set_layout(LAYOUT)
     live = shows(browser(), server)
     live.wait_for("Bokeh.documents[0].get_model_by_name('loss:figure') !== null")
-    n = 60
+    n = 1000  # sent as fast as the client goes: replaces coalesce, appends must all arrive
     for step in range(n):
         client.tandem_lines("loss", step, np.array([step, 2 * step, -step], np.float32))
         client.scatter("pts", np.full((step + 1, 2), step, np.float32), spatial_dim=1)
-    assert client.flush(timeout=10)
+    assert client.flush(timeout=20)
 
     for page in (live, shows(browser(), server)):  # updated live, and a second tab from scratch
         assert page.wait_for_line_length("loss", n) == list(range(n))
