@@ -14,12 +14,21 @@ from streamvis import Client
 from streamvis.plots.envelope import BUCKETS, TAIL_ROWS
 from streamvis.plots.figures import WEBGL_POINTS
 from streamvis.server import StreamvisServer
+from streamvis.specs import resolve_palette, sample_palette
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
 RANGES = (
     "(() => { const f = Bokeh.documents[0].get_model_by_name(arguments[0]);"
     " return [f.x_range.start, f.x_range.end, f.y_range.start, f.y_range.end]; })()"
 )
+
+# The color each of the first arguments[1] lines of the figure named arguments[0] is drawn in.
+LINE_COLORS_JS = """
+const glyph = Bokeh.documents[0].get_model_by_name(arguments[0]).renderers[0].glyph;
+const rgba = glyph.line_color.transform.rgba_mapper.v_compute([...Array(arguments[1]).keys()]);
+const hex = (i) => [0, 1, 2].map((j) => rgba[4 * i + j].toString(16).padStart(2, "0")).join("");
+return Array.from({length: arguments[1]}, (_, i) => "#" + hex(i));
+"""
 
 LOSS_COLUMNS = (  # read together: the page may get a new summary between two reads
     "const d = Bokeh.documents[0].get_model_by_name('loss').data;"
@@ -57,6 +66,8 @@ def test_page_holds_every_tandem_point_and_the_last_scatter(
     assert live.js(
         "return Bokeh.documents[0].get_model_by_name('loss').data.ys[0] instanceof Float32Array"
     )
+    palette = sample_palette(resolve_palette("Viridis256"), 3)  # the default, one per line
+    assert live.js(LINE_COLORS_JS, "loss:figure", 3) == [c.lower() for c in palette]
 
 
 def test_page_opened_before_any_data_waits_then_shows_it(
