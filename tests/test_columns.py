@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -104,12 +105,16 @@ def test_a_page_gets_tandem_rows_as_one_row_per_line() -> None:
     assert rows["c"].tolist() == [0, 1]
 
 
+@pytest.mark.filterwarnings("error")  # a huge x must not warn (pages are built in callbacks)
 def test_a_page_gets_line_x_as_float32_only_where_that_is_exact() -> None:
     steps = per_line({"x": np.arange(3.0), "y0": np.zeros(3, np.float32)})
     assert steps["xs"][0].dtype == np.float32
     times = np.array([1.7e9 + 0.25, 1.7e9 + 0.5])  # float32 would round these
     exact = per_line({"x": times, "y0": np.zeros(2, np.float32)})
     assert exact["xs"][0].dtype == np.float64 and exact["xs"][0].tolist() == times.tolist()
+    for x in ([np.nan, 1.0], [1e300, 1.0]):  # a gap stays a gap; a huge x stays as it is
+        line = per_line({"x": np.array(x), "y0": np.zeros(2, np.float32)})["xs"][0]
+        np.testing.assert_array_equal(line, x)
 
 
 @st.composite

@@ -162,15 +162,14 @@ _Y_NAMES = tuple(f"y{k}" for k in range(MAX_TANDEM_LINES))
 
 
 def per_line(columns: Columns) -> dict[str, Any]:
-    """Tandem columns as one row per line: its x (shared), its values, its color index.
+    """Tandem columns as one row per line (x, values, color index), for one multi-line glyph:
+    BokehJS indexes one by a box per line, but a line glyph by every point.
 
-    One multi-line glyph draws them all. BokehJS indexes a multi-line by a box per line,
-    but a line glyph by every point; with one glyph per line that cost each page update
-    about as much as painting. The shared x travels once per line, so as float32 when
-    that holds it exactly (steps up to 2**24 do).
+    The shared x travels once per line, so as float32 where that is exact (steps up to 2**24).
     """
     x = columns["x"]
-    narrow = x.astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, so unequal, so kept
+        narrow = x.astype(np.float32)
     if np.array_equal(narrow, x, equal_nan=True):
         x = narrow
     ys = [v for k, v in columns.items() if k != "x"]
