@@ -3,7 +3,9 @@
 The ingest side only calls :meth:`DocumentView.notify`, which schedules an update through
 the document's own callbacks (the one safe way in from outside the document lock). The
 update sends each plot the difference since the last one: a ``stream`` of the new rows for
-appends, one ``data`` assignment for the latest replace.
+appends, one ``data`` assignment for the latest replace. A line plot's page source holds a
+row per line, so its new rows come as one ``data`` assignment of all of them (a summary
+once there are too many).
 
 Updates go out one at a time: each ends by ticking a hidden clock model, and the page
 echoes the tick back from the animation frame that paints it (saying too whether its WebGL
