@@ -10,9 +10,10 @@ from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 
 from browser import Page
-from streamvis import Client
+from streamvis import Client, ColorSpec
 from streamvis.plots.envelope import BUCKETS, TAIL_ROWS
 from streamvis.plots.figures import WEBGL_POINTS
+from streamvis.plots.raster import RASTER_POINTS, packed_rgba
 from streamvis.server import StreamvisServer
 from streamvis.specs import resolve_palette, sample_palette
 
@@ -29,6 +30,23 @@ const rgba = glyph.line_color.transform.rgba_mapper.v_compute([...Array(argument
 const hex = (i) => [0, 1, 2].map((j) => rgba[4 * i + j].toString(16).padStart(2, "0")).join("");
 return Array.from({length: arguments[1]}, (_, i) => "#" + hex(i));
 """
+
+# The image of the rasterized plot named arguments[0] when it is drawn for the page's frame
+# (its ranges and pixel size), with the pixel it holds at the data point arguments[1..2].
+IMAGE_JS = """(() => {
+  const doc = Bokeh.documents[0];
+  const d = doc.get_model_by_name(arguments[0]).data;
+  const f = doc.get_model_by_name(arguments[0] + ":figure");
+  const image = d.image[0], [h, w] = image.shape;
+  const x = [d.x[0], d.x[0] + d.dw[0]], y = [d.y[0], d.y[0] + d.dh[0]];
+  const near = (a, b) => Math.abs(a - b) <= 1e-6 * Math.abs(x[1] - x[0] + y[1] - y[0]);
+  const drawn = near(x[0], f.x_range.start) && near(x[1], f.x_range.end)
+    && near(y[0], f.y_range.start) && near(y[1], f.y_range.end)
+    && w === f.inner_width && h === f.inner_height;
+  const column = Math.floor((arguments[1] - x[0]) / (x[1] - x[0]) * w);
+  const row = Math.floor((arguments[2] - y[0]) / (y[1] - y[0]) * h);
+  return drawn && {x, y, pixels: [w, h], spot: image[row * w + column]};
+})()"""
 
 LOSS_COLUMNS = (  # read together: the page may get a new summary between two reads
     "const d = Bokeh.documents[0].get_model_by_name('loss').data;"
@@ -202,3 +220,46 @@ def test_a_long_line_plot_shows_its_envelope_and_a_zoomed_window_in_detail(
     held = (x >= first) & (x < stop)
     np.testing.assert_array_equal(x[held], np.arange(first, stop))
     np.testing.assert_array_equal(y[held], ys[first:stop, 1])
+
+
+def test_a_scatter_of_many_points_is_an_image_of_the_view_redrawn_as_it_zooms_and_streams(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    points = np.empty((2, RASTER_POINTS // 2, 2), np.float32)  # color group 0: a cloud...
+    points[0] = np.random.default_rng(0).uniform(-10, 10, size=(RASTER_POINTS // 2, 2))
+    points[1] = (0.5, 0.5)  # ...group 1 (drawn after it, so on top): one spot
+    yellow = int(packed_rgba(resolve_palette("Viridis256")[-1:])[0])
+    client.scatter("pts", points, spatial_dim=2, color=ColorSpec("Viridis256", 0))
+    assert client.flush(timeout=10)
+    page = shows(browser(), server)
+    assert page.js("return Object.keys(Bokeh.documents[0].get_model_by_name('pts').data)") == [
+        "image", "x", "y", "dw", "dh", "left", "right", "bottom", "top"
+    ]  # fmt: skip
+    whole = page.wait_for(IMAGE_JS, "pts", 0.5, 0.5)
+    assert whole["spot"] == yellow and whole["x"][0] < -10 and whole["x"][1] > 10
+
+    left, top, width, height = page.frame_rect("pts:figure")
+    origin = ScrollOrigin.from_viewport(int(left + width / 2), int(top + height / 2))
+    for _ in range(3):
+        ActionChains(page.driver).scroll_from_origin(origin, 0, -200).perform()
+    zoomed = page.wait_for(
+        f"(() => {{ const i = {IMAGE_JS}; return i && i.x[1] - i.x[0] < 10 && i; }})()",
+        "pts",
+        0.5,
+        0.5,
+    )
+    assert zoomed["spot"] == yellow  # (the pixel size may change too: axis labels differ)
+
+    points[1] = (-0.5, -0.5)  # new data keeps the zoom: drawn for the same view
+    client.scatter("pts", points, spatial_dim=2, color=ColorSpec("Viridis256", 0))
+    assert client.flush(timeout=10)
+    moved = page.wait_for(
+        f"(() => {{ const i = {IMAGE_JS}; return i && i.spot === arguments[3] && i; }})()",
+        "pts",
+        -0.5,
+        -0.5,
+        yellow,
+    )
+    assert (moved["x"], moved["y"]) == (zoomed["x"], zoomed["y"])

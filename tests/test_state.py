@@ -7,6 +7,7 @@ import pytest
 
 from streamvis import ColorSpec, ShapeError, UnknownPlot
 from streamvis.plots.envelope import DETAIL_ROWS
+from streamvis.plots.raster import RASTER_POINTS, Bounds
 from streamvis.protocol import Frame
 from streamvis.specs import PlotSpec
 from streamvis.state import GrowingColumns, RunState
@@ -185,3 +186,16 @@ def test_a_long_line_plot_is_summarized_and_its_summary_follows_appends(run: Run
     summary = plot.summary()
     assert summary["x"][-1] == 3 * DETAIL_ROWS - 1 and summary["y0"].max() == 3 * DETAIL_ROWS - 1
     assert len(summary["x"]) < DETAIL_ROWS
+
+
+def test_a_scatter_that_grows_many_points_is_rebuilt_as_an_image(run: RunState) -> None:
+    send, scatter = Sender(), PlotSpec("scatter", append=True)
+    run.apply(send.plot("a", scatter, np.zeros((RASTER_POINTS - 1, 2), "f4")))
+    assert not run.plots["a"].rasterized
+    run.apply(send.plot("a", scatter, np.ones((1, 2), "f4")))
+    plot = run.plots["a"]
+    assert plot.rasterized and plot.version == 1  # pages rebuild its figure
+    assert plot.bounds == Bounds(0.0, 1.0, 0.0, 1.0)
+    log_axis = PlotSpec("scatter", fig_kwargs={"y_axis_type": "log"})
+    run.apply(send.plot("b", log_axis, np.ones((RASTER_POINTS, 2))))
+    assert not run.plots["b"].rasterized  # the image is drawn on linear axes only

@@ -15,10 +15,21 @@ from PIL import Image
 import swissroll
 from browser import LINE_LENGTH_JS, Page
 from streamvis import Client
+from streamvis.plots.raster import Viewport, packed_rgba, rasterize
 from streamvis.server import StreamvisServer
+from streamvis.specs import resolve_palette
 from test_durability import free_port
 
 STEPS = 12
+# The psamples image once drawn for the page's pixel size, with the view it shows.
+PSAMPLES_IMAGE_JS = """(() => {
+  const doc = Bokeh.documents[0];
+  const d = doc.get_model_by_name("psamples").data, f = doc.get_model_by_name("psamples:figure");
+  const image = d.image && d.image[0];
+  if (!image || image.shape[1] !== f.inner_width || image.shape[0] !== f.inner_height) return null;
+  return {x: [d.x[0], d.x[0] + d.dw[0]], y: [d.y[0], d.y[0] + d.dh[0]],
+          pixels: [image.shape[1], image.shape[0]], image: Array.from(image)};
+})()"""
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
@@ -73,13 +84,19 @@ def test_swissroll_dashboard(
     np.testing.assert_allclose(page.column("mu", "x0"), x0, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(page.column("mu", "y0"), y0, rtol=1e-5, atol=1e-5)
 
-    samples = expected["psamples"]  # (1000, 41, 2), colored and gridded by axis 1
-    page.wait_for_column_length("psamples", "x", 1000 * 41)
+    # (1000, 41, 2), colored and gridded by axis 1: 41k points, so the page gets an image
+    samples = expected["psamples"]
     cells = np.tile(np.arange(41), 1000)
-    assert page.column("psamples", "c") == cells.tolist()
     x, y = grid_xy(samples.reshape(-1, 2), cells, samples.reshape(-1, 2))
-    np.testing.assert_allclose(page.column("psamples", "x"), x, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(page.column("psamples", "y"), y, rtol=1e-5, atol=1e-5)
+    shown = page.wait_for(PSAMPLES_IMAGE_JS)
+    view = Viewport(*shown["x"], *shown["y"], *shown["pixels"])
+    image = np.array(shown["image"], np.uint32).reshape(view.height, view.width)
+    column = np.floor((x - view.x0) / (view.x1 - view.x0) * view.width).astype(int)
+    row = np.floor((y - view.y0) / (view.y1 - view.y0) * view.height).astype(int)
+    assert image[row, column].all()  # every sample is drawn where the grid puts it
+    palette = packed_rgba(resolve_palette("Viridis256"))
+    expected_image = rasterize(x.astype(np.float32), y.astype(np.float32), view, palette, cells, 41)
+    np.testing.assert_array_equal(image, expected_image)
 
     page.all_rendered()
     image = Image.open(io.BytesIO(page.screenshot_png())).convert("RGB")

@@ -5,7 +5,8 @@ the document's own callbacks (the one safe way in from outside the document lock
 update sends each plot the difference since the last one: a ``stream`` of the new rows for
 appends, one ``data`` assignment for the latest replace. A line plot's page source holds a
 row per line, so its new rows come as one ``data`` assignment of all of them (a summary
-once there are too many).
+once there are too many). A scatter of many points is an image drawn for the page's ranges
+and pixel size, which the page sends back; it is drawn again when they or the data change.
 
 Updates go out one at a time: each ends by ticking a hidden clock model, and the page
 echoes the tick back from the animation frame that paints it (saying too whether its WebGL
@@ -29,7 +30,8 @@ from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, CustomJS, GridBox
 from bokeh.models.widgets import Div
 
-from .plots.figures import make_figure, page_data, wants_webgl
+from .plots.figures import make_figure, page_data, page_frame, wants_webgl
+from .plots.raster import viewport
 from .state import PlotState, RunState
 
 log = logging.getLogger(__name__)
@@ -86,10 +88,19 @@ class _PlotView:
         """The least time between two large replaces of this plot."""
         return max(LARGE_INTERVAL, self.cost / LARGE_SHARE)
 
-    def caught_up(self, plot: PlotState, rows: tuple[int, int] | None, now: float) -> None:
-        """Record that the page now holds ``plot`` as it is (``rows`` in detail, if summarized)."""
+    def showing(self, plot: PlotState, rows: tuple[int, int] | None = None) -> Any:
+        """What the page holds of ``plot`` once sent it as it is now (``rows`` in detail, if
+        summarized; an image drawn for the page's frame, if rasterized), to compare with
+        ``shown``. Ask before sending: a rasterized plot's frame depends on what was sent."""
+        if plot.rasterized and self.source is not None:
+            frame = page_frame(self.figure, self.source.data)
+            return plot.generation, len(plot.data), viewport(plot.bounds, frame)
+        return _shown(plot, rows)
+
+    def caught_up(self, plot: PlotState, shown: Any, now: float) -> None:
+        """Record that the page now holds ``plot`` as it is, as ``shown``."""
         self.version, self.generation, self.rows = plot.version, plot.generation, len(plot.data)
-        self.replaced_at, self.shown = now, _shown(plot, rows)
+        self.replaced_at, self.shown = now, shown
 
     def retire(self) -> Any:
         """Unname this view's models before they leave the page; return the figure.
@@ -231,27 +242,37 @@ class DocumentView:
             return 0
         rows = None
         if view.source is None or view.version != plot.version:
-            self._replace_figure(state, name)
+            view = self._replace_figure(state, name)
+            shown = view.showing(plot)
+        elif plot.rasterized:  # an image of the page's frame: redrawn for new data or frame
+            shown = view.showing(plot)
+            if shown == view.shown:
+                return 0
+            view.source.data = page_data(plot, view=shown[2])
         elif view.generation != plot.generation:
             wait = view.replaced_at + view.replace_interval() - now
             if _is_large(plot) and wait > 0:
                 return wait
+            shown = view.showing(plot)
             view.source.data = page_data(plot)
         elif plot.summarized:
             rows = plot.summary_rows(view.window)
-            if _shown(plot, rows) == view.shown:
+            shown = view.showing(plot, rows)
+            if shown == view.shown:
                 return 0
             view.source.data = page_data(plot, rows)
         elif len(plot.data) <= view.rows:
             return 0
-        elif plot.spec.kind == "tandem_lines":  # a row per line: new rows lengthen every row
-            view.source.data = page_data(plot)
         else:
-            view.source.stream(cast(Any, plot.data.view(view.rows)))
-        self._views[name].caught_up(plot, rows, now)
+            shown = view.showing(plot)
+            if plot.spec.kind == "tandem_lines":  # a row per line: new rows lengthen every row
+                view.source.data = page_data(plot)
+            else:
+                view.source.stream(cast(Any, plot.data.view(view.rows)))
+        view.caught_up(plot, shown, now)
         return None
 
-    def _replace_figure(self, state: RunState, name: str) -> None:
+    def _replace_figure(self, state: RunState, name: str) -> _PlotView:
         assert state.cells is not None and self._grid is not None
         cell = state.cells[name]
         plot = state.plots.get(name)
@@ -263,13 +284,28 @@ class DocumentView:
         self._grid.children = [
             (fig, *cell) if c[0] is old else c for c in cast(list[Any], self._grid.children)
         ]
+        return self._views[name]
 
     def _new_view(
         self, name: str, fig: Any, source: ColumnDataSource | None, plot: PlotState | None
     ) -> _PlotView:
         """A view of a new figure; a line plot's follows the page's x range, to show the rows
-        in it in detail once it has too many to show them all."""
+        in it in detail once it has too many to show them all; an image is drawn again for
+        the page's frame as it zooms, pans or resizes."""
         view = _PlotView(fig, source)
+        if plot is not None and plot.rasterized:
+
+            def reframed(attr: str, old: Any, new: Any) -> None:
+                self.notify({name})
+
+            for model, attrs in (
+                (fig.x_range, ("start", "end")),
+                (fig.y_range, ("start", "end")),
+                (fig, ("inner_width", "inner_height")),
+            ):
+                for attr in attrs:
+                    model.on_change(attr, reframed)
+            return view
         if plot is None or plot.spec.kind != "tandem_lines":
             return view
 
@@ -304,7 +340,7 @@ class DocumentView:
                 fig, source = make_figure(name, cell, plot, self._gpu)
                 view = self._new_view(name, fig, source, plot)
                 if plot is not None:
-                    view.caught_up(plot, None, 0.0)
+                    view.caught_up(plot, view.showing(plot), 0.0)
                 self._views[name] = view
                 children.append((fig, *cell))
             self._grid = GridBox(children=children, name="streamvis:grid")
@@ -322,8 +358,9 @@ class DocumentView:
 
 
 def _is_large(plot: PlotState) -> bool:
-    """Whether sending all of ``plot`` costs the page visible work (a summary never does)."""
-    return plot.points >= LARGE_POINTS and not plot.summarized
+    """Whether sending all of ``plot`` costs the page visible work (a summary or an image
+    never does)."""
+    return plot.points >= LARGE_POINTS and not plot.summarized and not plot.rasterized
 
 
 def _shown(plot: PlotState, rows: tuple[int, int] | None) -> Any:

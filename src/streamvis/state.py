@@ -24,6 +24,7 @@ from .plots.columns import (
     plot_columns,
 )
 from .plots.envelope import DETAIL_ROWS, Envelope
+from .plots.raster import RASTER_POINTS, Bounds, bounds_of
 from .protocol import Frame
 from .specs import (
     Cell,
@@ -139,6 +140,7 @@ class PlotState:
     _data: GrowingColumns | None = None
     _envelope: Envelope | None = None
     _summed_rows: int = 0  # rows the envelope has been given (the last whole bucket's end may lag)
+    _bounds: tuple[tuple[int, int], Bounds] | None = None  # and the (generation, rows) they hold
 
     @property
     def data(self) -> GrowingColumns:
@@ -151,12 +153,11 @@ class PlotState:
 
     def append(self, spec: PlotSpec, arrays: tuple[np.ndarray, ...]) -> None:
         """Extend the columns with one append call (already checked to be compatible)."""
-        data = self.data
+        data, key = self.data, self.glyph_key
         columns, _, self.ends = plot_columns(spec, arrays, self.extent, self.ends)
         data.append(columns)
-        key = self.glyph_key
         self.spec = spec
-        if self.glyph_key != key:  # e.g. tandem_lines with another palette
+        if self.glyph_key != key:  # e.g. tandem_lines with another palette, or enough points
             self.version += 1
 
     @property
@@ -194,9 +195,26 @@ class PlotState:
         return math.prod(self.shape) // 2
 
     @property
+    def bounds(self) -> Bounds:
+        """The box around a scatter's finite points (computed once per change of the data)."""
+        key = (self.generation, len(self.data))
+        if self._bounds is None or self._bounds[0] != key:
+            columns = self.data.view()
+            self._bounds = (key, bounds_of(columns["x"], columns["y"]))
+        return self._bounds[1]
+
+    @property
+    def rasterized(self) -> bool:
+        """Whether pages show this plot as an image: a scatter with too many points to draw
+        one by one (unless an axis is logarithmic: the image is drawn on linear ones)."""
+        log_axis = "log" in (self.fig_kwargs.get("x_axis_type"), self.fig_kwargs.get("y_axis_type"))
+        return self.spec.kind == "scatter" and self.points >= RASTER_POINTS and not log_axis
+
+    @property
     def glyph_key(self) -> tuple[Any, ...]:
         """What the glyphs are built from besides fig_kwargs; a change bumps ``version``."""
-        return (self.spec.kind, self.spec.color, self.spec.palette, self.levels, self.lines)
+        spec = self.spec
+        return (spec.kind, spec.color, spec.palette, self.levels, self.lines, self.rasterized)
 
 
 @dataclass(eq=False)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, DataRange1d
 from bokeh.plotting import figure
 from bokeh.transform import linear_cmap
 
@@ -15,6 +15,7 @@ from ..errors import ArgumentError
 from ..specs import Cell, resolve_palette, sample_palette
 from ..state import PlotState
 from .columns import per_line
+from .raster import Bounds, PageFrame, Viewport, auto_view, packed_rgba, rasterize
 
 CELL_WIDTH, CELL_HEIGHT = 440, 340
 LINE_WIDTH = 1  # wider lines take 2.5x as long to rasterize in a canvas drawn without a GPU
@@ -66,7 +67,12 @@ def check_fig_kwargs(fig_kwargs: Mapping[str, Any]) -> None:
 
 def wants_webgl(plot: PlotState | None) -> bool:
     """Whether ``plot`` has enough points for WebGL to pay off on a page with a GPU."""
-    return plot is not None and plot.spec.kind != "tandem_lines" and plot.points >= WEBGL_POINTS
+    return (
+        plot is not None
+        and plot.spec.kind != "tandem_lines"
+        and plot.points >= WEBGL_POINTS
+        and not plot.rasterized
+    )
 
 
 def make_figure(
@@ -79,9 +85,11 @@ def make_figure(
     backend = {"output_backend": "webgl" if gpu and wants_webgl(plot) else "canvas"}
     fig = figure(**{**backend, **_options(name, cell, plot.fig_kwargs if plot else {})})
     # The page's auto ranges change on every update; only a line plot's x range is needed
-    # here (to summarize the rows outside it), so the others don't travel back to the server.
-    fig.y_range.syncable = False
-    fig.x_range.syncable = plot is not None and plot.spec.kind == "tandem_lines"
+    # here (to summarize the rows outside it), and an image's ranges (to draw it for them),
+    # so the others don't travel back to the server.
+    raster = plot is not None and plot.rasterized
+    fig.y_range.syncable = raster
+    fig.x_range.syncable = raster or (plot is not None and plot.spec.kind == "tandem_lines")
     if plot is None:
         return fig, None
     source = ColumnDataSource(data=page_data(plot), name=name)
@@ -89,7 +97,16 @@ def make_figure(
     color: Any = _DEFAULT_COLOR
     if spec.color is not None:
         color = linear_cmap("c", resolve_palette(spec.color.palette), 0, max(plot.levels - 1, 1))
-    if spec.kind == "scatter":
+    if raster:
+        # The auto ranges follow the data's bounds, not the image (drawn for the ranges).
+        bounds = fig.quad(
+            left="left", right="right", bottom="bottom", top="top", source=source, visible=False
+        )
+        fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=source)
+        for axis_range in (fig.x_range, fig.y_range):
+            if isinstance(axis_range, DataRange1d):
+                axis_range.renderers = [bounds]
+    elif spec.kind == "scatter":
         fig.scatter(
             "x", "y", source=source, size=5, fill_color=color, line_color=None, fill_alpha=0.8
         )
@@ -102,8 +119,49 @@ def make_figure(
     return fig, source
 
 
-def page_data(plot: PlotState, rows: tuple[int, int] | None = None) -> dict[str, Any]:
+def page_data(
+    plot: PlotState, rows: tuple[int, int] | None = None, view: Viewport | None = None
+) -> dict[str, Any]:
     """All a page's source holds of ``plot``: its columns (a summary, with ``rows`` in detail,
-    once it has too many), a line plot's as one row per line."""
+    once it has too many), a line plot's as one row per line, or an image of ``view``."""
+    if plot.rasterized:
+        return _image(plot, view or auto_view(plot.bounds))
     columns = plot.summary(rows) if plot.summarized else plot.data.view()
     return per_line(columns) if plot.spec.kind == "tandem_lines" else dict(columns)
+
+
+def _image(plot: PlotState, view: Viewport) -> dict[str, Any]:
+    """A rasterized scatter's one row: the image of ``view`` and the data's bounds."""
+    columns, color = plot.data.view(), plot.spec.color
+    palette = packed_rgba(resolve_palette(color.palette) if color else (_DEFAULT_COLOR,))
+    image = rasterize(columns["x"], columns["y"], view, palette, columns.get("c"), plot.levels)
+    b = plot.bounds
+    return {
+        "image": [image],
+        "x": [view.x0],
+        "y": [view.y0],
+        "dw": [view.x1 - view.x0],
+        "dh": [view.y1 - view.y0],
+        "left": [b.left],
+        "right": [b.right],
+        "bottom": [b.bottom],
+        "top": [b.top],
+    }
+
+
+def page_frame(fig: Any, data: dict[str, Any]) -> PageFrame:
+    """What the page has said of a rasterized plot's frame, and the bounds it was sent."""
+    ranges = []
+    for axis_range in (fig.x_range, fig.y_range):
+        start, end = axis_range.start, axis_range.end
+        numeric = isinstance(start, int | float) and isinstance(end, int | float)
+        ranges.append((float(start), float(end)) if numeric else None)
+    try:
+        width, height = fig.inner_width, fig.inner_height
+    except ValueError:  # read-only values the page sets after its first layout
+        width = height = 0
+    sent = None
+    if "left" in data:
+        sent = Bounds(*(float(data[k][0]) for k in ("left", "right", "bottom", "top")))
+    pixels = (width, height) if width and height else None
+    return PageFrame(ranges[0], ranges[1], pixels, sent)

@@ -1,0 +1,78 @@
+"""Scatters drawn as images: where each point lands, which color wins, and which view is drawn."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamvis.plots.raster import (
+    MARKER_SIZE,
+    Bounds,
+    PageFrame,
+    Viewport,
+    auto_view,
+    bounds_of,
+    color_keys,
+    packed_rgba,
+    rasterize,
+    viewport,
+)
+
+VIEW = Viewport(0.0, 100.0, 0.0, 50.0, width=100, height=50)  # one pixel per unit
+RED, BLUE = packed_rgba(["#ff0000", "#0000ff"])
+
+
+def draw(x: list[float], y: list[float], **kwargs: object) -> np.ndarray:
+    palette = packed_rgba(["#ff0000", "#0000ff"])
+    return rasterize(np.array(x, "f4"), np.array(y, "f4"), VIEW, palette, **kwargs)  # type: ignore[arg-type]
+
+
+def test_pixels_are_the_bytes_r_g_b_a_that_image_rgba_reads() -> None:
+    pixel = packed_rgba(["#102030"], alpha=1.0)
+    assert pixel.view(np.uint8).tolist() == [0x10, 0x20, 0x30, 255]
+
+
+def test_a_point_is_a_disk_of_the_marker_size_around_its_pixel_row_zero_at_the_bottom() -> None:
+    image = draw([10.5], [3.5])
+    rows, cols = np.nonzero(image)
+    assert image[3, 10] == RED and image[0, 10] == 0  # row 3 holds y in [3, 4)
+    assert rows.min() == 3 - MARKER_SIZE // 2 and rows.max() == 3 + MARKER_SIZE // 2
+    assert cols.min() == 10 - MARKER_SIZE // 2 and cols.max() == 10 + MARKER_SIZE // 2
+    assert image[1, 8] == 0  # a disk, not a square: the corners stay empty
+    assert (image[3] != 0).sum() == MARKER_SIZE
+
+
+def test_a_later_point_covers_an_earlier_one_where_they_overlap() -> None:
+    image = draw([10.5, 11.5, 10.5], [10.5, 10.5, 10.5], color=np.array([0, 1, 0]), levels=2)
+    assert image[10, 10] == RED  # the third point, drawn last
+    assert image[10, 13] == BLUE  # only the second point reaches here
+
+
+def test_points_outside_the_view_or_not_finite_draw_nothing_but_edges_draw_partly() -> None:
+    assert not draw([-50.0, 500.0, np.nan, np.inf], [10.0, 10.0, 10.0, np.nan]).any()
+    edge = draw([-1.0], [25.5])  # centered a pixel left of the view: its right part shows
+    assert edge[25, 0] == RED and edge[25, 2] == 0
+
+
+def test_color_keys_map_indices_as_the_pages_linear_color_mapper() -> None:
+    assert color_keys(np.array([0, 1]), levels=2, ncolors=256).tolist() == [0, 255]
+    assert color_keys(np.arange(5), levels=5, ncolors=2).tolist() == [0, 0, 1, 1, 1]
+    assert color_keys(np.array([0]), levels=1, ncolors=3).tolist() == [0]
+
+
+def test_bounds_ignore_non_finite_points_and_widen_a_single_point() -> None:
+    x = np.array([1.0, np.nan, 3.0, 2.0])
+    y = np.array([5.0, 0.0, 5.0, np.inf])
+    assert bounds_of(x, y) == Bounds(1.0, 3.0, 4.5, 5.5)
+    assert bounds_of(np.array([np.nan]), np.array([1.0])) == Bounds(-0.5, 0.5, -0.5, 0.5)
+
+
+def test_the_page_zoomed_view_is_drawn_and_its_auto_ranges_follow_new_data() -> None:
+    old, new = Bounds(0, 10, 0, 10), Bounds(0, 20, 0, 10)
+    assert viewport(new, PageFrame()) == auto_view(new)  # the page has said nothing yet
+    following = auto_view(old, (300, 200))
+    page = PageFrame((following.x0, following.x1), (following.y0, following.y1), (300, 200), old)
+    assert viewport(new, page) == auto_view(new, (300, 200))
+    zoomed = PageFrame((2.0, 4.0), (1.0, 3.0), (300, 200), old)
+    assert viewport(new, zoomed) == Viewport(2.0, 4.0, 1.0, 3.0, 300, 200)
+    backwards = PageFrame((4.0, 2.0), (1.0, 3.0), (300, 200), old)
+    assert viewport(new, backwards) == auto_view(new, (300, 200))
