@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -17,8 +19,10 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import InvalidStatus
 
 from streamvis import Client, FrameTooLarge, ServerError, StreamvisError
-from streamvis.protocol import Frame, Limits, decode_reply, encode
+from streamvis import server as server_module
+from streamvis.protocol import Frame, Limits, decode, decode_reply, encode
 from streamvis.server import StreamvisServer, serve_in_thread
+from streamvis.store import read_records
 from test_durability import free_port
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
@@ -175,6 +179,32 @@ def test_a_run_is_deleted_over_http_with_its_log(tmp_path: Path) -> None:
         assert "gone" not in srv.hub.runs and not (tmp_path / "gone.log").exists()
         with pytest.raises(urllib.error.HTTPError, match="404"):
             urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10)
+
+
+def test_the_server_acknowledges_frames_once_its_log_holds_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = threading.Event()  # a disk that writes nothing until the test lets it
+
+    def slow_write(*args: Any) -> None:
+        assert disk.wait(30), "the test never let the disk write"
+        real_write(*args)
+
+    real_write = server_module._write
+    monkeypatch.setattr(server_module, "_write", slow_write)
+    with (
+        serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as srv,
+        Client(f"127.0.0.1:{srv.ingest_port}", "kept", exit_timeout=5) as client,
+    ):
+        client.set_layout(LAYOUT)
+        for i in range(8):
+            client.scatter("pts", np.full((1000, 2), i, np.float32), append=True)
+        assert not client.flush(timeout=0.5)  # applied, not yet written: not acknowledged
+        assert len(srv.hub.runs["kept"].plots["pts"].data) == 8000  # but already shown
+        disk.set()
+        assert client.flush(timeout=10)
+        logged = [decode(record) for record in read_records(tmp_path / "kept.log")]
+        assert [f.arrays[0][0, 0] for f in logged if f.op == "plot"] == list(range(8))
 
 
 def test_deleting_a_run_needs_the_token_when_one_is_set() -> None:

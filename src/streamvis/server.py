@@ -9,13 +9,15 @@ a running loop, port 0 for an ephemeral port; ``serve_in_thread`` for synchronou
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hmac
 import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from .errors import ArgumentError, ProtocolError, StreamvisError
 from .plots.figures import check_fig_kwargs
 from .session import DocumentView
 from .state import RunState
-from .store import Store
+from .store import Store, Writer
 
 log = logging.getLogger("streamvis.server")
 
@@ -47,12 +49,63 @@ _INGEST_SLICE = 0.005  # seconds of ingest before pages get a turn on the loop
 
 
 class Hub:
-    """All runs' state, their logs (if persistent), and the pages watching them."""
+    """All runs' state, their logs (if persistent), and the pages watching them.
+
+    Logs are written as frames apply until :meth:`write_behind`; from then on by a writer
+    thread, and :meth:`written` says when what was applied so far is on disk.
+    """
 
     def __init__(self, store: Store | None = None) -> None:
         self.runs: dict[str, RunState] = {}
         self.store = store
         self._views: dict[str, set[DocumentView]] = {}
+        self._writer: Writer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._written = 0
+        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    def write_behind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Write logs on a thread of their own from now on (``loop`` hears when they are)."""
+        if self.store is not None and self._writer is None:
+            self._loop = loop
+
+            def written(done: int) -> None:
+                loop.call_soon_threadsafe(self._on_written, done)
+
+            self._writer = Writer(written)
+
+    def written(self) -> asyncio.Future[None] | None:
+        """A future done once every log write so far is on disk; None if they already are."""
+        if self._writer is None or self._loop is None or self._written >= self._writer.submitted:
+            return None
+        future = self._loop.create_future()
+        self._waiting.append((self._writer.submitted, future))
+        return future
+
+    def _on_written(self, done: int) -> None:
+        self._written = done
+        while self._waiting and self._waiting[0][0] <= done:
+            future = self._waiting.popleft()[1]
+            if not future.done():
+                future.set_result(None)
+
+    def _log(self, job: Callable[[Store], None]) -> None:
+        """Run ``job`` on the store, on the writer's thread once there is one (in order)."""
+        if self.store is None:
+            return
+        if self._writer is None:
+            job(self.store)
+        else:
+            self._writer.submit(functools.partial(job, self.store))
+
+    def close(self) -> None:
+        """Finish writing the logs and close them."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self._on_written(self._written)
+        if self.store is not None:
+            self.store.close()
 
     def load(self) -> None:
         """Replay every run's log into its state."""
@@ -79,10 +132,7 @@ class Hub:
         if not changed:
             return
         if self.store is not None:
-            runlog = self.store.open(frame.run)
-            runlog.append(frame, data)
-            if frame.op == "clear" or runlog.needs_compaction():
-                runlog.compact(state.last_seq, frame.run)
+            self._log(functools.partial(_write, frame, data, dict(state.last_seq)))
         self._notify(frame.run, changed)
 
     def delete(self, run: str) -> bool:
@@ -90,7 +140,7 @@ class Hub:
         existed = self.runs.pop(run, None) is not None
         if self.store is not None:
             existed = existed or run in self.store.runs()
-            self.store.delete(run)
+            self._log(lambda store: store.delete(run))
         self._notify(run, {""})
         return existed
 
@@ -111,6 +161,16 @@ class Hub:
         return sorted(self.runs)
 
 
+def _write(
+    frame: protocol.Frame, data: bytes | memoryview, last_seq: dict[str, int], store: Store
+) -> None:
+    """Log an applied frame (and compact the log when replaced data outweighs the rest)."""
+    runlog = store.open(frame.run)
+    runlog.append(frame, data)
+    if frame.op == "clear" or runlog.needs_compaction():
+        runlog.compact(last_seq, frame.run)
+
+
 class _RunsHandler(RequestHandler):
     """``GET /runs``: a plain list of every run, linking to its page; ``DELETE /runs/NAME``."""
 
@@ -122,7 +182,7 @@ class _RunsHandler(RequestHandler):
         items = "".join(f'<li><a href="/?run={name}">{name}</a></li>' for name in names)
         self.write(f"<!doctype html><title>streamvis runs</title><ul>{items}</ul>")
 
-    def delete(self, run: str | None = None) -> None:
+    async def delete(self, run: str | None = None) -> None:
         offered = self.request.headers.get("Authorization", "")
         if self.token and not _token_matches(offered, self.token):
             self.set_status(401)
@@ -133,6 +193,8 @@ class _RunsHandler(RequestHandler):
             self.set_status(404)
             self.write(f"no run named {run!r}\n")
         else:
+            if (deleting := self.hub.written()) is not None:
+                await deleting  # the log is gone when this answers
             self.write(f"deleted run {run!r}\n")
 
 
@@ -181,6 +243,7 @@ class StreamvisServer:
         self._origins = list(allow_websocket_origin)
         self._bokeh: BaseServer | None = None
         self._ingest: Server | None = None
+        self._pending_acks: set[asyncio.Future[None]] = set()
 
     @property
     def ingest_port(self) -> int:
@@ -203,6 +266,7 @@ class StreamvisServer:
     async def start(self) -> None:
         """Start listening on both ports; returns at once (the loop keeps serving)."""
         self.hub.load()
+        self.hub.write_behind(asyncio.get_running_loop())
         sockets, self._bokeh_port = bind_sockets(self.host, self._requested_ports[1])
         try:
             hosts = [f"{h}:{self._bokeh_port}" for h in ("localhost", "127.0.0.1", self.host)]
@@ -252,8 +316,7 @@ class StreamvisServer:
         if self._bokeh is not None:
             self._bokeh.stop(wait=False)
             self._bokeh.unlisten()
-        if self.hub.store is not None:
-            self.hub.store.close()
+        self.hub.close()
 
     async def serve_forever(self) -> None:
         """Start, then serve until cancelled."""
@@ -304,7 +367,13 @@ class StreamvisServer:
         try:
             async for message in ws:
                 for reply in self._receive(message, peer):
-                    await ws.send(protocol.encode_reply(reply))
+                    writing = self.hub.written() if "ack" in reply else None
+                    if writing is None:
+                        await ws.send(protocol.encode_reply(reply))
+                    else:  # acknowledged once the log holds it; receive on meanwhile
+                        task = asyncio.ensure_future(self._send_after(ws, writing, reply))
+                        self._pending_acks.add(task)
+                        task.add_done_callback(self._pending_acks.discard)
                 if time.monotonic() - yielded > _INGEST_SLICE:
                     # Buffered messages never suspend this loop: let pages have their turn.
                     await asyncio.sleep(0)
@@ -313,6 +382,14 @@ class StreamvisServer:
             pass
         finally:
             log.info("client from %s disconnected", peer)
+
+    @staticmethod
+    async def _send_after(
+        ws: ServerConnection, written: asyncio.Future[None], reply: dict[str, Any]
+    ) -> None:
+        await written
+        with contextlib.suppress(websockets.ConnectionClosed):  # the client resends it all
+            await ws.send(protocol.encode_reply(reply))
 
     def _receive(self, message: bytes | str, peer: Any) -> list[dict[str, Any]]:
         """Decode and apply one message (one or more frames); return the replies to send."""
@@ -350,7 +427,7 @@ class StreamvisServer:
         return replies
 
 
-@contextmanager
+@contextlib.contextmanager
 def serve_in_thread(**kwargs: Any) -> Iterator[StreamvisServer]:
     """Run a StreamvisServer on its own thread and loop, for synchronous code and tests."""
     started = threading.Event()

@@ -2,8 +2,9 @@
 
 Each record is ``uint32 length | uint32 crc32 | frame bytes`` (big-endian), written and
 flushed to the OS before the frame is acknowledged, so a killed server loses nothing it
-acknowledged. A torn last record (a crash mid-write) fails its length or CRC check and is cut
-off with a warning.
+acknowledged. A torn last record (a crash mid-write) fails its length or CRC check and is
+cut off with a warning. A server writes on a thread of its own (:class:`Writer`): checksums
+and writes of large frames release the GIL, so its event loop goes on receiving meanwhile.
 
 Replace-mode plots need only their latest frame: the log tracks which records are still live
 (the layout, and per plot its last replace and the appends after it) and is rewritten with
@@ -17,8 +18,10 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import threading
 import zlib
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,3 +207,52 @@ class Store:
         for runlog in self._logs.values():
             runlog.close()
         self._logs.clear()
+
+
+class Writer:
+    """Runs log writes on a thread of its own, in the order submitted, so the event loop
+    never waits for the disk; ``written(n)`` is called from that thread once jobs 1..n ran."""
+
+    def __init__(self, written: Callable[[int], None]) -> None:
+        self._written = written
+        self._jobs: deque[Callable[[], None]] = deque()
+        self._ready = threading.Condition()
+        self._closing = False
+        self.submitted = 0
+        self._thread = threading.Thread(target=self._main, name="streamvis-log", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], None]) -> int:
+        """Queue ``job``; return its number, which ``written`` reports once it has run."""
+        with self._ready:
+            self._jobs.append(job)
+            self.submitted += 1
+            self._ready.notify()
+            return self.submitted
+
+    def close(self) -> None:
+        """Run every queued job, then stop the thread."""
+        with self._ready:
+            self._closing = True
+            self._ready.notify()
+        self._thread.join()
+
+    def _main(self) -> None:
+        done = 0
+        while True:
+            with self._ready:
+                while not self._jobs and not self._closing:
+                    self._ready.wait()
+                jobs, self._jobs = self._jobs, deque()
+            if not jobs:
+                return
+            for job in jobs:
+                try:
+                    job()
+                except Exception:
+                    log.exception(
+                        "writing a run log failed: the data is shown, but a restarted server "
+                        "will not replay it (is the disk full?)"
+                    )
+            done += len(jobs)
+            self._written(done)
