@@ -46,6 +46,7 @@ log = logging.getLogger("streamvis.server")
 
 INGEST_PATH = "/ingest"
 _INGEST_SLICE = 0.005  # seconds of ingest before pages get a turn on the loop
+_INLINE_WRITE = 2**16  # frames smaller than this are logged on the loop when the writer is idle
 
 
 class Hub:
@@ -76,7 +77,7 @@ class Hub:
 
     def written(self) -> asyncio.Future[None] | None:
         """A future done once every log write so far is on disk; None if they already are."""
-        if self._writer is None or self._loop is None or self._written >= self._writer.submitted:
+        if self._writer is None or self._loop is None or not self._writing():
             return None
         future = self._loop.create_future()
         self._waiting.append((self._writer.submitted, future))
@@ -88,6 +89,10 @@ class Hub:
             future = self._waiting.popleft()[1]
             if not future.done():
                 future.set_result(None)
+
+    def _writing(self) -> bool:
+        """Whether the writer thread has jobs it has not reported done."""
+        return self._writer is not None and self._written < self._writer.submitted
 
     def _log(self, job: Callable[[Store], None]) -> None:
         """Run ``job`` on the store, on the writer's thread once there is one (in order)."""
@@ -132,7 +137,10 @@ class Hub:
         if not changed:
             return
         if self.store is not None:
-            self._log(functools.partial(_write, frame, data, dict(state.last_seq)))
+            if self._writing() or len(data) >= _INLINE_WRITE:
+                self._log(functools.partial(_write, frame, data, dict(state.last_seq)))
+            else:  # cheaper than a handoff to the writer, and after all it has written
+                _write(frame, data, state.last_seq, self.store)
         self._notify(frame.run, changed)
 
     def delete(self, run: str) -> bool:
