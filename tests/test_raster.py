@@ -14,6 +14,7 @@ from streamvis.plots.raster import (
     color_keys,
     packed_rgba,
     rasterize,
+    rasterize_segments,
     viewport,
 )
 
@@ -76,3 +77,27 @@ def test_the_page_zoomed_view_is_drawn_and_its_auto_ranges_follow_new_data() -> 
     assert viewport(new, zoomed) == Viewport(2.0, 4.0, 1.0, 3.0, 300, 200)
     backwards = PageFrame((4.0, 2.0), (1.0, 3.0), (300, 200), old)
     assert viewport(new, backwards) == auto_view(new, (300, 200))
+
+
+def draw_segments(ends: list[tuple[float, float, float, float]], **kwargs: object) -> np.ndarray:
+    x0, y0, x1, y1 = (np.array(v, "f4") for v in zip(*ends, strict=True))
+    palette = packed_rgba(["#ff0000", "#0000ff"])
+    return rasterize_segments(x0, y0, x1, y1, VIEW, palette, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_segment_is_a_line_one_pixel_wide_through_its_ends() -> None:
+    image = draw_segments([(10.5, 10.5, 20.5, 15.5)])
+    rows, cols = np.nonzero(image)
+    assert image[10, 10] == RED and image[15, 20] == RED
+    assert sorted(set(cols)) == list(range(10, 21))  # no gap along the longer axis
+    assert len(rows) <= 2 * 11  # thin: about one pixel per column
+    assert not draw_segments([(np.nan, 1.0, 2.0, 3.0)]).any()
+
+
+def test_a_segment_crossing_the_view_is_drawn_inside_it_only_and_later_ones_on_top() -> None:
+    image = draw_segments(
+        [(-1e9, 25.5, 1e9, 25.5), (50.5, -1e9, 50.5, 1e9)], color=np.array([0, 1]), levels=2
+    )
+    assert (image[25] != 0).all() and (image[:, 50] != 0).all()
+    assert image[25, 50] == BLUE and image[25, 49] == RED  # the second crosses the first
+    assert (image != 0).sum() == 100 + 50 - 1

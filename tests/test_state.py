@@ -7,7 +7,7 @@ import pytest
 
 from streamvis import ColorSpec, ShapeError, UnknownPlot
 from streamvis.plots.envelope import DETAIL_ROWS
-from streamvis.plots.raster import RASTER_POINTS, Bounds
+from streamvis.plots.raster import RASTER_POINTS, RASTER_SEGMENTS, Bounds
 from streamvis.protocol import Frame
 from streamvis.specs import PlotSpec
 from streamvis.state import GrowingColumns, RunState
@@ -199,3 +199,16 @@ def test_a_scatter_that_grows_many_points_is_rebuilt_as_an_image(run: RunState) 
     log_axis = PlotSpec("scatter", fig_kwargs={"y_axis_type": "log"})
     run.apply(send.plot("b", log_axis, np.ones((RASTER_POINTS, 2))))
     assert not run.plots["b"].rasterized  # the image is drawn on linear axes only
+
+
+def test_a_line_plot_counts_segments_alike_before_and_after_its_columns_exist(
+    run: RunState,
+) -> None:
+    send, lines = Sender(), PlotSpec("multi_lines", line_dims=(0,), spatial_dim=2)
+    data = np.zeros((RASTER_SEGMENTS, 2, 2), "f4")  # RASTER_SEGMENTS two-point lines
+    run.apply(send.plot("a", lines, data))
+    plot = run.plots["a"]
+    assert plot.points == RASTER_SEGMENTS and plot.rasterized
+    assert len(plot.data) == RASTER_SEGMENTS and plot.points == RASTER_SEGMENTS
+    run.apply(send.plot("a", lines, data))
+    assert run.plots["a"].version == plot.version  # the same glyphs: no rebuild

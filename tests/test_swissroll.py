@@ -15,16 +15,17 @@ from PIL import Image
 import swissroll
 from browser import LINE_LENGTH_JS, Page
 from streamvis import Client
-from streamvis.plots.raster import Viewport, packed_rgba, rasterize
+from streamvis.plots.raster import Viewport, packed_rgba, rasterize, rasterize_segments
 from streamvis.server import StreamvisServer
 from streamvis.specs import resolve_palette
 from test_durability import free_port
 
 STEPS = 12
-# The psamples image once drawn for the page's pixel size, with the view it shows.
-PSAMPLES_IMAGE_JS = """(() => {
+# The image of plot arguments[0] once drawn for the page's pixel size, with the view it shows.
+IMAGE_JS = """(() => {
   const doc = Bokeh.documents[0];
-  const d = doc.get_model_by_name("psamples").data, f = doc.get_model_by_name("psamples:figure");
+  const d = doc.get_model_by_name(arguments[0]).data;
+  const f = doc.get_model_by_name(arguments[0] + ":figure");
   const image = d.image && d.image[0];
   if (!image || image.shape[1] !== f.inner_width || image.shape[0] !== f.inner_height) return null;
   return {x: [d.x[0], d.x[0] + d.dw[0]], y: [d.y[0], d.y[0] + d.dh[0]],
@@ -48,6 +49,20 @@ def grid_xy(
     """Where points (N, 2) of grid cells (N,) go, 8 columns, padding 1.2 of the data's extent."""
     ext = all_points.max(axis=0) - all_points.min(axis=0)
     return points[:, 0] + (cells % 8) * 1.2 * ext[0], points[:, 1] - (cells // 8) * 1.2 * ext[1]
+
+
+def shown_image(page: Page, name: str) -> tuple[Viewport, np.ndarray]:
+    """The view and pixels of plot ``name``, once drawn for the page's frame."""
+    shown = page.wait_for(IMAGE_JS, name)
+    view = Viewport(*shown["x"], *shown["y"], *shown["pixels"])
+    return view, np.array(shown["image"], np.uint32).reshape(view.height, view.width)
+
+
+def pixel(view: Viewport, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, column) of the pixels that hold data points (x, y) in an image of ``view``."""
+    column = np.floor((x - view.x0) / (view.x1 - view.x0) * view.width).astype(int)
+    row = np.floor((y - view.y0) / (view.y1 - view.y0) * view.height).astype(int)
+    return row, column
 
 
 def test_swissroll_dashboard(
@@ -75,28 +90,28 @@ def test_swissroll_dashboard(
             page.column(name, "y"), expected[name][..., 1].ravel(), rtol=1e-6
         )
 
-    mu = expected["mu"]  # (batch 400, timestep 40, spatial 2, points 2): 16000 two-point lines
-    page.wait_for_column_length("mu", "x0", 400 * 40)
-    starts = mu[..., 0].reshape(-1, 2)
+    palette = packed_rgba(resolve_palette("Viridis256"))
+    # (batch 400, timestep 40, spatial 2, points 2): 16000 two-point lines, so an image
+    mu = expected["mu"]
+    view, image = shown_image(page, "mu")
+    starts, ends = mu[..., 0].reshape(-1, 2), mu[..., 1].reshape(-1, 2)
     cells = np.tile(np.arange(40), 400)  # line (b, t) is row b * 40 + t, in cell t
     all_points = np.moveaxis(mu, 2, -1).reshape(-1, 2)
     x0, y0 = grid_xy(starts, cells, all_points)
-    np.testing.assert_allclose(page.column("mu", "x0"), x0, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(page.column("mu", "y0"), y0, rtol=1e-5, atol=1e-5)
+    x1, y1 = grid_xy(ends, cells, all_points)
+    assert image[pixel(view, x0, y0)].all()  # every line is drawn where the grid puts it
+    f32 = [v.astype(np.float32) for v in (x0, y0, x1, y1)]
+    blue = packed_rgba(["#1f77b4"])  # uncolored plots take Bokeh's first default color
+    np.testing.assert_array_equal(image, rasterize_segments(*f32, view, blue))
 
-    # (1000, 41, 2), colored and gridded by axis 1: 41k points, so the page gets an image
+    # (1000, 41, 2), colored and gridded by axis 1: 41k points, so an image too
     samples = expected["psamples"]
+    view, image = shown_image(page, "psamples")
     cells = np.tile(np.arange(41), 1000)
     x, y = grid_xy(samples.reshape(-1, 2), cells, samples.reshape(-1, 2))
-    shown = page.wait_for(PSAMPLES_IMAGE_JS)
-    view = Viewport(*shown["x"], *shown["y"], *shown["pixels"])
-    image = np.array(shown["image"], np.uint32).reshape(view.height, view.width)
-    column = np.floor((x - view.x0) / (view.x1 - view.x0) * view.width).astype(int)
-    row = np.floor((y - view.y0) / (view.y1 - view.y0) * view.height).astype(int)
-    assert image[row, column].all()  # every sample is drawn where the grid puts it
-    palette = packed_rgba(resolve_palette("Viridis256"))
-    expected_image = rasterize(x.astype(np.float32), y.astype(np.float32), view, palette, cells, 41)
-    np.testing.assert_array_equal(image, expected_image)
+    assert image[pixel(view, x, y)].all()  # every sample is drawn where the grid puts it
+    f32 = [v.astype(np.float32) for v in (x, y)]
+    np.testing.assert_array_equal(image, rasterize(*f32, view, palette, cells, 41))
 
     page.all_rendered()
     image = Image.open(io.BytesIO(page.screenshot_png())).convert("RGB")

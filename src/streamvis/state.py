@@ -24,7 +24,7 @@ from .plots.columns import (
     plot_columns,
 )
 from .plots.envelope import DETAIL_ROWS, Envelope
-from .plots.raster import RASTER_POINTS, Bounds, bounds_of
+from .plots.raster import RASTER_POINTS, RASTER_SEGMENTS, Bounds, bounds_of
 from .protocol import Frame
 from .specs import (
     Cell,
@@ -189,26 +189,38 @@ class PlotState:
 
     @property
     def points(self) -> int:
-        """How many points the latest data has (without turning a replace into columns)."""
+        """How many rows (points, segments) the latest data has, without turning a replace
+        into columns."""
         if self.spec.kind == "tandem_lines" or self.raw is None:
             return len(self.data)
-        return math.prod(self.shape) // 2
+        points = math.prod(self.shape) // 2
+        if self.spec.kind == "multi_lines":  # a line has a segment fewer than points
+            return max(points - math.prod(self.shape[d] for d in self.spec.line_dims), 0)
+        return points
 
     @property
     def bounds(self) -> Bounds:
-        """The box around a scatter's finite points (computed once per change of the data)."""
+        """The box around the finite points of a scatter or line plot (computed once per
+        change of the data)."""
         key = (self.generation, len(self.data))
         if self._bounds is None or self._bounds[0] != key:
             columns = self.data.view()
-            self._bounds = (key, bounds_of(columns["x"], columns["y"]))
+            if self.spec.kind == "multi_lines":
+                x = np.concatenate([columns["x0"], columns["x1"]])
+                y = np.concatenate([columns["y0"], columns["y1"]])
+            else:
+                x, y = columns["x"], columns["y"]
+            self._bounds = (key, bounds_of(x, y))
         return self._bounds[1]
 
     @property
     def rasterized(self) -> bool:
-        """Whether pages show this plot as an image: a scatter with too many points to draw
-        one by one (unless an axis is logarithmic: the image is drawn on linear ones)."""
+        """Whether pages show this plot as an image: a scatter or line plot with too many
+        points or segments to draw one by one (unless an axis is logarithmic: the image is
+        drawn on linear ones)."""
         log_axis = "log" in (self.fig_kwargs.get("x_axis_type"), self.fig_kwargs.get("y_axis_type"))
-        return self.spec.kind == "scatter" and self.points >= RASTER_POINTS and not log_axis
+        limit = {"scatter": RASTER_POINTS, "multi_lines": RASTER_SEGMENTS}.get(self.spec.kind)
+        return limit is not None and self.points >= limit and not log_axis
 
     @property
     def glyph_key(self) -> tuple[Any, ...]:

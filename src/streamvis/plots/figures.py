@@ -15,7 +15,15 @@ from ..errors import ArgumentError
 from ..specs import Cell, resolve_palette, sample_palette
 from ..state import PlotState
 from .columns import per_line
-from .raster import Bounds, PageFrame, Viewport, auto_view, packed_rgba, rasterize
+from .raster import (
+    Bounds,
+    PageFrame,
+    Viewport,
+    auto_view,
+    packed_rgba,
+    rasterize,
+    rasterize_segments,
+)
 
 CELL_WIDTH, CELL_HEIGHT = 440, 340
 LINE_WIDTH = 1  # wider lines take 2.5x as long to rasterize in a canvas drawn without a GPU
@@ -131,10 +139,15 @@ def page_data(
 
 
 def _image(plot: PlotState, view: Viewport) -> dict[str, Any]:
-    """A rasterized scatter's one row: the image of ``view`` and the data's bounds."""
+    """A rasterized plot's one row: the image of ``view`` and the data's bounds."""
     columns, color = plot.data.view(), plot.spec.color
     palette = packed_rgba(resolve_palette(color.palette) if color else (_DEFAULT_COLOR,))
-    image = rasterize(columns["x"], columns["y"], view, palette, columns.get("c"), plot.levels)
+    c, levels = columns.get("c"), plot.levels
+    if plot.spec.kind == "multi_lines":
+        x0, y0, x1, y1 = (columns[k] for k in ("x0", "y0", "x1", "y1"))
+        image = rasterize_segments(x0, y0, x1, y1, view, palette, c, levels)
+    else:
+        image = rasterize(columns["x"], columns["y"], view, palette, c, levels)
     b = plot.bounds
     return {
         "image": [image],
