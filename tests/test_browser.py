@@ -9,12 +9,13 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 
-from browser import Page
+from browser import COLUMN_JS, Page
 from streamvis import Client, ColorSpec
 from streamvis.plots.envelope import BUCKETS, TAIL_ROWS
 from streamvis.plots.figures import WEBGL_POINTS
 from streamvis.plots.raster import RASTER_POINTS, packed_rgba
 from streamvis.server import StreamvisServer
+from streamvis.session import LARGE_POINTS
 from streamvis.specs import resolve_palette, sample_palette
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
@@ -263,3 +264,18 @@ def test_a_scatter_of_many_points_is_an_image_of_the_view_redrawn_as_it_zooms_an
         yellow,
     )
     assert (moved["x"], moved["y"]) == (zoomed["x"], zoomed["y"])
+
+
+def test_a_held_back_large_replace_reaches_the_page_once_the_stream_stops(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    page = shows(browser(), server)
+    for step in range(40):  # large replaces come faster than the page may take them
+        client.scatter("pts", np.full((LARGE_POINTS, 2), step, np.float32))
+        client.tandem_lines("loss", step, np.array([step], np.float32))
+        assert client.flush(timeout=10)
+    assert page.wait_for_line_length("loss", 40) == list(range(40))
+    last = f"{COLUMN_JS}[0] === 39 && {COLUMN_JS}.length"
+    assert page.wait_for(last, "pts", "x") == LARGE_POINTS

@@ -129,7 +129,9 @@ class DocumentView:
         self._views: dict[str, _PlotView] = {}
         self._grid: GridBox | None = None
         self._dirty: set[str] = set()
-        self._scheduled: Any = None  # the pending callback, if any
+        self._deferred: dict[str, float] = {}  # large replaces held back: when they may go
+        self._scheduled: Any = None  # the pending callback, if any...
+        self._scheduled_at = 0.0  # ...and when it runs
         self._last_update = 0.0
         self._sent = self._echoed = 0  # clock ticks sent to the page, and echoed back
         self._sent_at = 0.0
@@ -148,16 +150,35 @@ class DocumentView:
         self._schedule()
 
     def _schedule(self) -> None:
-        if self._scheduled is not None or not self._dirty:
-            return
+        """Make sure an update runs when the next change may go (sooner if one is pending
+        for later: a held-back large replace must not hold back the rest)."""
         now = time.monotonic()
-        wait = self._last_update + self.interval - now
-        if self._waiting_for_page(now):
-            wait = max(wait, self._sent_at + ACK_TIMEOUT - now)
-        if wait > 0:
-            self._scheduled = self.doc.add_timeout_callback(self._update, int(wait * 1000) + 1)
+        if self._dirty:
+            due = self._last_update + self.interval
+            if self._waiting_for_page(now):
+                due = max(due, self._sent_at + ACK_TIMEOUT)
+        elif self._deferred:  # goes with the next change; alone only if none comes soon
+            due = min(self._deferred.values()) + self.interval
+        else:
+            return
+        if self._scheduled is not None and (self._scheduled_at <= due or not self._unschedule()):
+            return
+        self._scheduled_at = due
+        if due > now:
+            self._scheduled = self.doc.add_timeout_callback(
+                self._update, int((due - now) * 1000) + 1
+            )
         else:
             self._scheduled = self.doc.add_next_tick_callback(self._update)
+
+    def _unschedule(self) -> bool:
+        """Cancel the pending update; False if it cannot be (it is running or has run)."""
+        try:
+            self.doc.remove_timeout_callback(self._scheduled)
+        except ValueError:  # it was a next-tick callback, or it already ran
+            return False
+        self._scheduled = None
+        return True
 
     def _waiting_for_page(self, now: float) -> bool:
         return self._echoed < self._sent and now - self._sent_at < ACK_TIMEOUT
@@ -178,12 +199,8 @@ class DocumentView:
                     # decoding, applying and painting it
                     self._views[name].cost = time.monotonic() - sent_at
         self._use_gpu(gpu == "gpu")
-        if self._scheduled is not None and self._echoed >= self._sent:
-            try:
-                self.doc.remove_timeout_callback(self._scheduled)
-            except ValueError:  # it was a next-tick callback, or it already ran
-                return
-            self._scheduled = None
+        if self._scheduled is not None and self._echoed >= self._sent and not self._unschedule():
+            return
         self._schedule()
 
     def _use_gpu(self, gpu: bool) -> None:
@@ -202,9 +219,12 @@ class DocumentView:
         if self._waiting_for_page(now):
             self._schedule()
             return
-        dirty, self._dirty = self._dirty, set()
+        due = {name for name, at in self._deferred.items() if at <= now}
+        dirty, self._dirty = self._dirty | due, set()
+        for name in due:
+            del self._deferred[name]
         state = self._lookup(self.run)
-        changed, retry, large = True, None, []
+        changed, large = True, []
         if "" in dirty or state is None:
             self._rebuild()
         else:
@@ -220,8 +240,7 @@ class DocumentView:
                     if _is_large(state.plots[name]):
                         large.append(name)
                 elif wait > 0:
-                    self._dirty.add(name)
-                    retry = wait if retry is None else min(retry, wait)
+                    self._deferred[name] = now + wait
         if changed:
             self._last_update = self._sent_at = now
             self._sent += 1
@@ -230,8 +249,7 @@ class DocumentView:
                 if len(self._large) > _LARGE_TICKS:  # a page that never echoes
                     del self._large[next(iter(self._large))]
             self._clock.tags = [self._sent]
-        if retry is not None and self._scheduled is None:
-            self._scheduled = self.doc.add_timeout_callback(self._update, int(retry * 1000) + 1)
+        self._schedule()
 
     def _sync(self, state: RunState, name: str, now: float) -> float | None:
         """Bring one plot up to date. Returns None if it sent something, 0 if there was
@@ -248,6 +266,10 @@ class DocumentView:
             shown = view.showing(plot)
             if shown == view.shown:
                 return 0
+            new_data = view.generation != plot.generation or view.rows != len(plot.data)
+            wait = view.replaced_at + view.replace_interval() - now
+            if new_data and wait > 0:  # spaced as large replaces are; a new frame goes at once
+                return wait
             view.source.data = page_data(plot, view=shown[2])
         elif view.generation != plot.generation:
             wait = view.replaced_at + view.replace_interval() - now
@@ -358,9 +380,9 @@ class DocumentView:
 
 
 def _is_large(plot: PlotState) -> bool:
-    """Whether sending all of ``plot`` costs the page visible work (a summary or an image
-    never does)."""
-    return plot.points >= LARGE_POINTS and not plot.summarized and not plot.rasterized
+    """Whether sending all of ``plot`` costs the page visible work (a summary never does;
+    an image does, if far less than its points would)."""
+    return plot.points >= LARGE_POINTS and not plot.summarized
 
 
 def _shown(plot: PlotState, rows: tuple[int, int] | None) -> Any:
