@@ -228,7 +228,9 @@ def report(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) ->
 class ServerProcess:
     """``python -m streamvis.cli`` on free loopback ports, as its own process."""
 
-    def __init__(self, run_name: str = "default", timeout: float = 30.0) -> None:
+    def __init__(
+        self, run_name: str = "default", timeout: float = 30.0, args: tuple[str, ...] = ()
+    ) -> None:
         import subprocess
         import tempfile
 
@@ -250,6 +252,7 @@ class ServerProcess:
                 run_name,
                 "--log_level",
                 "WARNING",
+                *args,
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,

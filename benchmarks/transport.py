@@ -331,13 +331,19 @@ def processes_setup(args: argparse.Namespace, duration: float) -> dict[str, Any]
             if not selector.select(30):
                 raise RuntimeError("the bare server process did not start in 30 s")
         port = int(bare.stdout.readline())
-        with _common.ServerProcess(RUN) as server:
+        # As deployed, the server logs every frame to its data folder; --no_persist does not.
+        with (
+            _common.ServerProcess(RUN) as server,
+            _common.ServerProcess(RUN, args=("--no_persist",)) as memory,
+        ):
             client = Client(server.address, RUN, exit_timeout=30)
+            in_memory = Client(memory.address, RUN, exit_timeout=30)
             try:
                 rows = compare(
                     {
                         "bare": lambda a, n: bare_run(port, a, n),
                         "streamvis": lambda a, n: streamvis_run(client, a, n),
+                        "no_persist": lambda a, n: streamvis_run(in_memory, a, n),
                     },
                     duration,
                     1,
@@ -345,6 +351,7 @@ def processes_setup(args: argparse.Namespace, duration: float) -> dict[str, Any]
                 )
             finally:
                 client.close(timeout=30)
+                in_memory.close(timeout=30)
     finally:
         if bare.stdin is not None:
             bare.stdin.close()
@@ -435,10 +442,15 @@ def main() -> None:
         ],
     )
     _common.report(
-        "ingest, servers in their own process (informational): bare vs streamvis, append=True",
-        RATE_HEADERS,
-        _rate_rows(processes["rows"]),
-    )
+        "ingest, servers in their own process (informational): bare vs streamvis_server "
+        "(logging every frame, as deployed) and with --no_persist, append=True",
+        (*RATE_HEADERS, "no_persist frames/s", "MB/s", "nop/bare"),
+        [
+            (*row, r["no_persist"]["frames_per_s"], r["no_persist"]["mb_per_s"],
+             r["no_persist"]["frames_per_s"] / r["bare"]["frames_per_s"])
+            for row, r in zip(_rate_rows(processes["rows"]), processes["rows"], strict=True)
+        ],
+    )  # fmt: skip
     targets = []
     for r in threads["rows"]:
         if r["bytes"] <= 4096:
@@ -462,7 +474,9 @@ def main() -> None:
         "storing: copying each payload into new memory and keeping it, as a server that "
         "keeps appends must at least (informational)",
         "targets use the threads setup (one process, the GIL shared by client and server); "
-        "the processes setup runs each server as its own process",
+        "the processes setup runs each server as its own process: streamvis_server with "
+        "its default data folder (every frame logged before it is acknowledged) and with "
+        "--no_persist",
         f"medians over {repeats} runs of a calibrated frame count (~{duration} s each)",
     ]
     _common.finish(
