@@ -208,6 +208,24 @@ def test_the_server_acknowledges_frames_once_its_log_holds_them(
         assert [f.arrays[0][0, 0] for f in logged if f.op == "plot"] == list(range(8))
 
 
+def test_a_log_the_server_cannot_write_is_reported_to_the_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(server_module, "_write", full_disk)  # the writer thread's disk
+    with (
+        serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as srv,
+        Client(f"127.0.0.1:{srv.ingest_port}", "full", exit_timeout=5) as client,
+    ):
+        client.set_layout(LAYOUT)
+        client.scatter("pts", np.zeros((10_000, 2), np.float32), append=True)  # 80 kB
+        with pytest.raises(ServerError, match=r"could not write a run log.*No space left"):
+            client.flush(timeout=10)
+        assert len(srv.hub.runs["full"].plots["pts"].data) == 10_000  # shown all the same
+
+
 def test_deleting_a_run_needs_the_token_when_one_is_set() -> None:
     with serve_in_thread(ingest_port=0, bokeh_port=0, token="s3cret") as srv:
         url = f"http://127.0.0.1:{srv.bokeh_port}/runs/any"

@@ -6,6 +6,7 @@ import numpy as np
 
 from streamvis.plots.raster import (
     MARKER_SIZE,
+    MAX_PIXELS,
     Bounds,
     PageFrame,
     Viewport,
@@ -75,8 +76,13 @@ def test_the_page_zoomed_view_is_drawn_and_its_auto_ranges_follow_new_data() -> 
     assert viewport(new, page) == auto_view(new, (300, 200))
     zoomed = PageFrame((2.0, 4.0), (1.0, 3.0), (300, 200), old)
     assert viewport(new, zoomed) == Viewport(2.0, 4.0, 1.0, 3.0, 300, 200)
-    backwards = PageFrame((4.0, 2.0), (1.0, 3.0), (300, 200), old)
-    assert viewport(new, backwards) == auto_view(new, (300, 200))
+    flipped = PageFrame((4.0, 2.0), (1.0, 3.0), (300, 200), old)
+    assert viewport(new, flipped) == Viewport(2.0, 4.0, 1.0, 3.0, 300, 200)
+    fixed_x = PageFrame((2.0, 4.0), (following.y0, following.y1), (300, 200), old)
+    follows_y = auto_view(new, (300, 200))  # each axis on its own: x stays, y follows the data
+    assert viewport(new, fixed_x) == Viewport(2.0, 4.0, follows_y.y0, follows_y.y1, 300, 200)
+    huge = PageFrame(None, None, (10_000, 200), None)
+    assert viewport(new, huge).width == MAX_PIXELS
 
 
 def draw_segments(ends: list[tuple[float, float, float, float]], **kwargs: object) -> np.ndarray:
@@ -101,3 +107,13 @@ def test_a_segment_crossing_the_view_is_drawn_inside_it_only_and_later_ones_on_t
     assert (image[25] != 0).all() and (image[:, 50] != 0).all()
     assert image[25, 50] == BLUE and image[25, 49] == RED  # the second crosses the first
     assert (image != 0).sum() == 100 + 50 - 1
+
+
+def test_a_segment_cut_at_the_edge_of_the_view_has_no_gaps() -> None:
+    palette = packed_rgba(["#ff0000"])
+    for width in (400, 1600):  # the cut puts samples on whole pixels, where rounding bites
+        view = Viewport(0.0, 1.0, 0.0, 1.0, width, 300)
+        for x0, x1 in ((0.0, 1.0), (-0.5, 1.5), (-1e6, 1e6)):
+            ends = (np.array([v]) for v in (x0, 0.5, x1, 0.5))
+            image = rasterize_segments(*ends, view, palette)  # type: ignore[call-arg]
+            assert (image[150] != 0).all(), (width, x0, x1)

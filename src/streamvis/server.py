@@ -16,7 +16,6 @@ import ipaddress
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from http import HTTPStatus
 from pathlib import Path
@@ -40,7 +39,7 @@ from .errors import ArgumentError, ProtocolError, StreamvisError
 from .plots.figures import check_fig_kwargs
 from .session import DocumentView
 from .state import RunState
-from .store import Store, Writer
+from .store import Store, WriteBehind
 
 log = logging.getLogger("streamvis.server")
 
@@ -60,55 +59,32 @@ class Hub:
         self.runs: dict[str, RunState] = {}
         self.store = store
         self._views: dict[str, set[DocumentView]] = {}
-        self._writer: Writer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._written = 0
-        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._behind: WriteBehind | None = None
 
-    def write_behind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Write logs on a thread of their own from now on (``loop`` hears when they are)."""
-        if self.store is not None and self._writer is None:
-            self._loop = loop
+    def write_behind(self) -> None:
+        """Write logs on a thread of their own from now on (call on the serving loop)."""
+        if self.store is not None and self._behind is None:
+            self._behind = WriteBehind()
 
-            def written(done: int) -> None:
-                loop.call_soon_threadsafe(self._on_written, done)
-
-            self._writer = Writer(written)
-
-    def written(self) -> asyncio.Future[None] | None:
-        """A future done once every log write so far is on disk; None if they already are."""
-        if self._writer is None or self._loop is None or not self._writing():
-            return None
-        future = self._loop.create_future()
-        self._waiting.append((self._writer.submitted, future))
-        return future
-
-    def _on_written(self, done: int) -> None:
-        self._written = done
-        while self._waiting and self._waiting[0][0] <= done:
-            future = self._waiting.popleft()[1]
-            if not future.done():
-                future.set_result(None)
-
-    def _writing(self) -> bool:
-        """Whether the writer thread has jobs it has not reported done."""
-        return self._writer is not None and self._written < self._writer.submitted
+    def written(self) -> asyncio.Future[list[str]] | None:
+        """A future done once every log write so far is on disk (with what failed); None if
+        they already are."""
+        return self._behind.written() if self._behind is not None else None
 
     def _log(self, job: Callable[[Store], None]) -> None:
         """Run ``job`` on the store, on the writer's thread once there is one (in order)."""
         if self.store is None:
             return
-        if self._writer is None:
+        if self._behind is None:
             job(self.store)
         else:
-            self._writer.submit(functools.partial(job, self.store))
+            self._behind.submit(functools.partial(job, self.store))
 
     def close(self) -> None:
         """Finish writing the logs and close them."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-            self._on_written(self._written)
+        if self._behind is not None:
+            self._behind.close()
+            self._behind = None
         if self.store is not None:
             self.store.close()
 
@@ -137,10 +113,11 @@ class Hub:
         if not changed:
             return
         if self.store is not None:
-            if self._writing() or len(data) >= _INLINE_WRITE:
+            behind = self._behind
+            if behind is not None and (behind.busy or len(data) >= _INLINE_WRITE):
                 self._log(functools.partial(_write, frame, data, dict(state.last_seq)))
-            else:  # cheaper than a handoff to the writer, and after all it has written
-                _write(frame, data, state.last_seq, self.store)
+            elif _append(frame, data, self.store):  # inline: cheaper than a handoff
+                self._log(functools.partial(_compact, frame.run, dict(state.last_seq)))
         self._notify(frame.run, changed)
 
     def delete(self, run: str) -> bool:
@@ -172,11 +149,21 @@ class Hub:
 def _write(
     frame: protocol.Frame, data: bytes | memoryview, last_seq: dict[str, int], store: Store
 ) -> None:
-    """Log an applied frame (and compact the log when replaced data outweighs the rest)."""
+    """Log an applied frame, and compact the log if it is due."""
+    if _append(frame, data, store):
+        _compact(frame.run, last_seq, store)
+
+
+def _append(frame: protocol.Frame, data: bytes | memoryview, store: Store) -> bool:
+    """Log an applied frame; return whether the log is due for compaction."""
     runlog = store.open(frame.run)
     runlog.append(frame, data)
-    if frame.op == "clear" or runlog.needs_compaction():
-        runlog.compact(last_seq, frame.run)
+    return frame.op == "clear" or runlog.needs_compaction()
+
+
+def _compact(run: str, last_seq: dict[str, int], store: Store) -> None:
+    """Rewrite a run's log with only its live records (replaced data outweighs them)."""
+    store.open(run).compact(last_seq, run)
 
 
 class _RunsHandler(RequestHandler):
@@ -251,7 +238,7 @@ class StreamvisServer:
         self._origins = list(allow_websocket_origin)
         self._bokeh: BaseServer | None = None
         self._ingest: Server | None = None
-        self._pending_acks: set[asyncio.Future[None]] = set()
+        self._pending_acks: set[asyncio.Future[None]] = set()  # acks waiting for the log
 
     @property
     def ingest_port(self) -> int:
@@ -274,7 +261,6 @@ class StreamvisServer:
     async def start(self) -> None:
         """Start listening on both ports; returns at once (the loop keeps serving)."""
         self.hub.load()
-        self.hub.write_behind(asyncio.get_running_loop())
         sockets, self._bokeh_port = bind_sockets(self.host, self._requested_ports[1])
         try:
             hosts = [f"{h}:{self._bokeh_port}" for h in ("localhost", "127.0.0.1", self.host)]
@@ -308,6 +294,7 @@ class StreamvisServer:
             for sock in sockets:
                 sock.close()
             raise
+        self.hub.write_behind()
         log.info(
             "streamvis: pages at %s, ingest at ws://%s:%d%s",
             self.url,
@@ -393,10 +380,12 @@ class StreamvisServer:
 
     @staticmethod
     async def _send_after(
-        ws: ServerConnection, written: asyncio.Future[None], reply: dict[str, Any]
+        ws: ServerConnection, written: asyncio.Future[list[str]], reply: dict[str, Any]
     ) -> None:
-        await written
+        failures = await written
         with contextlib.suppress(websockets.ConnectionClosed):  # the client resends it all
+            for failure in failures:
+                await ws.send(protocol.encode_reply({"err": failure}))
             await ws.send(protocol.encode_reply(reply))
 
     def _receive(self, message: bytes | str, peer: Any) -> list[dict[str, Any]]:

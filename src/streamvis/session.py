@@ -5,8 +5,9 @@ the document's own callbacks (the one safe way in from outside the document lock
 update sends each plot the difference since the last one: a ``stream`` of the new rows for
 appends, one ``data`` assignment for the latest replace. A line plot's page source holds a
 row per line, so its new rows come as one ``data`` assignment of all of them (a summary
-once there are too many). A scatter of many points is an image drawn for the page's ranges
-and pixel size, which the page sends back; it is drawn again when they or the data change.
+once there are too many). A scatter or line plot of many points is an image drawn for the
+page's ranges and pixel size, which the page sends back; it is drawn again when they or the
+data change.
 
 Updates go out one at a time: each ends by ticking a hidden clock model, and the page
 echoes the tick back from the animation frame that paints it (saying too whether its WebGL
@@ -82,11 +83,12 @@ class _PlotView:
     replaced_at: float = 0.0
     cost: float = 0.0  # seconds from sending an update with a large replace here to its echo
     window: tuple[float, float] | None = None  # the x range the page shows, once it told us
-    shown: Any = None  # for a summarized plot: what the page holds (see _shown)
+    shown: Any = None  # what the page holds of a summarized or rasterized plot (see showing)
 
-    def replace_interval(self) -> float:
-        """The least time between two large replaces of this plot."""
-        return max(LARGE_INTERVAL, self.cost / LARGE_SHARE)
+    def replace_wait(self, now: float) -> float:
+        """Seconds until this plot may take another large replace (the least time between
+        two is LARGE_INTERVAL, or more if their paints took more than LARGE_SHARE)."""
+        return self.replaced_at + max(LARGE_INTERVAL, self.cost / LARGE_SHARE) - now
 
     def showing(self, plot: PlotState, rows: tuple[int, int] | None = None) -> Any:
         """What the page holds of ``plot`` once sent it as it is now (``rows`` in detail, if
@@ -155,12 +157,12 @@ class DocumentView:
         now = time.monotonic()
         if self._dirty:
             due = self._last_update + self.interval
-            if self._waiting_for_page(now):
-                due = max(due, self._sent_at + ACK_TIMEOUT)
         elif self._deferred:  # goes with the next change; alone only if none comes soon
             due = min(self._deferred.values()) + self.interval
         else:
             return
+        if self._waiting_for_page(now):  # the page's echo reschedules sooner
+            due = max(due, self._sent_at + ACK_TIMEOUT)
         if self._scheduled is not None and (self._scheduled_at <= due or not self._unschedule()):
             return
         self._scheduled_at = due
@@ -267,12 +269,12 @@ class DocumentView:
             if shown == view.shown:
                 return 0
             new_data = view.generation != plot.generation or view.rows != len(plot.data)
-            wait = view.replaced_at + view.replace_interval() - now
+            wait = view.replace_wait(now)
             if new_data and wait > 0:  # spaced as large replaces are; a new frame goes at once
                 return wait
             view.source.data = page_data(plot, view=shown[2])
         elif view.generation != plot.generation:
-            wait = view.replaced_at + view.replace_interval() - now
+            wait = view.replace_wait(now)
             if _is_large(plot) and wait > 0:
                 return wait
             shown = view.showing(plot)

@@ -15,6 +15,7 @@ its last sequence number, so duplicates are still recognised after a compaction.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import struct
@@ -211,9 +212,10 @@ class Store:
 
 class Writer:
     """Runs log writes on a thread of its own, in the order submitted, so the event loop
-    never waits for the disk; ``written(n)`` is called from that thread once jobs 1..n ran."""
+    never waits for the disk. ``written(n, failures)`` is called from that thread once jobs
+    1..n have run, with what went wrong in those it has not reported yet."""
 
-    def __init__(self, written: Callable[[int], None]) -> None:
+    def __init__(self, written: Callable[[int, list[str]], None]) -> None:
         self._written = written
         self._jobs: deque[Callable[[], None]] = deque()
         self._ready = threading.Condition()
@@ -246,13 +248,66 @@ class Writer:
                 jobs, self._jobs = self._jobs, deque()
             if not jobs:
                 return
+            failures = []
             for job in jobs:
                 try:
                     job()
-                except Exception:
-                    log.exception(
-                        "writing a run log failed: the data is shown, but a restarted server "
-                        "will not replay it (is the disk full?)"
+                except Exception as exc:
+                    log.exception("writing a run log failed")
+                    failures.append(
+                        f"the server could not write a run log ({exc!r}): the data is shown, "
+                        "but a restarted server will not have it; free space under --data_dir "
+                        "or run the server with --no_persist"
                     )
             done += len(jobs)
-            self._written(done)
+            try:
+                self._written(done, failures)
+            except Exception:  # e.g. the loop that listened has closed: keep writing
+                log.exception("reporting written log records failed")
+
+
+class WriteBehind:
+    """A :class:`Writer` whose progress an asyncio loop follows (create it on that loop)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._done = 0
+        self._failures: list[str] = []
+        self._waiting: deque[tuple[int, asyncio.Future[list[str]]]] = deque()
+        self._writer = Writer(self._report)
+
+    @property
+    def busy(self) -> bool:
+        """Whether jobs are queued or running (as far as the loop has heard)."""
+        return self._done < self._writer.submitted
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the writer's thread, after every job submitted before it."""
+        self._writer.submit(job)
+
+    def written(self) -> asyncio.Future[list[str]] | None:
+        """A future done once every job so far has run, with the failures not yet reported
+        elsewhere; None if they have all run and none failed unreported."""
+        if not self.busy and not self._failures:
+            return None
+        future = self._loop.create_future()
+        self._waiting.append((self._writer.submitted, future))
+        self._on_written(self._done, [])
+        return future
+
+    def close(self) -> None:
+        """Run every queued job, then stop the writer's thread."""
+        self._writer.close()
+        self._on_written(self._writer.submitted, [])
+
+    def _report(self, done: int, failures: list[str]) -> None:
+        self._loop.call_soon_threadsafe(self._on_written, done, failures)
+
+    def _on_written(self, done: int, failures: list[str]) -> None:
+        self._done = max(self._done, done)
+        self._failures.extend(failures)
+        while self._waiting and self._waiting[0][0] <= self._done:
+            future = self._waiting.popleft()[1]
+            if not future.done():
+                future.set_result(self._failures)
+                self._failures = []

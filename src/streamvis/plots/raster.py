@@ -16,11 +16,14 @@ import numpy as np
 
 RASTER_POINTS = 20_000  # scatters with this many points are drawn as an image...
 RASTER_SEGMENTS = 10_000  # ...and line plots with this many segments (each paints faster)
-MAX_SAMPLES = 4_000_000  # points drawn along segments for one image, at most
 MARKER_SIZE = 5  # the diameter in pixels of a marker, as the page draws scatters
 MARKER_ALPHA = 0.8
 RANGE_PADDING = 0.1  # Bokeh's DataRange1d default: the auto range adds this share of the span
 DEFAULT_PIXELS = (400, 300)  # the frame's size in pixels until the page says it
+MAX_PIXELS = 2048  # larger frames get a stretched image: the cost grows with its area
+# Points drawn along segments for one image, at most: per pixel, and in all (~80 ms here).
+# Past that, segments that cross one another many times over are drawn dotted.
+SAMPLES_PER_PIXEL, MAX_SAMPLES = 8, 2_000_000
 
 
 @dataclass(frozen=True)
@@ -87,28 +90,32 @@ class PageFrame:
 
 
 def viewport(bounds: Bounds, frame: PageFrame) -> Viewport:
-    """The view to draw ``bounds``'s points for: the page's own ranges once it has zoomed or
-    panned; while its ranges are still the auto ranges of the data it was sent, the auto
-    ranges of these bounds, which the page is about to take."""
-    pixels = frame.pixels if frame.pixels and min(frame.pixels) > 0 else DEFAULT_PIXELS
+    """The view to draw ``bounds``'s points for, axis by axis: the page's own range once it
+    has zoomed or panned (or was given one); while the range is still the auto range of the
+    data it was sent, the auto range of these bounds, which the page is about to take."""
+    width, height = frame.pixels if frame.pixels and min(frame.pixels) > 0 else DEFAULT_PIXELS
+    pixels = min(width, MAX_PIXELS), min(height, MAX_PIXELS)
     auto = auto_view(bounds, pixels)
-    if frame.x_range is None or frame.y_range is None:
-        return auto
-    page = Viewport(*frame.x_range, *frame.y_range, *pixels)
-    if not page.usable or (frame.sent is not None and _same(page, auto_view(frame.sent, pixels))):
-        return auto
-    return page
+    sent = auto_view(frame.sent, pixels) if frame.sent is not None else None
+    x = _axis(frame.x_range, (auto.x0, auto.x1), None if sent is None else (sent.x0, sent.x1))
+    y = _axis(frame.y_range, (auto.y0, auto.y1), None if sent is None else (sent.y0, sent.y1))
+    return Viewport(*x, *y, *pixels)
 
 
-def _same(a: Viewport, b: Viewport) -> bool:
-    """Equal up to rounding (the page computes its auto ranges in its own arithmetic)."""
-    dx, dy = 1e-9 * (b.x1 - b.x0), 1e-9 * (b.y1 - b.y0)
-    return (
-        abs(a.x0 - b.x0) <= dx
-        and abs(a.x1 - b.x1) <= dx
-        and abs(a.y0 - b.y0) <= dy
-        and abs(a.y1 - b.y1) <= dy
-    )
+def _axis(
+    page: tuple[float, float] | None, auto: tuple[float, float], sent: tuple[float, float] | None
+) -> tuple[float, float]:
+    """One axis of :func:`viewport` (a flipped range is drawn as its increasing twin)."""
+    if page is None:
+        return auto
+    low, high = sorted(page)
+    if not (math.isfinite(low) and math.isfinite(high) and high > low):
+        return auto
+    if sent is not None and all(
+        abs(p - q) <= 1e-9 * (sent[1] - sent[0]) for p, q in zip(page, sent, strict=True)
+    ):
+        return auto  # equal up to rounding: the page computes auto ranges in its arithmetic
+    return low, high
 
 
 def packed_rgba(colors: Sequence[str], alpha: float = MARKER_ALPHA) -> np.ndarray:
@@ -197,7 +204,7 @@ def _along(
     width: int,
     height: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Points a pixel apart along each segment's part inside the image (plus a pixel):
+    """Points half a pixel apart along each segment's part inside the image (plus a pixel):
     (the segment of each point, its column, its row)."""
     d_column, d_row = column1 - column0, row1 - row0
     low, high = np.zeros(len(column0)), np.ones(len(column0))
@@ -210,9 +217,10 @@ def _along(
         kept = np.flatnonzero(finite & (low <= high))
         low, high = low[kept], high[kept]
         length = (high - low) * np.maximum(np.abs(d_column[kept]), np.abs(d_row[kept]))
-    counts = np.ceil(length).astype(np.int64) + 1
-    if counts.sum() > MAX_SAMPLES:  # long segments in a deep zoom: fewer points each
-        counts = np.maximum(counts * MAX_SAMPLES // counts.sum(), 1)
+    counts = np.ceil(2 * length).astype(np.int64) + 1  # half a pixel apart: no pixel skipped
+    budget = min(SAMPLES_PER_PIXEL * width * height, MAX_SAMPLES)
+    if counts.sum() > budget:  # long segments crossing each other: fewer points each
+        counts = np.maximum(counts * budget // counts.sum(), 1)
     owner = np.repeat(np.arange(len(kept)), counts)
     step = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
     t = low[owner] + (high - low)[owner] * (step / np.maximum(counts - 1, 1)[owner])
@@ -235,8 +243,7 @@ def _stamp(
     padded_width = width + 2 * reach
     flat = np.full((height + 2 * reach) * padded_width, -1, np.int64)
     cells = (row[which] + reach) * padded_width + (column[which] + reach)
-    # numpy assigns in index order, so where items share a pixel the last one stays.
-    flat[cells.astype(np.int64)] = which
+    np.maximum.at(flat, cells.astype(np.int64), which)  # where items share a pixel, the last
     last = flat.reshape(height + 2 * reach, padded_width)
     shown = np.full((height, width), -1, np.int64)
     for dy, dx in offsets:  # an item at (r, c) covers (r + dy, c + dx): the latest wins
