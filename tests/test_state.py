@@ -212,3 +212,14 @@ def test_a_line_plot_counts_segments_alike_before_and_after_its_columns_exist(
     assert len(plot.data) == RASTER_SEGMENTS and plot.points == RASTER_SEGMENTS
     run.apply(send.plot("a", lines, data))
     assert run.plots["a"].version == plot.version  # the same glyphs: no rebuild
+
+
+def test_replaces_near_the_image_limit_do_not_flip_the_figure_back_and_forth(
+    run: RunState,
+) -> None:
+    send, scatter = Sender(), PlotSpec("scatter")
+    for n, image in ((RASTER_POINTS, True), (RASTER_POINTS - 1, True), (RASTER_POINTS // 2, True)):
+        run.apply(send.plot("a", scatter, np.zeros((n, 2), "f4")))
+        assert run.plots["a"].rasterized is image and run.plots["a"].version == 0, n
+    run.apply(send.plot("a", scatter, np.zeros((RASTER_POINTS // 2 - 1, 2), "f4")))
+    assert not run.plots["a"].rasterized and run.plots["a"].version == 1

@@ -141,6 +141,7 @@ class PlotState:
     _envelope: Envelope | None = None
     _summed_rows: int = 0  # rows the envelope has been given (the last whole bucket's end may lag)
     _bounds: tuple[tuple[int, int], Bounds] | None = None  # and the (generation, rows) they hold
+    was_rasterized: bool = False  # the plot it replaced was an image: half as many points do
 
     @property
     def data(self) -> GrowingColumns:
@@ -220,6 +221,8 @@ class PlotState:
         drawn on linear ones)."""
         log_axis = "log" in (self.fig_kwargs.get("x_axis_type"), self.fig_kwargs.get("y_axis_type"))
         limit = {"scatter": RASTER_POINTS, "multi_lines": RASTER_SEGMENTS}.get(self.spec.kind)
+        if limit is not None and self.was_rasterized:  # replaces near the limit don't flip it
+            limit //= 2
         return limit is not None and self.points >= limit and not log_axis
 
     @property
@@ -323,6 +326,7 @@ class RunState:
             spec=spec,
             fig_kwargs=old.fig_kwargs if old is not None else {},
             raw=arrays,
+            was_rasterized=old is not None and old.rasterized,
             levels=color_levels(arrays[0].shape, spec),
             lines=arrays[1].shape[0] if spec.kind == "tandem_lines" else 0,
             shape=data_shape(spec, arrays),
