@@ -335,23 +335,19 @@ def processes_setup(args: argparse.Namespace, duration: float) -> dict[str, Any]
         with (
             _common.ServerProcess(RUN) as server,
             _common.ServerProcess(RUN, args=("--no_persist",)) as memory,
+            Client(server.address, RUN, exit_timeout=30) as client,
+            Client(memory.address, RUN, exit_timeout=30) as in_memory,
         ):
-            client = Client(server.address, RUN, exit_timeout=30)
-            in_memory = Client(memory.address, RUN, exit_timeout=30)
-            try:
-                rows = compare(
-                    {
-                        "bare": lambda a, n: bare_run(port, a, n),
-                        "streamvis": lambda a, n: streamvis_run(client, a, n),
-                        "no_persist": lambda a, n: streamvis_run(in_memory, a, n),
-                    },
-                    duration,
-                    1,
-                    max_bytes,
-                )
-            finally:
-                client.close(timeout=30)
-                in_memory.close(timeout=30)
+            rows = compare(
+                {
+                    "bare": lambda a, n: bare_run(port, a, n),
+                    "streamvis": lambda a, n: streamvis_run(client, a, n),
+                    "no_persist": lambda a, n: streamvis_run(in_memory, a, n),
+                },
+                duration,
+                1,
+                max_bytes,
+            )
     finally:
         if bare.stdin is not None:
             bare.stdin.close()

@@ -20,12 +20,12 @@ from streamvis.plots.raster import (
 )
 
 VIEW = Viewport(0.0, 100.0, 0.0, 50.0, width=100, height=50)  # one pixel per unit
-RED, BLUE = packed_rgba(["#ff0000", "#0000ff"])
+PALETTE = packed_rgba(["#ff0000", "#0000ff"])
+RED, BLUE = PALETTE
 
 
 def draw(x: list[float], y: list[float], **kwargs: object) -> np.ndarray:
-    palette = packed_rgba(["#ff0000", "#0000ff"])
-    return rasterize(np.array(x, "f4"), np.array(y, "f4"), VIEW, palette, **kwargs)  # type: ignore[arg-type]
+    return rasterize(np.array(x, "f4"), np.array(y, "f4"), VIEW, PALETTE, **kwargs)  # type: ignore[arg-type]
 
 
 def test_pixels_are_the_bytes_r_g_b_a_that_image_rgba_reads() -> None:
@@ -87,8 +87,7 @@ def test_the_page_zoomed_view_is_drawn_and_its_auto_ranges_follow_new_data() -> 
 
 def draw_segments(ends: list[tuple[float, float, float, float]], **kwargs: object) -> np.ndarray:
     x0, y0, x1, y1 = (np.array(v, "f4") for v in zip(*ends, strict=True))
-    palette = packed_rgba(["#ff0000", "#0000ff"])
-    return rasterize_segments(x0, y0, x1, y1, VIEW, palette, **kwargs)  # type: ignore[arg-type]
+    return rasterize_segments(x0, y0, x1, y1, VIEW, PALETTE, **kwargs)  # type: ignore[arg-type]
 
 
 def test_a_segment_is_a_line_one_pixel_wide_through_its_ends() -> None:

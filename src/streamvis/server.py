@@ -39,7 +39,7 @@ from .errors import ArgumentError, ProtocolError, StreamvisError
 from .plots.figures import check_fig_kwargs
 from .session import DocumentView
 from .state import RunState
-from .store import Store, WriteBehind
+from .store import Store, Writer
 
 log = logging.getLogger("streamvis.server")
 
@@ -59,32 +59,32 @@ class Hub:
         self.runs: dict[str, RunState] = {}
         self.store = store
         self._views: dict[str, set[DocumentView]] = {}
-        self._behind: WriteBehind | None = None
+        self._writer: Writer | None = None
 
     def write_behind(self) -> None:
         """Write logs on a thread of their own from now on (call on the serving loop)."""
-        if self.store is not None and self._behind is None:
-            self._behind = WriteBehind()
+        if self.store is not None and self._writer is None:
+            self._writer = Writer()
 
     def written(self) -> asyncio.Future[list[str]] | None:
         """A future done once every log write so far is on disk (with what failed); None if
         they already are."""
-        return self._behind.written() if self._behind is not None else None
+        return self._writer.written() if self._writer is not None else None
 
     def _log(self, job: Callable[[Store], None]) -> None:
         """Run ``job`` on the store, on the writer's thread once there is one (in order)."""
         if self.store is None:
             return
-        if self._behind is None:
+        if self._writer is None:
             job(self.store)
         else:
-            self._behind.submit(functools.partial(job, self.store))
+            self._writer.submit(functools.partial(job, self.store))
 
     def close(self) -> None:
         """Finish writing the logs and close them."""
-        if self._behind is not None:
-            self._behind.close()
-            self._behind = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self.store is not None:
             self.store.close()
 
@@ -113,8 +113,8 @@ class Hub:
         if not changed:
             return
         if self.store is not None:
-            behind = self._behind
-            if behind is not None and (behind.busy or len(data) >= _INLINE_WRITE):
+            writer = self._writer
+            if writer is not None and (writer.busy or len(data) >= _INLINE_WRITE):
                 self._log(functools.partial(_write, frame, data, dict(state.last_seq)))
             elif _append(frame, data, self.store):  # inline: cheaper than a handoff
                 self._log(functools.partial(_compact, frame.run, dict(state.last_seq)))

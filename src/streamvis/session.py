@@ -270,7 +270,8 @@ class DocumentView:
                 return 0
             new_data = view.generation != plot.generation or view.rows != len(plot.data)
             wait = view.replace_wait(now)
-            if new_data and wait > 0:  # spaced as large replaces are; a new frame goes at once
+            if new_data and wait > 0:  # spaced as large replaces; the same data in a new view
+                # (zoom, pan, resize) is drawn at once
                 return wait
             view.source.data = page_data(plot, view=shown[2])
         elif view.generation != plot.generation:

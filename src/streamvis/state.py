@@ -108,6 +108,8 @@ class GrowingColumns:
         return joined
 
 
+# The plot kinds pages show as an image once they have this many rows (points, segments).
+_RASTER_LIMITS = {"scatter": RASTER_POINTS, "multi_lines": RASTER_SEGMENTS}
 _PIECE_ROWS = 16384  # appends this large are kept as they came, not copied into the tail
 
 
@@ -219,11 +221,13 @@ class PlotState:
         """Whether pages show this plot as an image: a scatter or line plot with too many
         points or segments to draw one by one (unless an axis is logarithmic: the image is
         drawn on linear ones)."""
-        log_axis = "log" in (self.fig_kwargs.get("x_axis_type"), self.fig_kwargs.get("y_axis_type"))
-        limit = {"scatter": RASTER_POINTS, "multi_lines": RASTER_SEGMENTS}.get(self.spec.kind)
-        if limit is not None and self.was_rasterized:  # replaces near the limit don't flip it
+        limit = _RASTER_LIMITS.get(self.spec.kind)
+        if limit is None:
+            return False
+        if self.was_rasterized:  # replaces near the limit don't flip it back and forth
             limit //= 2
-        return limit is not None and self.points >= limit and not log_axis
+        log_axis = "log" in (self.fig_kwargs.get("x_axis_type"), self.fig_kwargs.get("y_axis_type"))
+        return self.points >= limit and not log_axis
 
     @property
     def glyph_key(self) -> tuple[Any, ...]:

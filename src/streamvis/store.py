@@ -3,8 +3,8 @@
 Each record is ``uint32 length | uint32 crc32 | frame bytes`` (big-endian), written and
 flushed to the OS before the frame is acknowledged, so a killed server loses nothing it
 acknowledged. A torn last record (a crash mid-write) fails its length or CRC check and is
-cut off with a warning. A server writes on a thread of its own (:class:`Writer`): checksums
-and writes of large frames release the GIL, so its event loop goes on receiving meanwhile.
+cut off with a warning. A server writes on a thread of its own (:class:`Writer`), so its
+event loop goes on receiving meanwhile.
 
 Replace-mode plots need only their latest frame: the log tracks which records are still live
 (the layout, and per plot its last replace and the appends after it) and is rewritten with
@@ -212,25 +212,41 @@ class Store:
 
 class Writer:
     """Runs log writes on a thread of its own, in the order submitted, so the event loop
-    never waits for the disk. ``written(n, failures)`` is called from that thread once jobs
-    1..n have run, with what went wrong in those it has not reported yet."""
+    never waits for the disk; the loop it is created on hears when they are done, and what
+    failed. Checksums and writes of large buffers release the GIL."""
 
-    def __init__(self, written: Callable[[int, list[str]], None]) -> None:
-        self._written = written
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._jobs: deque[Callable[[], None]] = deque()
         self._ready = threading.Condition()
         self._closing = False
-        self.submitted = 0
+        self._submitted = self._done = 0  # jobs queued, and jobs the loop has heard are done
+        self._failures: list[str] = []  # not yet reported through a future of written()
+        self._waiting: deque[tuple[int, asyncio.Future[list[str]]]] = deque()
         self._thread = threading.Thread(target=self._main, name="streamvis-log", daemon=True)
         self._thread.start()
 
-    def submit(self, job: Callable[[], None]) -> int:
-        """Queue ``job``; return its number, which ``written`` reports once it has run."""
+    @property
+    def busy(self) -> bool:
+        """Whether jobs are queued or running (as far as the loop has heard)."""
+        return self._done < self._submitted
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the writer's thread, after every job submitted before it."""
         with self._ready:
             self._jobs.append(job)
-            self.submitted += 1
+            self._submitted += 1
             self._ready.notify()
-            return self.submitted
+
+    def written(self) -> asyncio.Future[list[str]] | None:
+        """A future done once every job so far has run, with the failures not yet reported
+        elsewhere; None if they have all run and none failed unreported."""
+        if not self.busy and not self._failures:
+            return None
+        future = self._loop.create_future()
+        self._waiting.append((self._submitted, future))
+        self._on_written(self._done, [])
+        return future
 
     def close(self) -> None:
         """Run every queued job, then stop the thread."""
@@ -238,8 +254,9 @@ class Writer:
             self._closing = True
             self._ready.notify()
         self._thread.join()
+        self._on_written(self._submitted, [])
 
-    def _main(self) -> None:
+    def _main(self) -> None:  # the writer's thread
         done = 0
         while True:
             with self._ready:
@@ -261,49 +278,11 @@ class Writer:
                     )
             done += len(jobs)
             try:
-                self._written(done, failures)
-            except Exception:  # e.g. the loop that listened has closed: keep writing
-                log.exception("reporting written log records failed")
+                self._loop.call_soon_threadsafe(self._on_written, done, failures)
+            except RuntimeError:  # the loop has closed: nobody waits any more
+                log.warning("the event loop closed before %d log writes were reported", done)
 
-
-class WriteBehind:
-    """A :class:`Writer` whose progress an asyncio loop follows (create it on that loop)."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._done = 0
-        self._failures: list[str] = []
-        self._waiting: deque[tuple[int, asyncio.Future[list[str]]]] = deque()
-        self._writer = Writer(self._report)
-
-    @property
-    def busy(self) -> bool:
-        """Whether jobs are queued or running (as far as the loop has heard)."""
-        return self._done < self._writer.submitted
-
-    def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` on the writer's thread, after every job submitted before it."""
-        self._writer.submit(job)
-
-    def written(self) -> asyncio.Future[list[str]] | None:
-        """A future done once every job so far has run, with the failures not yet reported
-        elsewhere; None if they have all run and none failed unreported."""
-        if not self.busy and not self._failures:
-            return None
-        future = self._loop.create_future()
-        self._waiting.append((self._writer.submitted, future))
-        self._on_written(self._done, [])
-        return future
-
-    def close(self) -> None:
-        """Run every queued job, then stop the writer's thread."""
-        self._writer.close()
-        self._on_written(self._writer.submitted, [])
-
-    def _report(self, done: int, failures: list[str]) -> None:
-        self._loop.call_soon_threadsafe(self._on_written, done, failures)
-
-    def _on_written(self, done: int, failures: list[str]) -> None:
+    def _on_written(self, done: int, failures: list[str]) -> None:  # the loop's thread
         self._done = max(self._done, done)
         self._failures.extend(failures)
         while self._waiting and self._waiting[0][0] <= self._done:

@@ -16,6 +16,8 @@ from ..specs import Cell, resolve_palette, sample_palette
 from ..state import PlotState
 from .columns import per_line
 from .raster import (
+    MARKER_ALPHA,
+    MARKER_SIZE,
     Bounds,
     PageFrame,
     Viewport,
@@ -116,7 +118,13 @@ def make_figure(
                 axis_range.renderers = [bounds]
     elif spec.kind == "scatter":
         fig.scatter(
-            "x", "y", source=source, size=5, fill_color=color, line_color=None, fill_alpha=0.8
+            "x",
+            "y",
+            source=source,
+            size=MARKER_SIZE,
+            fill_color=color,
+            line_color=None,
+            fill_alpha=MARKER_ALPHA,
         )
     elif spec.kind == "multi_lines":
         fig.segment("x0", "y0", "x1", "y1", source=source, line_color=color, line_width=LINE_WIDTH)

@@ -17,11 +17,11 @@ import numpy as np
 RASTER_POINTS = 20_000  # scatters with this many points are drawn as an image...
 RASTER_SEGMENTS = 10_000  # ...and line plots with this many segments (each paints faster)
 MARKER_SIZE = 5  # the diameter in pixels of a marker, as the page draws scatters
-MARKER_ALPHA = 0.8
+MARKER_ALPHA = 0.8  # and its opacity
 RANGE_PADDING = 0.1  # Bokeh's DataRange1d default: the auto range adds this share of the span
 DEFAULT_PIXELS = (400, 300)  # the frame's size in pixels until the page says it
 MAX_PIXELS = 2048  # larger frames get a stretched image: the cost grows with its area
-# Points drawn along segments for one image, at most: per pixel, and in all (~80 ms here).
+# Points drawn along segments for one image, at most: per pixel, and in all (~100 ms here).
 # Past that, segments that cross one another many times over are drawn dotted.
 SAMPLES_PER_PIXEL, MAX_SAMPLES = 8, 2_000_000
 
@@ -46,12 +46,6 @@ class Viewport:
     y1: float
     width: int
     height: int
-
-    @property
-    def usable(self) -> bool:
-        """Whether this view can be drawn: finite, increasing ranges and a visible frame."""
-        spans = (self.x1 - self.x0, self.y1 - self.y0)
-        return all(math.isfinite(s) and s > 0 for s in spans) and self.width * self.height > 0
 
 
 def bounds_of(x: np.ndarray, y: np.ndarray) -> Bounds:
