@@ -19,7 +19,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import InvalidStatus
 
 from streamvis import Client, FrameTooLarge, ServerError, StreamvisError
-from streamvis import server as server_module
+from streamvis import hub as hub_module
 from streamvis.protocol import Frame, Limits, decode, decode_reply, encode
 from streamvis.server import StreamvisServer, serve_in_thread
 from streamvis.store import read_records
@@ -45,7 +45,7 @@ def test_everything_sent_is_applied_after_flush(
 def test_server_rejection_reaches_the_caller_and_keeps_the_plot(
     server: StreamvisServer, connect: Callable[..., Client]
 ) -> None:
-    client = connect()
+    client = connect(on_error="raise")
     client.set_layout(LAYOUT)
     client.scatter("pts", np.zeros((4, 2)))
     assert client.flush(timeout=10)
@@ -106,7 +106,7 @@ def test_unknown_ingest_path_is_refused(server: StreamvisServer) -> None:
 def test_token_is_required_when_set() -> None:
     with serve_in_thread(ingest_port=0, bokeh_port=0, token="s3cret") as srv:
         address = f"127.0.0.1:{srv.ingest_port}"
-        with Client(address, "t", token="wrong", exit_timeout=0.2) as bad:
+        with Client(address, "t", token="wrong", exit_timeout=0.2, on_error="raise") as bad:
             bad.set_layout(LAYOUT)
             with pytest.raises(ServerError, match=r"HTTP 401.*token"):
                 bad.flush(timeout=10)  # the refusal reaches the caller
@@ -145,7 +145,7 @@ def test_msgpack_header_is_what_the_docs_say() -> None:
 
 def test_frames_over_the_servers_limit_are_refused_and_the_rest_delivered() -> None:
     port = free_port()
-    with Client(f"127.0.0.1:{port}", "big", exit_timeout=2) as client:
+    with Client(f"127.0.0.1:{port}", "big", exit_timeout=2, on_error="raise") as client:
         client.set_layout(LAYOUT)  # queued before the server exists: its limit is not known
         client.scatter("pts", np.zeros((1, 2)), append=True)
         client.scatter("pts", np.zeros((20_000, 2)), append=True)  # 320 kB
@@ -191,8 +191,8 @@ def test_the_server_acknowledges_frames_once_its_log_holds_them(
             assert disk.wait(30), "the test never let the disk write"
         real_write(*args)
 
-    real_write = server_module._write
-    monkeypatch.setattr(server_module, "_write", slow_write)
+    real_write = hub_module._write
+    monkeypatch.setattr(hub_module, "_write", slow_write)
     with (
         serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as srv,
         Client(f"127.0.0.1:{srv.ingest_port}", "kept", exit_timeout=5) as client,
@@ -214,10 +214,10 @@ def test_a_log_the_server_cannot_write_is_reported_to_the_client(
     def full_disk(*args: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(server_module, "_write", full_disk)  # the writer thread's disk
+    monkeypatch.setattr(hub_module, "_write", full_disk)  # the writer thread's disk
     with (
         serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as srv,
-        Client(f"127.0.0.1:{srv.ingest_port}", "full", exit_timeout=5) as client,
+        Client(f"127.0.0.1:{srv.ingest_port}", "full", exit_timeout=5, on_error="raise") as client,
     ):
         client.set_layout(LAYOUT)
         client.scatter("pts", np.zeros((10_000, 2), np.float32), append=True)  # 80 kB
@@ -241,7 +241,7 @@ def test_a_peer_that_is_not_a_streamvis_server_is_reported_not_fatal() -> None:
     async def scenario() -> None:
         async with serve(impostor, "127.0.0.1", 0) as other:
             port = next(iter(other.sockets)).getsockname()[1]
-            client = Client(f"127.0.0.1:{port}", "r", exit_timeout=0.1)
+            client = Client(f"127.0.0.1:{port}", "r", exit_timeout=0.1, on_error="raise")
             with pytest.raises(ServerError, match="not a streamvis server"):
                 await asyncio.to_thread(client.flush, 10)
             assert client._transport._thread.is_alive()

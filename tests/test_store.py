@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from streamvis import store as store_module
 from streamvis.protocol import Frame, encode
-from streamvis.server import Hub
+from streamvis.hub import Hub
 from streamvis.specs import PlotSpec
 from streamvis.store import Store
 
@@ -110,8 +111,8 @@ def test_clear_and_delete_remove_the_data(tmp_path: Path, sender: Sender) -> Non
     sender.tandem(0)
     sender.send("clear")
     assert reopened(tmp_path).runs["r"].plots == {}
-    assert sender.hub.delete("r") and not (tmp_path / "r.log").exists()
-    assert not sender.hub.delete("r")
+    assert asyncio.run(sender.hub.delete("r")) and not (tmp_path / "r.log").exists()
+    assert not asyncio.run(sender.hub.delete("r"))
 
 
 def test_compaction_keeps_plots_sent_before_the_latest_layout(

@@ -3,7 +3,13 @@
 Callers hand it ``Outgoing`` items; it numbers, encodes and sends them, keeps every sent
 frame until the server acknowledges it, and resends the unacknowledged ones after a
 reconnect. A caller never waits on the network, except when the buffer is full. Nothing
-that goes wrong in the thread stops it: errors are kept for the caller's next call.
+that goes wrong in the thread stops it: errors are kept (:mod:`_reports`) for the caller.
+
+Two remote events change the course. A server that refuses the client itself (a wrong
+token, a wrong port) makes it drop what it holds and what it is given, rather than fill its
+buffer and then block the caller, until a connection succeeds. A server that lost the place
+of a plot (its run deleted, cleared, or laid out anew by another client) gets this client's
+layout again, then every frame from the refused one on, renumbered and marked ``restore``.
 """
 
 from __future__ import annotations
@@ -23,20 +29,24 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from . import protocol
+from ._pool import HEAD_ROOM, JOIN_BELOW, BufferPool
+from ._reports import Reports
 from .errors import ServerError, StreamvisError
+
+__all__ = ["ITEM_OVERHEAD", "Outgoing", "Transport", "live"]
 
 log = logging.getLogger(__name__)
 
 _BATCH_FRAMES = 64
 _BATCH_BYTES = 8 * 2**20
 _BACKOFF = (0.05, 2.0)
-_JOIN_BYTES = 2**20  # small frames travel together in messages of up to this size...
-_JOIN_BELOW = 2**16  # ...larger ones alone: joining them would copy more than it saves
+_JOIN_BYTES = 2**20  # small frames travel together in messages of up to this size
 ITEM_OVERHEAD = 256  # what a frame's header adds to its arrays, roughly, for buffer accounting
-_HEAD_ROOM = 1024  # free bytes before a pooled frame's arrays, where its head goes
-_PAD_ROOM = 8  # at most what padding adds to an array
 _POOL_BYTES = 64 * 2**20  # free buffers kept for reuse, at most
-_POOL_SIZES = 4  # sizes of free buffers kept
+_REFUSALS = (400, 401, 403, 404)  # handshake answers that retrying soon will not change
+_REFUSED_RETRY = 10.0  # seconds between attempts while the server refuses this client
+_MAX_RESTORES = 3  # times a frame is resent after its plot lost its place, at most
+_TRUSTED = protocol.Limits(max_frame_bytes=2**62, max_header_bytes=2**30, max_arrays=2**16)
 
 live: set[Transport] = set()  # every transport whose thread runs; flushed at exit
 
@@ -51,8 +61,10 @@ class Outgoing:
     arrays: tuple[np.ndarray, ...] = ()
     replace: bool = False
     done: threading.Event | None = None  # set once acknowledged (sync items)
-    buffer: np.ndarray | None = None  # pooled memory holding the arrays, after _HEAD_ROOM
+    buffer: np.ndarray | None = None  # pooled memory holding the arrays, after HEAD_ROOM
     nbytes: int = 0  # for buffer accounting: the arrays' bytes plus ITEM_OVERHEAD
+    restore: bool = False  # resent after the server lost its plot's place
+    restores: int = 0  # how often it was
 
     def __post_init__(self) -> None:
         if not self.nbytes:  # callers that know it pass it (with the overhead)
@@ -65,77 +77,7 @@ class _Sent:
     data: bytes | memoryview
     done: threading.Event | None
     buffer: np.ndarray | None  # what ``data`` views, back to the pool once acknowledged
-
-
-class BufferPool:
-    """Buffers for large frames, reused once acknowledged.
-
-    Memory fresh from the OS costs a page fault per 4 KiB page on first write, which is
-    many times the cost of copying into it; a reused buffer costs only the copy. Free
-    buffers are kept per size, in deques (thread-safe without a lock), for at most
-    ``_POOL_SIZES`` sizes and ``max_free_bytes // _POOL_SIZES`` bytes of each.
-    """
-
-    def __init__(self, max_free_bytes: int) -> None:
-        self.max_free_bytes = max_free_bytes
-        self._free: dict[int, deque[np.ndarray]] = {}
-
-    def copy(
-        self, arrays: tuple[np.ndarray, ...], nbytes: int
-    ) -> tuple[tuple[np.ndarray, ...], np.ndarray | None]:
-        """Private C-ordered little-endian copies of ``arrays`` (``nbytes`` in all), and the
-        pooled buffer that holds them if they fill a message of their own.
-
-        In the buffer they lie as a frame carries them, after room for the frame's head.
-        """
-        if nbytes < _JOIN_BELOW:
-            return tuple([np.array(a, _wire_dtype(a.dtype), order="C") for a in arrays]), None
-        buffer = self.take(_HEAD_ROOM + nbytes + _PAD_ROOM * len(arrays))
-        copies = []
-        start = _HEAD_ROOM
-        for array in arrays:
-            end = start + array.nbytes
-            copy = np.ndarray(array.shape, _wire_dtype(array.dtype), buffer, start)
-            copy[...] = array
-            copies.append(copy)
-            start = protocol.padded(end)
-            if start > end:
-                buffer[end:start] = 0
-        return tuple(copies), buffer
-
-    def take(self, nbytes: int) -> np.ndarray:
-        """A uint8 buffer of at least ``nbytes``: a free one if there is one of its size."""
-        size = _size_class(nbytes)
-        free = self._free.get(size)
-        if free:
-            try:
-                return free.pop()
-            except IndexError:  # another thread took the last one
-                pass
-        return np.empty(size, np.uint8)
-
-    def give(self, buffer: np.ndarray) -> None:
-        """Return ``buffer``, which nothing may use any more; the oldest beyond the cap go."""
-        size = buffer.nbytes
-        free = self._free.get(size)
-        if free is None:
-            limit = self.max_free_bytes // _POOL_SIZES // size
-            if not limit:
-                return  # too large to keep
-            if len(self._free) >= _POOL_SIZES:
-                self._free = {}  # the sizes in use changed: the free buffers are stale
-            free = self._free[size] = deque(maxlen=limit)
-        free.append(buffer)
-
-
-def _size_class(nbytes: int) -> int:
-    """``nbytes`` rounded up to 1/16 of its power of two (at least a page): reusable sizes."""
-    shift = max(nbytes.bit_length() - 4, 12)
-    return -(-nbytes >> shift) << shift
-
-
-def _wire_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
-    return dtype if dtype.isnative else dtype.newbyteorder("<")
+    restores: int = 0
 
 
 class Transport:
@@ -152,6 +94,7 @@ class Transport:
         exit_timeout: float,
         replace_interval: float = 0.0,
         headers: Mapping[str, str] | None = None,
+        strict: bool = False,
     ) -> None:
         self.uri, self.run, self.cid = uri, run, cid
         self.replace_interval = replace_interval
@@ -161,7 +104,9 @@ class Transport:
         self.exit_timeout = exit_timeout
         self.headers = dict(headers or {})
         self.connected = threading.Event()
-        self.errors: deque[ServerError] = deque()  # reported, not yet taken by pop_errors
+        self.reports = Reports(strict)
+        self.refused: ServerError | None = None  # the server refuses this client itself
+        self.dropped = 0  # calls dropped meanwhile
         self._waiters: set[threading.Event] = set()
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
@@ -171,6 +116,10 @@ class Transport:
         self._held: dict[str, Outgoing] = {}  # replaces waiting out replace_interval
         self._replaced_at: dict[str, float] = {}  # when each plot's last replace was sent
         self._unacked: deque[_Sent] = deque()
+        self._restored: deque[Outgoing] = deque()  # to resend first, after a lost layout
+        self._layout: Mapping[str, Any] | None = None  # this client's, as last sent
+        self._figs: dict[str, Any] = {}  # each plot's fig_kwargs, as last sent
+        self._fig_due: set[str] = set()  # plots whose next frame carries them again
         self._buffered = 0
         self._seq = 0
         self._idle = False
@@ -189,6 +138,11 @@ class Transport:
         """Queue ``item``; a replace supersedes an unsent replace of the same plot."""
         if not self._alive:
             raise StreamvisError(f"the sender to {self.uri} has stopped: create a new Client")
+        if self.refused is not None and item.op != "sync":
+            self.dropped += 1  # kept, it would only fill the buffer until calls block
+            if item.buffer is not None:
+                self.pool.give(item.buffer)
+            return
         if self._queue(item):
             self._loop.call_soon_threadsafe(self._wake.set)  # a syscall: not under the lock
 
@@ -233,31 +187,25 @@ class Transport:
         while (
             self._buffered + nbytes > self.max_buffer_bytes
             and self._buffered
+            and self.refused is None
             and self._thread.is_alive()
         ):
             self._space.wait(timeout=1.0)
 
     def sync(self, timeout: float | None) -> bool:
-        """Wait until everything submitted so far is acknowledged; False on timeout or error."""
+        """Wait until everything submitted so far is acknowledged; False on timeout, or at
+        once while the server refuses this client."""
+        if self.refused is not None:
+            return False
         done = threading.Event()
         with self._lock:
             self._waiters.add(done)
         try:
             self.submit(Outgoing("sync", done=done))
-            return done.wait(timeout) and not self.errors
+            return done.wait(timeout) and self.refused is None
         finally:
             with self._lock:
                 self._waiters.discard(done)
-
-    def pop_errors(self) -> list[ServerError]:
-        """Take the errors the server (or the connection) reported since the last call."""
-        if not self.errors:  # the common case, on every call
-            return []
-        errors = []
-        with contextlib.suppress(IndexError):
-            while True:
-                errors.append(self.errors.popleft())
-        return errors
 
     def close(self, timeout: float | None) -> bool:
         """Deliver what is queued (waiting at most ``timeout``), then stop the thread."""
@@ -281,8 +229,8 @@ class Transport:
     # -- sender thread -------------------------------------------------------------------
 
     def _done(self) -> bool:
-        idle = not self._pending and not self._held and not self._unacked
-        return self._stopping or (self._closing and idle)
+        idle = not (self._pending or self._held or self._unacked or self._restored)
+        return self._stopping or (self._closing and (idle or self.refused is not None))
 
     def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -314,18 +262,19 @@ class Transport:
                     log.info("connected to %s", self.uri)
                     self._read_limits(ws)
                     delay, failures = _BACKOFF[0], 0
+                    if self.refused is not None:
+                        log.warning("%s takes this client again", self.uri)
+                        self.refused = None
                     self.connected.set()
                     await self._session(ws)
                     continue
             except websockets.InvalidStatus as exc:
-                status = exc.response.status_code
-                message = f"server at {self.uri} refused the connection (HTTP {status})"
-                if status in (401, 403):
-                    message += (
-                        ": pass the server's token as Client(..., token=...) or STREAMVIS_TOKEN"
-                    )
-                if failures == 0:
-                    self._report(ServerError(message))
+                if exc.response.status_code in _REFUSALS:
+                    self._refuse(ServerError(self._refusal(exc.response)))
+                    delay = _REFUSED_RETRY
+                elif failures == 0:
+                    status = exc.response.status_code
+                    log.warning("%s answered HTTP %d; retrying in the background", self.uri, status)
             except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
                 if failures == 0:
                     log.warning(
@@ -340,7 +289,7 @@ class Transport:
                 self.connected.clear()
             failures += 1
             await self._sleep(delay)
-            delay = min(delay * 2, _BACKOFF[1])
+            delay = max(_BACKOFF[0], min(delay * 2, _BACKOFF[1]))
 
     def _read_limits(self, ws: ClientConnection) -> None:
         advertised = ws.response.headers.get(protocol.MAX_FRAME_HEADER) if ws.response else None
@@ -350,13 +299,46 @@ class Transport:
             server = self.max_frame_bytes
         self.frame_limit = min(server, self.max_frame_bytes)
 
-    def _report(self, error: ServerError) -> None:
-        """Keep ``error`` for the caller's next call, and wake anyone waiting in sync()."""
-        log.error("%s", error)
-        self.errors.append(error)
+    def _report(self, error: ServerError, what: str | None = None) -> None:
+        self.reports.report(error, what)
+
+    def _refusal(self, response: Any) -> str:
+        """What to tell the user when the server refused the handshake with ``response``."""
+        status, where = response.status_code, self.uri
+        body = bytes(response.body or b"").decode("utf-8", "replace")
+        if status in (401, 403) and "token" in body:
+            hint = "pass the server's token as Client(..., token=...) or set STREAMVIS_TOKEN"
+        elif (ingest := response.headers.get(protocol.INGEST_PORT_HEADER)) is not None:
+            hint = (
+                "that is the server's page port (--bokeh_port); clients connect to its ingest "
+                f"port (--rest_port), here {ingest}"
+            )
+        elif status == 404:
+            hint = "is that the server's ingest port (--rest_port, default 8080)?"
+        else:
+            hint = body.strip() or "refused"
+        return (
+            f"{where} refused this client (HTTP {status}): {hint}; meanwhile its calls are "
+            "dropped, not kept"
+        )
+
+    def _refuse(self, error: ServerError) -> None:
+        """The server refuses this client: drop what it holds, and wake sync() waiters."""
+        self._report(error)
         with self._lock:
+            self.refused = error
+            dropped = [*self._pending, *self._held.values(), *self._restored]
+            buffers = [i.buffer for i in dropped] + [s.buffer for s in self._unacked]
+            for queue in (self._pending, self._held, self._restored, self._unacked):
+                queue.clear()
+            self._last_replace.clear()
+            self._buffered = 0
             for waiter in self._waiters:
                 waiter.set()
+            self._space.notify_all()
+        for buffer in buffers:
+            if buffer is not None:
+                self.pool.give(buffer)
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
@@ -403,6 +385,8 @@ class Transport:
         size = 0
         now = time.monotonic()
         with self._lock:
+            while self._restored:  # sent before anything queued since
+                size += self._release(self._restored.popleft(), batch, now)
             for name in [n for n in self._held if self._replace_due(n, now) <= 0]:
                 size += self._release(self._held.pop(name), batch, now)
             while self._pending and len(batch) < _BATCH_FRAMES and size < _BATCH_BYTES:
@@ -453,7 +437,7 @@ class Transport:
         group: list[bytes | memoryview] = []
         size = 0
         for sent in frames:
-            alone = len(sent.data) >= min(limit, _JOIN_BELOW)
+            alone = len(sent.data) >= min(limit, JOIN_BELOW)
             if group and (alone or size + len(sent.data) > limit):
                 await ws.send(b"".join(group))  # order matters: the server drops seqs it passed
                 group, size = [], 0
@@ -474,9 +458,10 @@ class Transport:
             cid=self.cid,
             seq=seq,
             name=item.name,
-            opts=item.opts,
+            opts=self._remember(item),
             arrays=item.arrays,
             ack=ack,
+            restore=item.restore,
         )
         try:
             data = self._frame_bytes(frame, item.buffer)
@@ -498,20 +483,83 @@ class Transport:
             data = protocol.encode(replace(frame, op="sync", name=None, arrays=(), opts={}))
         if item.buffer is not None and not isinstance(data, memoryview):
             self.pool.give(item.buffer)  # sent as a copy: the buffer is free already
-            return _Sent(seq, data, item.done, None)
-        return _Sent(seq, data, item.done, item.buffer)
+            return _Sent(seq, data, item.done, None, item.restores)
+        return _Sent(seq, data, item.done, item.buffer, item.restores)
+
+    def _remember(self, item: Outgoing) -> Mapping[str, Any]:
+        """Note the layout and fig_kwargs ``item`` sends (to restore them if the server loses
+        them); return its options, with fig_kwargs the server must be given again."""
+        name, opts = item.name, item.opts
+        if item.op == "layout":
+            self._layout = opts
+        elif item.op == "clear":
+            self._layout = None
+            self._figs.clear()
+        elif name is not None:
+            if "fig" in opts:
+                self._figs[name] = opts["fig"]
+            elif name in self._fig_due and name in self._figs:
+                opts = {**opts, "fig": self._figs[name]}
+            self._fig_due.discard(name)
+        return opts
+
+    def _restore(self, seq: int, reason: str) -> None:
+        """The server lost the place of frame ``seq``'s plot and ignores what followed it:
+        queue this client's layout, then every frame from ``seq`` on, to go first."""
+        with self._lock:
+            tail = [sent for sent in self._unacked if sent.seq >= seq]
+            if not tail:
+                return
+            while self._unacked and self._unacked[-1].seq >= seq:
+                self._unacked.pop()
+            layout = self._layout
+            first = Outgoing("layout" if layout else "sync", opts=layout or {}, restore=True)
+            items = [first]
+            for sent in tail:
+                self._buffered -= len(sent.data)
+                item = self._unsent(sent)
+                if item.restores > _MAX_RESTORES:
+                    self._report(ServerError(f"frame {sent.seq} dropped: {reason}", seq=sent.seq))
+                    if item.buffer is not None:
+                        self.pool.give(item.buffer)
+                    continue
+                items.append(item)
+            self._buffered += sum(item.nbytes for item in items)
+            self._restored.extendleft(reversed(items))
+            self._fig_due = set(self._figs)
+        log.warning(
+            "run %r lost this client's layout on the server (deleted, cleared or laid out "
+            "anew by another client): restoring it and resending %d frames",
+            self.run,
+            len(tail),
+        )
+        self._wake.set()
+
+    def _unsent(self, sent: _Sent) -> Outgoing:
+        """The item ``sent`` was made from, to send again (holding ``sent``'s buffer)."""
+        frame = protocol.decode(sent.data, _TRUSTED)
+        return Outgoing(
+            frame.op,
+            frame.name,
+            frame.opts,
+            frame.arrays,
+            replace=frame.op == "plot" and not frame.opts.get("append"),
+            done=sent.done,
+            buffer=sent.buffer,
+            restores=sent.restores + 1,
+        )
 
     @staticmethod
     def _frame_bytes(frame: protocol.Frame, buffer: np.ndarray | None) -> bytes | memoryview:
         """The frame's bytes: a view of its pooled buffer with the head written before the
         arrays, or (no buffer, or a head too long for the room) a joined copy."""
         head = protocol.encode_head(frame) if buffer is not None else b""
-        if buffer is None or len(head) > _HEAD_ROOM:
+        if buffer is None or len(head) > HEAD_ROOM:
             return protocol.encode(frame)
-        start = _HEAD_ROOM - len(head)
+        start = HEAD_ROOM - len(head)
         view = buffer.data
-        view[start:_HEAD_ROOM] = head
-        return view[start : _HEAD_ROOM + sum(protocol.padded(a.nbytes) for a in frame.arrays)]
+        view[start:HEAD_ROOM] = head
+        return view[start : HEAD_ROOM + sum(protocol.padded(a.nbytes) for a in frame.arrays)]
 
     async def _receive(self, ws: ClientConnection) -> None:
         async for message in ws:
@@ -520,10 +568,17 @@ class Transport:
             except StreamvisError as exc:
                 self._report(ServerError(f"{self.uri} is not a streamvis server? {exc}"))
                 continue
-            if "err" in reply:
-                self._report(
-                    ServerError(f"server rejected frame {reply.get('seq')}: {reply['err']}")
-                )
+            seq, plot, err = reply.get("seq"), reply.get("name"), reply.get("err")
+            if reply.get("code") == protocol.UNPLACED and isinstance(seq, int):
+                self._restore(seq, str(err))
+            elif err is not None:
+                if seq is None:
+                    text = f"the server reports: {err}"
+                else:
+                    where = f" (plot {plot!r})" if plot is not None else ""
+                    text = f"the server refused frame {seq}{where}: {err}"
+                error = ServerError(text, seq=seq, plot=plot)
+                self._report(error, str(err))
             if isinstance(reply.get("ack"), int):
                 self._acknowledge(reply["ack"])
 

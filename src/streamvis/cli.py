@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import StreamvisError
 from .protocol import Limits
@@ -31,9 +33,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
+        "--token_file",
+        metavar="PATH",
+        help="file whose first line is the token every endpoint then asks for "
+        "(or set STREAMVIS_TOKEN); needed unless --host is loopback",
+    )
+    parser.add_argument(
         "--token",
-        default=os.environ.get("STREAMVIS_TOKEN"),
-        help="token clients must present; needed unless --host is loopback (env STREAMVIS_TOKEN)",
+        help="the token itself (shown to every user of `ps`: prefer STREAMVIS_TOKEN "
+        "or --token_file)",
     )
     parser.add_argument(
         "--allow_websocket_origin",
@@ -56,15 +64,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=256,
         help="largest frame accepted, in MiB (default 256)",
     )
-    parser.add_argument("--log_level", default="INFO", help="logging level (default INFO)")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--log_level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="logging level (default INFO)",
+    )
+    args = parser.parse_args(argv)
+    args.token = _token(parser, args)
+    return args
+
+
+def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """The token from --token_file, --token or STREAMVIS_TOKEN (in that order)."""
+    if args.token_file is not None:
+        try:
+            lines = Path(args.token_file).read_text().splitlines()
+        except OSError as exc:
+            parser.error(f"--token_file {args.token_file!r}: {exc.strerror or exc}")
+        token = lines[0].strip() if lines else ""
+        if not token:
+            parser.error(f"--token_file {args.token_file!r} is empty: write the token in it")
+        return token
+    if args.token is not None:
+        return str(args.token) or None
+    return os.environ.get("STREAMVIS_TOKEN") or None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``streamvis_server``."""
     args = parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         server = StreamvisServer(
@@ -82,24 +114,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):  # both stop cleanly: logs written, closed
+            loop.add_signal_handler(sig, main_task.cancel)
         await server.start()
         print(
             f"streamvis: open {server.url}  "
             f"(clients: Client('{args.host}:{server.ingest_port}', RUN))",
             flush=True,
         )
-        await asyncio.Future()
+        await server.serve_forever()
 
     try:
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        return 0
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass
     except OSError as exc:
         print(
             f"streamvis_server: cannot listen: {exc} (is another server on these ports?)",
             file=sys.stderr,
         )
         return 1
+    print("streamvis: stopped", flush=True)
     return 0
 
 

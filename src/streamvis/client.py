@@ -2,6 +2,8 @@
 
 Each plotting call raises at the caller's line if its arguments cannot make a plot, and
 otherwise returns in microseconds: a background thread (``_transport``) encodes and sends.
+What goes wrong far away (a refused frame, a full disk, a deleted run) never raises into the
+training loop unless the client was made with ``on_error="raise"``.
 """
 
 from __future__ import annotations
@@ -10,16 +12,18 @@ import atexit
 import logging
 import operator
 import os
+import urllib.parse
 import uuid
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgpack
 import numpy as np
 
 from . import _transport
+from ._reports import ON_ERROR
 from ._transport import Outgoing, Transport
 from .errors import (
     ArgumentError,
@@ -29,7 +33,7 @@ from .errors import (
     ServerError,
     ShapeError,
 )
-from .protocol import DEFAULT_LIMITS, DTYPES, WIRE_DTYPES
+from .protocol import DEFAULT_LIMITS, DTYPES, INGEST_PATH, WIRE_DTYPES
 from .specs import (
     Cell,
     ColorSpec,
@@ -121,9 +125,15 @@ class _PlotCall:
 class Client:
     """Sends arrays from a running program to a streamvis server, without blocking it.
 
-    ``address`` is the ``host:port`` of the server's ingest endpoint (``--rest_port``);
-    ``run`` names the dashboard. Data survives the server being down: it is buffered (up to
-    ``max_buffer_bytes``) and delivered once the server is reachable. A plot's replace
+    ``address`` is the ``host:port`` of the server's ingest endpoint (``--rest_port``;
+    ``http://``, ``ws://`` and ``wss://`` addresses work too); ``run`` names the dashboard.
+    Data survives the server being down: it is buffered (up to ``max_buffer_bytes``) and
+    delivered once the server is reachable.
+
+    What the server refuses later is logged once as a warning and kept in :attr:`errors`;
+    ``on_error="raise"`` raises it from the next call instead (after that call's own data
+    is queued). A run deleted or cleared on the server, or laid out anew by another client,
+    gets this client's layout and figure settings again, and its plots go on. A plot's replace
     (``append=False``) is sent at most once per ``replace_interval`` seconds: one made sooner
     waits, and a later one takes its place (``flush`` and any other call to that plot send it
     at once). No page shows more, and a loop replacing large arrays at 1000 steps/s would
@@ -140,20 +150,20 @@ class Client:
         max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes,
         exit_timeout: float = 10.0,
         replace_interval: float = 0.03,
+        on_error: Literal["warn", "raise"] = "warn",
     ) -> None:
-        host, sep, port = address.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ArgumentError(f"address {address!r} must be 'host:port', e.g. 'localhost:8080'")
+        if on_error not in ON_ERROR:
+            raise ArgumentError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        uri = ingest_uri(address)
         self.run = check_name(run, "run name")
         self.address = address
-        self.exit_timeout = exit_timeout
-        self.max_frame_bytes = max_frame_bytes
+        self._strict = on_error == "raise"
         self._cells: dict[str, Cell] | None = None
         self._plots: dict[str, _PlotCall] = {}
         self._closed = False
         token = token if token is not None else os.environ.get("STREAMVIS_TOKEN")
         self._transport = Transport(
-            f"ws://{address}/ingest",
+            uri,
             self.run,
             uuid.uuid4().hex,
             max_buffer_bytes=max_buffer_bytes,
@@ -161,12 +171,32 @@ class Client:
             exit_timeout=exit_timeout,
             replace_interval=replace_interval,
             headers={"Authorization": f"Bearer {token}"} if token else None,
+            strict=self._strict,
         )
         # A client dropped without close() still delivers what it queued, then stops.
         weakref.finalize(self, self._transport.retire)
 
     def __repr__(self) -> str:
         return f"Client({self.address!r}, {self.run!r})"
+
+    @property
+    def exit_timeout(self) -> float:
+        """Seconds ``close()`` (and the interpreter's exit) waits for pending data."""
+        return self._transport.exit_timeout
+
+    @exit_timeout.setter
+    def exit_timeout(self, seconds: float) -> None:
+        self._transport.exit_timeout = float(seconds)
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame this client sends (the server's limit, if lower, once known)."""
+        return self._transport.frame_limit
+
+    @property
+    def errors(self) -> list[ServerError]:
+        """Each distinct error the server reported so far, with its ``count`` of repeats."""
+        return self._transport.reports.errors
 
     def __enter__(self) -> Client:
         return self
@@ -184,6 +214,7 @@ class Client:
         self._transport.submit(
             Outgoing("layout", opts={"cells": {k: list(v) for k, v in cells.items()}})
         )
+        self._raise_remote()
 
     def scatter(
         self,
@@ -253,6 +284,7 @@ class Client:
         self._check_open()
         self._cells, self._plots = None, {}
         self._transport.submit(Outgoing("clear"))
+        self._raise_remote()
 
     def _plot(
         self,
@@ -289,6 +321,8 @@ class Client:
                 nbytes=nbytes + _transport.ITEM_OVERHEAD,
             )
         )
+        if self._strict and self._transport.reports.pending:
+            self._raise_remote()
 
     def _check_call(
         self,
@@ -319,12 +353,13 @@ class Client:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the server has applied everything sent so far.
 
-        Returns False if ``timeout`` seconds passed first. Raises ServerError if the server
-        rejected any frame since the last check.
+        Returns False if ``timeout`` seconds passed first, or at once while the server refuses
+        this client (see :attr:`errors`). With ``on_error="raise"``, raises ServerError if the
+        server refused anything since the last check.
         """
         self._check_open()
         delivered = self._transport.sync(timeout)
-        self._raise_server_error()
+        self._raise_remote()
         return delivered
 
     @property
@@ -342,15 +377,45 @@ class Client:
     def _check_open(self) -> None:
         if self._closed:
             raise ClientClosed(f"{self!r} is closed: create a new Client to send more data")
-        if self._transport.errors:
-            self._raise_server_error()
 
-    def _raise_server_error(self) -> None:
-        errors = self._transport.pop_errors()
+    def _raise_remote(self) -> None:
+        """In strict mode, raise what the server refused since the last call."""
+        if not self._strict:
+            return
+        errors = self._transport.reports.pop()
         if errors:
             first, more = errors[0], len(errors) - 1
-            suffix = f" (and {more} more errors, see the log)" if more else ""
-            raise ServerError(f"{first}{suffix}")
+            suffix = f" (and {more} more errors, see client.errors)" if more else ""
+            raise ServerError(f"{first}{suffix}", seq=first.seq, plot=first.plot)
+
+
+def ingest_uri(address: str) -> str:
+    """The websocket URI of the ingest endpoint at ``address`` ("host:port", or an http://,
+    https://, ws:// or wss:// address, whose path defaults to the ingest path)."""
+    if not isinstance(address, str):
+        raise ArgumentError(f"address must be a str like 'localhost:8080', got {address!r}")
+    schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+    scheme, sep, rest = address.strip().partition("://")
+    if not sep:
+        scheme, rest = "ws", address.strip()
+    elif scheme.lower() not in schemes:
+        raise ArgumentError(
+            f"address {address!r} has scheme {scheme!r}: write 'host:port' (e.g. "
+            "'localhost:8080'), or an http:// or ws:// address"
+        )
+    parsed = urllib.parse.urlsplit(f"//{rest}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if not parsed.hostname or port is None:
+        example = f"{parsed.hostname or 'localhost'}:8080"
+        raise ArgumentError(
+            f"address {address!r} needs a host and the server's ingest port (--rest_port): "
+            f"write {example!r}"
+        )
+    path = parsed.path if parsed.path not in ("", "/") else INGEST_PATH
+    return f"{schemes[scheme.lower()]}://{parsed.netloc}{path}"
 
 
 @atexit.register

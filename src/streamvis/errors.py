@@ -2,19 +2,32 @@
 
     StreamvisError
     ├── ProtocolError          a frame on the wire is malformed
-    │   ├── FrameTooLarge      it exceeds a size limit
+    │   ├── FrameTooLarge      it exceeds a size limit (an ArgumentError too, at a call)
     │   └── UnsupportedVersion it speaks another protocol version
     ├── ArgumentError          a call's arguments cannot make a plot (ValueError too)
     │   ├── ShapeError         the array's shape does not fit the call or the plot
     │   ├── DTypeError         the array's dtype is not a supported number type
     │   └── UnknownPlot        the plot name is not in the layout
-    ├── ServerError            the server rejected something this client sent
+    ├── ServerError            the server refused something this client sent
     └── ClientClosed           the client was used after close()
 
 Each message names the offending value and says what to do about it.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "ArgumentError",
+    "ClientClosed",
+    "DTypeError",
+    "FrameTooLarge",
+    "ProtocolError",
+    "ServerError",
+    "ShapeError",
+    "StreamvisError",
+    "UnknownPlot",
+    "UnsupportedVersion",
+]
 
 
 class StreamvisError(Exception):
@@ -25,16 +38,20 @@ class ProtocolError(StreamvisError):
     """A frame is malformed: bad header, field, dtype, shape or length."""
 
 
-class FrameTooLarge(ProtocolError):
-    """A frame, its header or its array count exceeds a configured limit."""
+class ArgumentError(StreamvisError, ValueError):
+    """The arguments of a plotting call cannot make a plot."""
+
+
+class FrameTooLarge(ProtocolError, ArgumentError):
+    """A frame, its header or its array count exceeds a configured limit.
+
+    Raised at a plotting call, it is the caller's argument that is too large: hence an
+    ArgumentError as well.
+    """
 
 
 class UnsupportedVersion(ProtocolError):
     """A frame was written with a protocol version this side does not speak."""
-
-
-class ArgumentError(StreamvisError, ValueError):
-    """The arguments of a plotting call cannot make a plot."""
 
 
 class ShapeError(ArgumentError):
@@ -50,7 +67,18 @@ class UnknownPlot(ArgumentError):
 
 
 class ServerError(StreamvisError):
-    """The server rejected a frame; the message is the server's explanation."""
+    """The server refused something this client sent, or could not be used at all.
+
+    ``seq`` is the refused frame's sequence number and ``plot`` its plot (None when the
+    refusal is not about one frame); ``count`` is how often the same refusal was seen.
+    """
+
+    def __init__(
+        self, message: str, *, seq: int | None = None, plot: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.seq, self.plot = seq, plot
+        self.count = 1
 
 
 class ClientClosed(StreamvisError):

@@ -5,13 +5,18 @@ A frame is one websocket message::
     uint32 big-endian H | H bytes of msgpack header | zero padding to 8 | array buffers
 
 The header is a map: ``v`` (protocol version), ``op``, ``run``, ``cid`` (client id), ``seq``
-(the client's sequence number), ``ack`` (reply with an acknowledgement), ``name`` and ``opts``
-for plot operations, and ``arrays``: per array ``[dtype, shape]``. Each buffer is the array's
+(the client's sequence number), ``ack`` (reply with an acknowledgement), ``restore`` (the
+client restores what the server lost, see below), ``name`` and ``opts`` for plot operations,
+and ``arrays``: per array ``[dtype, shape]``. Each buffer is the array's
 C-ordered little-endian bytes, padded to a multiple of 8, so the decoder returns zero-copy
 ``np.frombuffer`` views.
 
 Replies from the server are msgpack maps: ``{"ack": seq}`` once every frame up to ``seq`` is
-applied, and ``{"err": message, "seq": seq, "name": plot}`` when a frame is rejected.
+applied, and ``{"err": message, "seq": seq, "name": plot}`` when a frame is rejected. A
+rejection with ``"code": "unplaced"`` means the plot has no place in the run's layout any more
+(the run was deleted, cleared or laid out anew by someone else): the server then ignores that
+client's frames from ``seq`` on, unacknowledged, until one arrives marked ``restore``, and the
+client resends them after its own layout, so nothing is lost and nothing is applied twice.
 """
 
 from __future__ import annotations
@@ -28,6 +33,29 @@ import numpy as np
 from .errors import ArgumentError, FrameTooLarge, ProtocolError, UnsupportedVersion
 from .specs import check_name
 
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DTYPES",
+    "INGEST_PATH",
+    "INGEST_PORT_HEADER",
+    "MAX_FRAME_HEADER",
+    "OPS",
+    "UNPLACED",
+    "VERSION",
+    "WIRE_DTYPES",
+    "BadFrame",
+    "Frame",
+    "Limits",
+    "Op",
+    "decode",
+    "decode_many",
+    "decode_reply",
+    "encode",
+    "encode_head",
+    "encode_reply",
+    "padded",
+]
+
 VERSION = 1
 Op = Literal["layout", "plot", "clear", "sync"]
 OPS: tuple[Op, ...] = ("layout", "plot", "clear", "sync")
@@ -41,6 +69,9 @@ WIRE_DTYPES = {
 DTYPES = frozenset(WIRE_DTYPES)
 _WIRE_NAMES = {dtype: name for name, dtype in WIRE_DTYPES.items()}  # dtype.name is slow
 MAX_FRAME_HEADER = "X-Streamvis-Max-Frame"  # handshake header: the server's frame limit
+INGEST_PATH = "/ingest"  # where clients connect, on the ingest port
+INGEST_PORT_HEADER = "X-Streamvis-Ingest-Port"  # the page port's answer to a lost client
+UNPLACED = "unplaced"  # a reply's code: the plot lost its place; resend from seq, restored
 _PREFIX = struct.Struct(">I")
 _ALIGN = 8
 
@@ -70,6 +101,19 @@ class Frame:
     opts: Mapping[str, Any] = field(default_factory=dict)
     arrays: tuple[np.ndarray, ...] = ()
     ack: bool = False
+    restore: bool = False
+
+
+@dataclass(frozen=True)
+class BadFrame:
+    """A frame of a message that was refused; ``seq`` is its number when it could be read.
+
+    ``last`` says the frame's end could not be found, so nothing after it was read.
+    """
+
+    error: ProtocolError
+    seq: int | None = None
+    last: bool = False
 
 
 def _pad(n: int) -> int:
@@ -105,6 +149,8 @@ def encode_head(frame: Frame) -> bytes:
     }
     if frame.ack:
         header["ack"] = True
+    if frame.restore:
+        header["restore"] = True
     if frame.name is not None:
         header["name"] = frame.name
     if frame.opts:
@@ -167,31 +213,51 @@ def _bad_shape(i: int, shape: list[Any], limits: Limits) -> ProtocolError:
 
 def decode(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> Frame:
     """Parse and validate one frame; raise a ProtocolError subclass naming what is wrong."""
-    frame, end = _decode_first(memoryview(data), limits)
-    if end < len(data):
-        raise ProtocolError(f"frame has {len(data) - end} bytes after its last array")
-    return frame
+    view = memoryview(data)
+    header, offset = _read_header(view, limits)
+    arrays, end = _read_arrays(header, view, offset, limits)
+    if end < len(view):
+        raise ProtocolError(f"frame has {len(view) - end} bytes after its last array")
+    return _frame(header, arrays)
 
 
 def decode_many(
     data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
-) -> list[tuple[Frame, memoryview]]:
+) -> list[tuple[Frame, memoryview] | BadFrame]:
     """Parse a message of frames sent back to back; return each with its own bytes.
 
-    A client batches small frames so that one websocket message carries many.
+    A client batches small frames so that one websocket message carries many. A frame that
+    is refused costs only itself (a :class:`BadFrame` in its place) when its end can still be
+    found from its header; otherwise it is the last item.
     """
     view = memoryview(data)
-    frames: list[tuple[Frame, memoryview]] = []
+    items: list[tuple[Frame, memoryview] | BadFrame] = []
     start = 0
-    while start < view.nbytes or not frames:
-        frame, end = _decode_first(view[start:], limits)
-        frames.append((frame, view[start : start + end]))
+    while start < view.nbytes or not items:
+        rest = view[start:]
+        header: dict[str, Any] = {}
+        try:
+            header, offset = _read_header(rest, limits)
+            arrays, end = _read_arrays(header, rest, offset, limits)
+        except ProtocolError as exc:
+            items.append(BadFrame(exc, _seq_of(header), last=True))
+            break
+        try:
+            items.append((_frame(header, arrays), rest[:end]))
+        except ProtocolError as exc:
+            items.append(BadFrame(exc, _seq_of(header)))
         start += end
-    return frames
+    return items
 
 
-def _decode_first(view: memoryview, limits: Limits) -> tuple[Frame, int]:
-    """Decode the frame at the start of ``view``; return it and where it ends."""
+def _seq_of(header: Mapping[str, Any]) -> int | None:
+    seq = header.get("seq")
+    return seq if type(seq) is int else None
+
+
+def _read_header(view: memoryview, limits: Limits) -> tuple[dict[str, Any], int]:
+    """The header map at the start of ``view`` (of a version we speak), and where the
+    arrays start."""
     if view.nbytes > limits.max_frame_bytes:
         raise FrameTooLarge(
             f"frame of {view.nbytes} bytes exceeds the limit of {limits.max_frame_bytes} bytes"
@@ -229,23 +295,14 @@ def _decode_first(view: memoryview, limits: Limits) -> tuple[Frame, int]:
             f"frame has protocol version {version!r}; this side speaks version {VERSION}: "
             "install the same streamvis version on client and server"
         )
-    op = header.get("op")
-    if op not in OPS:
-        raise ProtocolError(f"header field 'op' is {op!r}; expected one of {OPS}")
-    try:
-        run = check_name(header.get("run"), "run name")
-        name = header.get("name")
-        if op == "plot" or name is not None:
-            name = check_name(name, "plot name")
-    except ArgumentError as exc:
-        raise ProtocolError(str(exc)) from exc
-    cid = _field(header, "cid", str)
-    seq = _field(header, "seq", int)
-    opts = header.get("opts", {})
-    if not isinstance(opts, dict):
-        raise ProtocolError(f"header field 'opts' is {opts!r}; expected a map")
+    return header, body + _pad(body)
 
-    offset = body + _pad(body)
+
+def _read_arrays(
+    header: Mapping[str, Any], view: memoryview, offset: int, limits: Limits
+) -> tuple[tuple[np.ndarray, ...], int]:
+    """The arrays the header announces, as read-only views of ``view`` from ``offset``, and
+    where the frame ends."""
     arrays = []
     for i, (dtype, shape) in enumerate(_array_specs(header, limits)):
         nbytes = math.prod(shape) * dtype.itemsize
@@ -257,18 +314,35 @@ def _decode_first(view: memoryview, limits: Limits) -> tuple[Frame, int]:
             )
         arrays.append(np.ndarray(shape, dtype, view, offset))  # a view, read-only
         offset = end + _pad(nbytes)
-    offset = min(offset, view.nbytes)  # the last array's padding may be cut off
-    frame = Frame(
+    return tuple(arrays), min(offset, view.nbytes)  # the last padding may be cut off
+
+
+def _frame(header: Mapping[str, Any], arrays: tuple[np.ndarray, ...]) -> Frame:
+    """The frame a header describes, once its fields are checked."""
+    op = header.get("op")
+    if op not in OPS:
+        raise ProtocolError(f"header field 'op' is {op!r}; expected one of {OPS}")
+    try:
+        run = check_name(header.get("run"), "run name")
+        name = header.get("name")
+        if op == "plot" or name is not None:
+            name = check_name(name, "plot name")
+    except ArgumentError as exc:
+        raise ProtocolError(str(exc)) from exc
+    opts = header.get("opts", {})
+    if not isinstance(opts, dict):
+        raise ProtocolError(f"header field 'opts' is {opts!r}; expected a map")
+    return Frame(
         op=op,
         run=run,
-        cid=cid,
-        seq=seq,
+        cid=_field(header, "cid", str),
+        seq=_field(header, "seq", int),
         name=name,
         opts=opts,
-        arrays=tuple(arrays),
+        arrays=arrays,
         ack=header.get("ack") is True,
+        restore=header.get("restore") is True,
     )
-    return frame, offset
 
 
 def encode_reply(reply: Mapping[str, Any]) -> bytes:

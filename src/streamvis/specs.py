@@ -151,31 +151,44 @@ class PlotSpec:
 
     @classmethod
     def from_wire(cls, opts: Mapping[str, Any]) -> PlotSpec:
-        """Rebuild a spec from a frame's options; raise ArgumentError if they are malformed."""
-        try:
-            kind = opts["kind"]
-            if kind not in PLOT_KINDS:
-                raise ArgumentError(f"unknown plot kind {kind!r}; expected one of {PLOT_KINDS}")
-            color = opts.get("color")
-            grid = opts.get("grid")
-            fig = opts.get("fig")
-            if fig is not None and not isinstance(fig, dict):
-                raise ArgumentError(f"fig_kwargs must be a dict, got {fig!r}")
-            palette = opts.get("palette")
-            if palette is not None:
-                resolve_palette(palette)
-            return cls(
-                kind=kind,
-                append=bool(opts.get("append", False)),
-                spatial_dim=check_int(opts.get("spatial_dim", -1), "spatial_dim"),
-                line_dims=tuple(check_int(d, "line_dims") for d in opts.get("line_dims", ())),
-                color=None if color is None else ColorSpec(*color),
-                grid=None if grid is None else GridSpec(*grid),
-                palette=palette,
-                fig_kwargs=fig,
-            )
-        except (KeyError, TypeError) as exc:
-            raise ArgumentError(f"malformed plot options {dict(opts)!r}: {exc}") from exc
+        """Rebuild a spec from a frame's options; raise ArgumentError naming the field that
+        is malformed."""
+        kind = opts.get("kind")
+        if not isinstance(kind, str) or kind not in PLOT_KINDS:
+            raise ArgumentError(f"unknown plot kind {kind!r}; expected one of {PLOT_KINDS}")
+        color, grid = _wire_list(opts, "color", 2), _wire_list(opts, "grid", 3)
+        fig = opts.get("fig")
+        if fig is not None and not isinstance(fig, dict):
+            raise ArgumentError(f"fig_kwargs must be a dict, got {fig!r}")
+        palette = opts.get("palette")
+        if palette is not None:
+            if not isinstance(palette, str):
+                raise ArgumentError(
+                    f"opts.palette is {palette!r}; expected a palette name like 'Viridis256'"
+                )
+            resolve_palette(palette)
+        line_dims = _wire_list(opts, "line_dims", None) or []
+        return cls(
+            kind=kind,
+            append=bool(opts.get("append", False)),
+            spatial_dim=check_int(opts.get("spatial_dim", -1), "spatial_dim"),
+            line_dims=tuple(check_int(d, "line_dims") for d in line_dims),
+            color=None if color is None else ColorSpec(*color),
+            grid=None if grid is None else GridSpec(*grid),
+            palette=palette,
+            fig_kwargs=fig,
+        )
+
+
+def _wire_list(opts: Mapping[str, Any], key: str, length: int | None) -> list[Any] | None:
+    """``opts[key]`` if it is a list (of ``length`` items, if given), None if absent."""
+    value = opts.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or (length is not None and len(value) != length):
+        items = f"{length} items" if length is not None else "items"
+        raise ArgumentError(f"opts.{key} is {value!r}; expected a list of {items}")
+    return value
 
 
 def _axis(dim: object, ndim: int, what: str, shape: tuple[int, ...]) -> int:

@@ -22,12 +22,12 @@ import struct
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import protocol
-from .errors import ProtocolError
+from .errors import ArgumentError, ProtocolError
 
 log = logging.getLogger("streamvis.store")
 
@@ -165,7 +165,15 @@ class Store:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ArgumentError(
+                f"cannot keep runs in {str(directory)!r} ({exc.strerror or exc}): "
+                "give --data_dir a folder this user may write, or run with --no_persist"
+            ) from exc
+        if not directory.is_dir():
+            raise ArgumentError(f"--data_dir {str(directory)!r} is not a folder: name a folder")
         self._logs: dict[str, RunLog] = {}
 
     def runs(self) -> list[str]:
@@ -213,16 +221,20 @@ class Store:
 class Writer:
     """Runs log writes on a thread of its own, in the order submitted, so the event loop
     never waits for the disk; the loop it is created on hears when they are done, and what
-    failed. Checksums and writes of large buffers release the GIL."""
+    failed. Checksums and writes of large buffers release the GIL.
+
+    Each job has a key (a run's name, or a request's own token): a failure is reported only
+    to those who wait on its key, never to a bystander.
+    """
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._jobs: deque[Callable[[], None]] = deque()
+        self._jobs: deque[tuple[Callable[[], None], Hashable]] = deque()
         self._ready = threading.Condition()
         self._closing = False
         self._submitted = self._done = 0  # jobs queued, and jobs the loop has heard are done
-        self._failures: list[str] = []  # not yet reported through a future of written()
-        self._waiting: deque[tuple[int, asyncio.Future[list[str]]]] = deque()
+        self._failures: dict[Hashable, list[str]] = {}  # by key, not yet reported
+        self._waiting: deque[tuple[int, Hashable, asyncio.Future[list[str]]]] = deque()
         self._thread = threading.Thread(target=self._main, name="streamvis-log", daemon=True)
         self._thread.start()
 
@@ -231,20 +243,20 @@ class Writer:
         """Whether jobs are queued or running (as far as the loop has heard)."""
         return self._done < self._submitted
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, job: Callable[[], None], key: Hashable) -> None:
         """Run ``job`` on the writer's thread, after every job submitted before it."""
         with self._ready:
-            self._jobs.append(job)
+            self._jobs.append((job, key))
             self._submitted += 1
             self._ready.notify()
 
-    def written(self) -> asyncio.Future[list[str]] | None:
-        """A future done once every job so far has run, with the failures not yet reported
-        elsewhere; None if they have all run and none failed unreported."""
-        if not self.busy and not self._failures:
+    def written(self, key: Hashable) -> asyncio.Future[list[str]] | None:
+        """A future done once every job so far has run, with the failures of ``key``'s jobs
+        not yet reported; None if they have all run and none of those failed."""
+        if not self.busy and key not in self._failures:
             return None
         future = self._loop.create_future()
-        self._waiting.append((self._submitted, future))
+        self._waiting.append((self._submitted, key, future))
         self._on_written(self._done, [])
         return future
 
@@ -266,27 +278,24 @@ class Writer:
             if not jobs:
                 return
             failures = []
-            for job in jobs:
+            for job, key in jobs:
                 try:
                     job()
                 except Exception as exc:
                     log.exception("writing a run log failed")
-                    failures.append(
-                        f"the server could not write a run log ({exc!r}): the data is shown, "
-                        "but a restarted server will not have it; free space under --data_dir "
-                        "or run the server with --no_persist"
-                    )
+                    failures.append((key, repr(exc)))
             done += len(jobs)
             try:
                 self._loop.call_soon_threadsafe(self._on_written, done, failures)
             except RuntimeError:  # the loop has closed: nobody waits any more
                 log.warning("the event loop closed before %d log writes were reported", done)
 
-    def _on_written(self, done: int, failures: list[str]) -> None:  # the loop's thread
+    def _on_written(self, done: int, failures: list[tuple[Hashable, str]]) -> None:
+        # on the loop's thread
         self._done = max(self._done, done)
-        self._failures.extend(failures)
+        for key, failure in failures:
+            self._failures.setdefault(key, []).append(failure)
         while self._waiting and self._waiting[0][0] <= self._done:
-            future = self._waiting.popleft()[1]
+            _, key, future = self._waiting.popleft()
             if not future.done():
-                future.set_result(self._failures)
-                self._failures = []
+                future.set_result(self._failures.pop(key, []))

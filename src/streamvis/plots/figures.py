@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import html
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +36,72 @@ WEBGL_POINTS = 5000
 _DEFAULT_COLOR = "#1f77b4"
 
 
+# The figure() keywords a client may set: what is drawn on the canvas, or sizes and places it.
+# Keywords that reach the page's DOM as HTML, CSS or script (attribution, html_attributes,
+# stylesheets, styles, css_classes, js_*_callbacks, a tooltips template, ...) are refused: a
+# run's fig_kwargs are shown to everyone who opens its page.
+FIG_KWARGS = frozenset(
+    {
+        # figure()'s own options
+        *("x_range", "y_range", "x_axis_type", "y_axis_type", "x_axis_location"),
+        *("y_axis_location", "x_axis_label", "y_axis_label", "x_minor_ticks", "y_minor_ticks"),
+        *("tools", "tooltips", "active_drag", "active_inspect", "active_scroll", "active_tap"),
+        "active_multi",
+        # Plot properties of plain values: text drawn on the canvas, sizes, colors, flags
+        *("title", "title_location", "toolbar_location", "toolbar_sticky", "toolbar_inner"),
+        *("width", "height", "min_width", "min_height", "max_width", "max_height"),
+        *("frame_width", "frame_height", "sizing_mode", "width_policy", "height_policy"),
+        *("aspect_ratio", "aspect_scale", "match_aspect", "margin", "align", "min_border"),
+        *("min_border_left", "min_border_right", "min_border_top", "min_border_bottom"),
+        *("background_fill_color", "background_fill_alpha", "border_fill_color"),
+        *("border_fill_alpha", "outline_line_color", "outline_line_alpha"),
+        *("outline_line_width", "outline_line_dash", "hidpi", "output_backend"),
+        *("lod_threshold", "lod_factor", "lod_interval", "lod_timeout", "reset_policy"),
+    }
+)
+_SAFE_FORMAT = re.compile(r"\{\s*safe\s*\}")  # a placeholder format that inserts raw HTML
+
+
+def _refused(fig_kwargs: Mapping[str, Any]) -> str | None:
+    """Why ``fig_kwargs`` cannot reach a page (None if they can)."""
+    for name, value in fig_kwargs.items():
+        if name not in FIG_KWARGS:
+            close = difflib.get_close_matches(name, sorted(FIG_KWARGS), n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            return (
+                f"figure() keyword {name!r} is not accepted{hint} (fig_kwargs may set what is "
+                "drawn on the canvas: titles, labels, axis types, ranges, sizes, tools, colors; "
+                "not what a page renders as HTML, CSS or script)"
+            )
+        if name == "tooltips" and not _plain_tooltips(value):
+            return (
+                f"tooltips {value!r} are refused: give a list of (label, value) pairs such as "
+                "[('step', '$x'), ('loss', '@y{0.000}')]; an HTML template or a '{safe}' "
+                "format would run as HTML in every viewer's page"
+            )
+    return None
+
+
+def _plain_tooltips(value: Any) -> bool:
+    return isinstance(value, list | tuple) and all(
+        isinstance(pair, list | tuple)
+        and len(pair) == 2
+        and all(isinstance(text, str) for text in pair)
+        and not _SAFE_FORMAT.search(pair[1])
+        for pair in value
+    )
+
+
+def _safe(fig_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``fig_kwargs`` as they may reach a page: refused keywords dropped (a log written by an
+    older server may hold some), tooltip values escaped (Bokeh parses them as HTML)."""
+    safe = {k: v for k, v in fig_kwargs.items() if k in FIG_KWARGS and k != "tooltips"}
+    tooltips = fig_kwargs.get("tooltips")
+    if tooltips is not None and _plain_tooltips(tooltips):
+        safe["tooltips"] = [(label, html.escape(value, quote=False)) for label, value in tooltips]
+    return safe
+
+
 _UNEXPECTED = re.compile(
     r"unexpected attribute '([^']+)' to figure, possible attributes are (.*)", re.S
 )
@@ -53,14 +120,18 @@ def _defaults(name: str, cell: Cell) -> dict[str, Any]:
 
 def _options(name: str, cell: Cell, fig_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Our defaults under the user's fig_kwargs; scroll zooms only if the tools include it."""
-    options = {**_defaults(name, cell), **fig_kwargs}
+    options = {**_defaults(name, cell), **_safe(fig_kwargs)}
     if "active_scroll" not in fig_kwargs and "wheel_zoom" not in str(options["tools"]):
         del options["active_scroll"]
     return options
 
 
 def check_fig_kwargs(fig_kwargs: Mapping[str, Any]) -> None:
-    """Raise ArgumentError if Bokeh's ``figure`` refuses ``fig_kwargs`` (unknown name or value)."""
+    """Raise ArgumentError if ``fig_kwargs`` may not reach a page, or Bokeh's ``figure``
+    refuses them (unknown name or value)."""
+    refused = _refused(fig_kwargs)
+    if refused is not None:
+        raise ArgumentError(refused)
     try:
         figure(**_options("check", (0, 0, 1, 1), fig_kwargs))
     except AttributeError as exc:

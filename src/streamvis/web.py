@@ -1,0 +1,175 @@
+"""The page port's HTTP side: Bokeh's tornado app behind the guard, and the ``/runs`` routes.
+
+Every request passes :class:`Guard` before it reaches a handler, Bokeh's pages, static files
+and websocket included: a foreign ``Host`` is refused, a browser's request from another
+site's page may only read, and with a token every request must present it. ``?token=`` is
+taken once: the answer sets a cookie and sends the browser to the same address without it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from bokeh.server.tornado import BokehTornado
+from tornado import httputil
+from tornado.web import RequestHandler
+
+from .errors import ArgumentError, StreamvisError
+from .guard import Guard
+from .hub import Hub
+from .protocol import INGEST_PORT_HEADER
+from .specs import check_name
+
+__all__ = ["GuardedTornado", "RunsHandler"]
+
+log = logging.getLogger("streamvis.server")
+_READ_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+class GuardedTornado(BokehTornado):
+    """Bokeh's application, with every request checked by ``guard`` first."""
+
+    def __init__(
+        self, *args: Any, guard: Guard, port: int, ingest_port: Callable[[], int], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard, self.page_port, self.ingest_port = guard, port, ingest_port
+
+    def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Any:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return self.get_handler_delegate(request, _Refused, refusal)
+        if request.path == "/ingest":
+            return self.get_handler_delegate(request, _NotIngest, {"port": self.ingest_port()})
+        offered = _query_token(request)
+        if offered is not None and request.method == "GET" and self.guard.token is not None:
+            return self.get_handler_delegate(request, _TakeToken, {"cookie": self._cookie})
+        return super().find_handler(request, **kwargs)
+
+    @property
+    def _cookie(self) -> tuple[str, str]:
+        return self.guard.cookie_name(self.page_port), self.guard.cookie_value
+
+    def _refusal(self, request: httputil.HTTPServerRequest) -> dict[str, Any] | None:
+        """Why ``request`` may not go on (status and message), or None."""
+        guard, host = self.guard, request.headers.get("Host")
+        if not guard.host_allowed(host):
+            log.warning("refused %s %s for foreign Host %r", request.method, request.path, host)
+            return _why(403, f"this streamvis server is not {host!r}: open it as localhost")
+        origin = request.headers.get("Origin")
+        if request.method not in _READ_METHODS and not guard.same_origin(origin, host):
+            log.warning("refused %s %s from a page at %r", request.method, request.path, origin)
+            return _why(403, f"requests from pages at {origin!r} are refused")
+        if guard.token is None or request.path == "/ingest":
+            return None
+        offered = _query_token(request)
+        cookie = request.cookies.get(self._cookie[0])
+        if (
+            guard.token_matches(offered)
+            if offered is not None
+            else guard.bearer_matches(request.headers.get("Authorization"))
+            or guard.cookie_matches(cookie.value if cookie is not None else None)
+        ):
+            return None
+        return _why(401, "", login=True)
+
+
+def _why(status: int, message: str, login: bool = False) -> dict[str, Any]:
+    return {"status": status, "message": message, "login": login}
+
+
+def _query_token(request: httputil.HTTPServerRequest) -> str | None:
+    values = request.query_arguments.get("token")
+    return values[-1].decode("utf-8", "replace") if values else None
+
+
+_LOGIN_PAGE = """<!doctype html><title>streamvis: token needed</title>
+<p>This streamvis server needs its token. Open the address it printed at start-up (it ends in
+<code>?token=...</code>), or enter the token:</p>
+<form method="get"><input type="password" name="token" autofocus> <button>Open</button></form>
+<p>From scripts, send <code>Authorization: Bearer TOKEN</code>.</p>
+"""
+
+
+class _Refused(RequestHandler):
+    """The answer to a request the guard refused."""
+
+    def initialize(self, status: int, message: str, login: bool) -> None:
+        self.status, self.message, self.login = status, message, login
+
+    def prepare(self) -> None:
+        self.set_status(self.status)
+        if self.login:
+            self.set_header("WWW-Authenticate", 'Bearer realm="streamvis"')
+            self.finish(_LOGIN_PAGE)
+        else:
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(f"streamvis: {self.message}\n")
+
+
+class _TakeToken(RequestHandler):
+    """``GET ...?token=TOKEN`` (checked already): keep it in a cookie, go on without it."""
+
+    def initialize(self, cookie: tuple[str, str]) -> None:
+        self.cookie = cookie
+
+    def prepare(self) -> None:
+        name, value = self.cookie
+        self.set_cookie(name, value, httponly=True, samesite="Strict", path="/")
+        query = [
+            (k, v.decode("utf-8", "replace"))
+            for k, values in self.request.query_arguments.items()
+            if k != "token"
+            for v in values
+        ]
+        target = self.request.path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        self.redirect(target)
+
+
+class _NotIngest(RequestHandler):
+    """``/ingest`` on the page port: a client was given the wrong port; say which is right."""
+
+    def initialize(self, port: int) -> None:
+        self.port = port
+
+    def prepare(self) -> None:
+        self.set_status(404)
+        self.set_header(INGEST_PORT_HEADER, str(self.port))
+        self.finish(f"streamvis: this is the page port; clients connect to port {self.port}\n")
+
+
+class RunsHandler(RequestHandler):
+    """``GET /runs``: a plain list of every run, linking to its page; ``DELETE /runs/NAME``."""
+
+    def initialize(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def get(self, run: str | None = None) -> None:
+        items = "".join(
+            f'<li><a href="/?run={urllib.parse.quote(name)}">{html.escape(name)}</a></li>'
+            for name in self.hub.run_names()
+        )
+        self.write(f"<!doctype html><title>streamvis runs</title><ul>{items}</ul>")
+
+    async def delete(self, run: str | None = None) -> None:
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        try:
+            name = check_name(run, "run name")
+            deleted = await self.hub.delete(name)
+        except ArgumentError as exc:
+            self.set_status(404)
+            self.write(f"no run named {run!r}: {exc}\n")
+            return
+        except StreamvisError as exc:
+            self.set_status(500)
+            self.write(f"{exc}\n")
+            return
+        if not deleted:
+            self.set_status(404)
+            self.write(f"no run named {name!r}\n")
+        else:
+            self.write(f"deleted run {name!r}\n")
