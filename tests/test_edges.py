@@ -1,0 +1,316 @@
+"""Edges users hit: mistaken addresses and ports, remote errors, bad flags, signals, odd frames."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from streamvis import ArgumentError, Client, ServerError
+from streamvis.cli import parse_args
+from streamvis.protocol import Frame, decode_reply, encode
+from streamvis.server import StreamvisServer, serve_in_thread
+from test_durability import free_port, wait_for_listener
+from test_ingest import send_raw
+
+LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
+TYPO = {"x_axis_lable": "x"}  # Bokeh's keyword is x_axis_label
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not true within {timeout} s"
+        time.sleep(0.01)
+
+
+def xs(server: StreamvisServer, run: str, plot: str) -> list[float]:
+    return list(server.hub.runs[run].plots[plot].data.view()["x"].tolist())
+
+
+def cli(*args: str, **popen: Any) -> subprocess.Popen[str]:
+    options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    return subprocess.Popen([sys.executable, "-m", "streamvis.cli", *args], text=True, **options)
+
+
+# -- A. client mistakes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["http://localhost:{port}", "ws://127.0.0.1:{port}/ingest"])
+def test_http_and_ws_addresses_reach_the_ingest(server: StreamvisServer, form: str) -> None:
+    with Client(form.format(port=server.ingest_port), "test", exit_timeout=1) as client:
+        client.set_layout(LAYOUT)
+        client.tandem_lines("loss", 0, np.zeros(2))
+        assert client.flush(timeout=5)
+    assert xs(server, "test", "loss") == [0]
+
+
+def test_an_address_without_a_port_says_what_to_write() -> None:
+    with pytest.raises(ArgumentError, match="write 'localhost:8080'"):
+        Client("localhost", "run")
+
+
+def test_the_page_port_is_reported_with_the_ingest_port(server: StreamvisServer) -> None:
+    address = f"127.0.0.1:{server.bokeh_port}"  # a common mistake: the port of the pages
+    client = Client(address, "test", exit_timeout=0.1)
+    client.set_layout(LAYOUT)
+    start = time.monotonic()
+    assert client.flush(timeout=10) is False
+    assert time.monotonic() - start < 5
+    (error,) = client.errors
+    assert "page port" in str(error) and str(server.ingest_port) in str(error)
+    client.close(timeout=0.1)
+    with Client(address, "test", exit_timeout=0.1, on_error="raise") as strict:
+        strict.set_layout(LAYOUT)
+        with pytest.raises(ServerError, match=rf"page port.*here {server.ingest_port}"):
+            strict.flush(timeout=10)
+
+
+def test_a_frame_too_large_for_the_client_is_an_argument_error() -> None:
+    with Client("127.0.0.1:9", "r", max_frame_bytes=100_000, exit_timeout=0.1) as client:
+        client.set_layout(LAYOUT)
+        with pytest.raises(ArgumentError, match="exceed the frame limit"):
+            client.scatter("pts", np.zeros((10_000, 2)))
+
+
+def test_exit_timeout_set_after_creation_bounds_the_wait_at_exit() -> None:
+    script = (
+        "import numpy as np; from streamvis import Client\n"
+        f"client = Client('127.0.0.1:{free_port()}', 'r')  # nothing listens there\n"
+        "client.exit_timeout = 0.5\n"
+        "client.set_layout({'loss': (0, 0, 1, 1)}); client.tandem_lines('loss', 0, np.zeros(2))\n"
+        "print('queued', flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "queued\n"
+        start = time.monotonic()
+        assert proc.wait(20) == 0
+        assert time.monotonic() - start < 3  # the default exit_timeout is 10 s
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_max_frame_bytes_is_read_only() -> None:
+    with Client("127.0.0.1:9", "r", max_frame_bytes=100_000, exit_timeout=0.1) as client:
+        assert client.max_frame_bytes == 100_000
+        with pytest.raises(AttributeError):
+            client.max_frame_bytes = 10**9  # type: ignore[misc]
+
+
+def test_remote_errors_are_warned_once_and_the_loop_goes_on(
+    server: StreamvisServer, connect: Callable[..., Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    with caplog.at_level(logging.WARNING, logger="streamvis.client"):
+        for step in range(5):  # the same mistake, five times: refused five times
+            client.tandem_lines("loss", step, np.zeros(2), fig_kwargs=TYPO)
+        for step in range(5, 15):
+            client.tandem_lines("loss", step, np.zeros(2))
+        assert client.flush(timeout=10) is True
+    warned = [r.getMessage() for r in caplog.records if r.name == "streamvis.client"]
+    assert len(warned) == 1 and "x_axis_lable" in warned[0], warned
+    (error,) = client.errors
+    assert error.count == 5 and "x_axis_lable" in str(error)
+    assert xs(server, "test", "loss") == list(range(5, 15))
+
+
+def test_strict_clients_raise_at_the_next_call_which_is_still_delivered(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    client = connect(on_error="raise")
+    client.set_layout(LAYOUT)
+    client.tandem_lines("loss", 0, np.zeros(2), fig_kwargs=TYPO)
+    wait_until(lambda: client.errors)  # the refusal came back
+    with pytest.raises(ServerError, match="x_axis_lable"):
+        client.tandem_lines("loss", 1, np.zeros(2))
+    assert client.flush(timeout=10)
+    assert xs(server, "test", "loss") == [1]
+
+
+# -- B. server edges -----------------------------------------------------------------------
+
+
+def test_log_level_is_checked_by_name_in_any_case() -> None:
+    proc = cli("--log_level", "LOUD")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "invalid choice: 'LOUD'" in stderr and "Traceback" not in stderr
+    assert parse_args(["--log_level", "warning"]).log_level == "WARNING"
+
+
+def test_a_data_dir_that_is_a_file_is_one_line_of_error(tmp_path: Path) -> None:
+    (tmp_path / "notes").write_text("not a folder")
+    ports = ["--rest_port", str(free_port()), "--bokeh_port", str(free_port())]
+    proc = cli(*ports, "--data_dir", str(tmp_path / "notes"))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert len(stderr.splitlines()) == 1 and stderr.startswith("streamvis_server:"), stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_server_cleanly_and_keeps_the_data(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    rest, bokeh = free_port(), free_port()
+    ports = ["--rest_port", str(rest), "--bokeh_port", str(bokeh)]
+    proc = cli(*ports, "--data_dir", str(tmp_path), "--run_name", "r", "--log_level", "warning")
+    try:
+        wait_for_listener(rest, proc)  # type: ignore[arg-type]
+        wait_for_listener(bokeh, proc)  # type: ignore[arg-type]
+        with Client(f"127.0.0.1:{rest}", "r", exit_timeout=2) as client:
+            client.set_layout(LAYOUT)
+            for step in range(100):
+                client.tandem_lines("loss", step, np.zeros(2))
+            assert client.flush(timeout=10)
+        proc.send_signal(sig)  # Ctrl-C, or a service manager's stop
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    with serve_in_thread(data_dir=tmp_path, ingest_port=0, bokeh_port=0) as srv:
+        assert xs(srv, "r", "loss") == list(range(100))
+
+
+def layout_frame(run: str) -> bytes:
+    cells = {name: list(cell) for name, cell in LAYOUT.items()}
+    return encode(Frame(op="layout", run=run, cid="raw", seq=0, opts={"cells": cells}, ack=True))
+
+
+def line_point(run: str, seq: int, opts: dict[str, Any], ack: bool = False) -> bytes:
+    arrays = (np.array(float(seq)), np.zeros(2))
+    return encode(Frame("plot", run, "raw", seq, "loss", opts, arrays, ack=ack))
+
+
+LINE = {"kind": "tandem_lines", "append": True, "palette": "Viridis256"}
+
+
+def test_a_palette_that_is_not_a_name_is_refused_by_name(server: StreamvisServer) -> None:
+    bad = line_point("raw", 1, {**LINE, "palette": 5}, ack=True)
+    replies = asyncio.run(send_raw(server.ingest_port, layout_frame("raw"), bad))
+    assert replies[0] == {"ack": 0}
+    assert replies[1]["seq"] == 1
+    assert "opts.palette" in str(replies[1]["err"])
+    assert "AttributeError" not in str(replies[1]["err"])
+
+
+def frame_with_header(header: dict[str, Any], *arrays: np.ndarray) -> bytes:
+    """A frame laid out as protocol.encode lays it out, around a header of our own."""
+    specs = [[a.dtype.name, list(a.shape)] for a in arrays]
+    packed = msgpack.packb({"v": 1, **header, "arrays": specs})
+    head = struct.pack(">I", len(packed)) + packed
+    parts = [head, b"\0" * (-len(head) % 8)]
+    for array in arrays:
+        parts += [array.tobytes(), b"\0" * (-array.nbytes % 8)]
+    return b"".join(parts)
+
+
+async def replies_until_ack(port: int, message: bytes, timeout: float = 20) -> list[dict[str, Any]]:
+    """Send one message; read its replies (errors come first) up to the acknowledgement."""
+    deadline = time.monotonic() + timeout
+    async with ws_connect(f"ws://127.0.0.1:{port}/ingest", compression=None) as ws:
+        await ws.send(message)
+        replies: list[dict[str, Any]] = []
+        while not replies or "ack" not in replies[-1]:
+            left = deadline - time.monotonic()
+            replies.append(decode_reply(await asyncio.wait_for(ws.recv(), max(left, 0.01))))
+        return replies
+
+
+def test_one_bad_frame_in_a_batch_of_ten_thousand_costs_only_itself(
+    server: StreamvisServer,
+) -> None:
+    frames = [layout_frame("many")]
+    for seq in range(1, 10_001):
+        if seq == 5_000:  # an op that does not exist; its arrays still say where it ends
+            header = {"op": "bogus", "run": "many", "cid": "raw", "seq": seq, "name": "loss"}
+            frames.append(frame_with_header(header, np.array(1.0), np.zeros(2)))
+        else:
+            frames.append(line_point("many", seq, LINE, ack=seq == 10_000))
+    replies = asyncio.run(replies_until_ack(server.ingest_port, b"".join(frames)))
+    errors = [reply for reply in replies if "err" in reply]
+    assert [e["seq"] for e in errors] == [5_000] and "'bogus'" in str(errors[0]["err"])
+    assert replies[-1] == {"ack": 10_000}
+    assert xs(server, "many", "loss") == [float(s) for s in range(1, 10_001) if s != 5_000]
+
+
+async def open_idle(port: int, count: int) -> list[ClientConnection]:
+    """Open up to ``count`` websockets that never send; stop at the first that cannot open."""
+    idle, uri = [], f"ws://127.0.0.1:{port}/ingest"
+    for _ in range(count):
+        try:
+            ws = await ws_connect(uri, compression=None, open_timeout=2)
+        except (OSError, asyncio.TimeoutError):
+            break
+        idle.append(ws)
+    return idle
+
+
+async def deliver(port: int, run: str) -> bool:
+    def send() -> bool:
+        with Client(f"127.0.0.1:{port}", run, exit_timeout=1) as client:
+            client.set_layout(LAYOUT)
+            client.tandem_lines("loss", 0, np.zeros(2))
+            return client.flush(timeout=10)
+
+    return await asyncio.to_thread(send)
+
+
+def test_idle_connections_cannot_lock_out_a_client() -> None:
+    async def scenario(port: int) -> None:
+        idle = await open_idle(port, 20)
+        assert len(idle) == 20  # at the limit, the server closes the idlest instead
+        try:
+            assert await deliver(port, "limited")
+            for _ in range(500):  # the closes are under way; give them 5 s
+                if sum(ws.close_code == 1013 for ws in idle) >= 12:
+                    break
+                await asyncio.sleep(0.01)
+            assert sum(ws.close_code == 1013 for ws in idle) >= 12
+        finally:
+            await asyncio.gather(*(ws.close() for ws in idle))
+
+    with serve_in_thread(ingest_port=0, bokeh_port=0, max_connections=8) as srv:
+        asyncio.run(asyncio.wait_for(scenario(srv.ingest_port), 30))
+        assert xs(srv, "limited", "loss") == [0]
+
+
+def test_idle_connections_cannot_exhaust_the_servers_files(tmp_path: Path) -> None:
+    def few_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    rest, bokeh = free_port(), free_port()
+    ports = ["--rest_port", str(rest), "--bokeh_port", str(bokeh), "--no_persist"]
+    proc = cli(*ports, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=few_files)
+
+    async def scenario() -> bool:
+        idle = await open_idle(rest, 150)  # more than 128 file descriptors
+        try:
+            return await deliver(rest, "files")
+        finally:
+            await asyncio.gather(*(ws.close() for ws in idle))
+
+    try:
+        wait_for_listener(rest, proc)  # type: ignore[arg-type]
+        assert asyncio.run(asyncio.wait_for(scenario(), 40))
+    finally:
+        proc.terminate()
+        proc.wait(10)

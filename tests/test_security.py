@@ -1,0 +1,310 @@
+"""Who may use a server: other sites' pages, rebound host names, and tokens are kept out."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
+
+from browser import Page
+from streamvis import Client, ServerError
+from streamvis.protocol import Frame, decode_reply, encode
+from streamvis.server import StreamvisServer, serve_in_thread
+from streamvis.specs import PlotSpec
+from streamvis.store import Store
+
+LAYOUT = {"pts": (0, 0, 1, 1)}
+EVIL = "http://evil.example"
+TOKEN = "s3cret"
+# The tooltip payload: were it parsed as HTML, the broken image would run its onerror.
+PAYLOAD = '<img src=x onerror="window.pwned=1">'
+POINTS = np.array([[0.0, 0.0], [1.0, 1.0], [0.5, 0.5]])  # the last one is in the middle
+UPGRADE = {  # a websocket handshake's headers, for requests made with http.client
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+
+# The text of every tooltip the page shows (Bokeh draws them in shadow roots), or null.
+TOOLTIP_TEXTS = """(() => {
+  const texts = [];
+  const walk = (root) => { for (const el of root.querySelectorAll("*")) {
+    if (el.shadowRoot) walk(el.shadowRoot);
+    if (el.classList.contains("bk-tooltip-content")) texts.push(el.textContent);
+  } };
+  walk(document);
+  return texts.length > 0 ? texts : null;
+})()"""
+# The tooltips of every hover tool of the page, and the figures' attributions.
+HOVER_AND_ATTRIBUTION_JS = """
+const models = [...Bokeh.documents[0].all_models];
+return [models.filter((m) => m.type === "HoverTool").map((m) => m.tooltips),
+        models.filter((m) => m.attribution != null).flatMap((m) => m.attribution)];
+"""
+
+
+def request(
+    port: int, method: str, path: str, headers: dict[str, str] | None = None
+) -> http.client.HTTPResponse:
+    """Send one HTTP request to 127.0.0.1:port with exactly these headers (Host included)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request(method, path, headers={"Host": f"127.0.0.1:{port}", **(headers or {})})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response
+
+
+async def send_frames(uri: str, *frames: Frame, **connect: Any) -> list[dict[str, object]]:
+    """Open a raw websocket to 127.0.0.1 (``uri`` gives the Host), send frames, get replies."""
+    port = int(uri.rsplit(":", 1)[1].split("/")[0])
+    async with ws_connect(
+        uri, host="127.0.0.1", port=port, proxy=None, compression=None, **connect
+    ) as ws:
+        replies = []
+        for frame in frames:
+            await ws.send(encode(frame))
+            replies.append(decode_reply(await asyncio.wait_for(ws.recv(), 10)))
+        return replies
+
+
+def refusal(uri: str, frame: Frame, **connect: Any) -> int:
+    """The HTTP status the handshake of ``uri`` was refused with (fails if it was accepted)."""
+    with pytest.raises(InvalidStatus) as refused:
+        asyncio.run(send_frames(uri, frame, **connect))
+    return refused.value.response.status_code
+
+
+def clear_frame(run: str) -> Frame:
+    return Frame(op="clear", run=run, cid="intruder", seq=1, ack=True)
+
+
+def hover_middle(page: Page, figure: str) -> None:
+    """Move the mouse over the middle of a figure's data frame, and a little around it."""
+    left, top, width, height = page.frame_rect(figure)
+    for dx in (-2, 0, 2, 0):
+        move = ActionBuilder(page.driver)
+        move.pointer_action.move_to_location(int(left + width / 2 + dx), int(top + height / 2))
+        move.perform()
+
+
+@pytest.fixture
+def guarded() -> Iterator[StreamvisServer]:
+    """A server whose every endpoint asks for the token ``TOKEN``."""
+    with serve_in_thread(ingest_port=0, bokeh_port=0, run_name="test", token=TOKEN) as srv:
+        yield srv
+
+
+# -- ingest: only streamvis clients, under this machine's names -----------------------------
+
+
+def test_a_web_page_cannot_clear_a_run_through_the_ingest_port(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    client.scatter("pts", POINTS, spatial_dim=1)
+    assert client.flush(timeout=10)
+    uri = f"ws://127.0.0.1:{server.ingest_port}/ingest"
+    assert refusal(uri, clear_frame("test"), origin=EVIL) == 403  # browsers send an Origin
+    assert server.hub.runs["test"].plots["pts"].data.view()["y"].tolist() == [0, 1, 0.5]
+
+
+def test_the_ingest_port_answers_only_to_this_machines_names(server: StreamvisServer) -> None:
+    port = server.ingest_port
+    assert refusal(f"ws://evil.example:{port}/ingest", clear_frame("test")) == 403
+    layout = Frame(op="layout", run="named", cid="c", seq=1, opts={"cells": {}}, ack=True)
+    for name in ("localhost", "127.0.0.1"):
+        assert asyncio.run(send_frames(f"ws://{name}:{port}/ingest", layout)) == [{"ack": 1}]
+
+
+# -- pages: no rebound host names, no writes from other sites --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [("GET", "/", {}), ("GET", "/runs", {}), ("DELETE", "/runs/kept", {}), ("GET", "/ws", UPGRADE)],
+)
+def test_a_rebound_host_name_gets_nothing_from_the_page_port(
+    server: StreamvisServer,
+    connect: Callable[..., Client],
+    method: str,
+    path: str,
+    headers: dict[str, str],
+) -> None:
+    client = connect("kept")
+    client.set_layout(LAYOUT)
+    assert client.flush(timeout=10)
+    port = server.bokeh_port
+    answer = request(port, method, path, {**headers, "Host": f"evil.example:{port}"})
+    assert answer.status == 403
+    assert "kept" in server.hub.runs
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", f"127.0.0.2:{port}"):
+        assert request(port, "GET", "/runs", {"Host": host}).status == 200
+
+
+def test_a_run_is_deleted_by_curl_but_not_from_another_sites_page(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    client = connect("kept")
+    client.set_layout(LAYOUT)
+    assert client.flush(timeout=10)
+    port = server.bokeh_port
+    assert request(port, "DELETE", "/runs/kept", {"Origin": EVIL}).status == 403
+    assert "kept" in server.hub.runs
+    assert request(port, "DELETE", "/runs/kept").status == 200  # no Origin: not a browser
+    assert "kept" not in server.hub.runs
+
+
+# -- figure keywords: what reaches a page is drawn, never run -------------------------------
+
+
+def test_a_tooltips_template_is_refused_and_the_plot_keeps_its_data(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    client.scatter("pts", POINTS, spatial_dim=1)
+    assert client.flush(timeout=10)
+    client.scatter("pts", np.ones((1, 2)), spatial_dim=1, fig_kwargs={"tooltips": PAYLOAD})
+    client.flush(timeout=10)
+    plot = server.hub.runs["test"].plots["pts"]
+    assert "tooltips" not in plot.fig_kwargs and len(plot.data) == 3
+    assert [str(error) for error in client.errors if "tooltips" in str(error)]
+    strict = connect(on_error="raise")
+    strict.set_layout(LAYOUT)
+    strict.scatter("pts", POINTS, spatial_dim=1, fig_kwargs={"tooltips": PAYLOAD})
+    with pytest.raises(ServerError, match="tooltips"):
+        strict.flush(timeout=10)
+
+
+def test_html_in_a_tooltip_is_shown_as_text(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    tooltips = [("v", f"{PAYLOAD}@y")]
+    client.scatter("pts", POINTS, spatial_dim=1, fig_kwargs={"tooltips": tooltips})
+    assert client.flush(timeout=10)
+    page = browser()
+    page.open(f"http://127.0.0.1:{server.bokeh_port}/")
+    page.all_rendered()
+    page.wait_for_column_length("pts", "x", 3)
+    hover_middle(page, "pts:figure")
+    shown = page.wait_for(TOOLTIP_TEXTS)
+    assert any(PAYLOAD in text for text in shown), shown
+    assert page.js("return typeof window.pwned") == "undefined"
+
+
+def test_html_figure_keywords_in_an_older_servers_log_never_reach_the_page(
+    tmp_path: Path, browser: Callable[[], Page]
+) -> None:
+    log = Store(tmp_path)  # what an older server, checking less, accepted and logged
+    spec = PlotSpec("scatter", spatial_dim=1).to_wire()
+    fig = {"tooltips": PAYLOAD, "attribution": [PAYLOAD]}
+    for frame in (
+        Frame(op="layout", run="old", cid="c", seq=1, opts={"cells": {"pts": [0, 0, 1, 1]}}),
+        Frame(
+            op="plot",
+            run="old",
+            cid="c",
+            seq=2,
+            name="pts",
+            opts={**spec, "fig": fig},
+            arrays=(POINTS,),
+        ),
+    ):
+        log.open("old").append(frame, encode(frame))
+    log.close()
+    with serve_in_thread(ingest_port=0, bokeh_port=0, run_name="old", data_dir=tmp_path) as srv:
+        page = browser()
+        page.open(f"http://127.0.0.1:{srv.bokeh_port}/")
+        page.all_rendered()
+        assert page.wait_for_column_length("pts", "y", 3) == [0, 1, 0.5]  # the data is shown
+        hover_middle(page, "pts:figure")
+        tooltips, attribution = page.js(HOVER_AND_ATTRIBUTION_JS)
+        assert not any(PAYLOAD in str(t) for t in tooltips) and attribution == []
+        assert page.js("return typeof window.pwned") == "undefined"
+
+
+# -- tokens: every endpoint asks; a browser keeps it in an HttpOnly cookie ------------------
+
+
+def test_every_page_endpoint_asks_for_the_token(guarded: StreamvisServer) -> None:
+    port = guarded.bokeh_port
+    paths = ["/", "/?run=x", "/runs", "/static/js/bokeh.min.js"]
+    for path in [*paths, "/ws"]:
+        assert request(port, "GET", path, UPGRADE if path == "/ws" else {}).status == 401, path
+        wrong = {"Authorization": "Bearer nope"}
+        assert request(port, "GET", path, wrong).status == 401, path
+    for path in paths:  # scripts present it as a bearer token
+        assert request(port, "GET", path, {"Authorization": f"Bearer {TOKEN}"}).status == 200
+
+
+def test_a_token_in_the_address_becomes_an_httponly_cookie(guarded: StreamvisServer) -> None:
+    port = guarded.bokeh_port
+    assert guarded.url == f"http://localhost:{port}/?token={TOKEN}"
+    answer = request(port, "GET", f"/?token={TOKEN}&run=x")
+    assert answer.status == 302 and answer.getheader("Location") == "/?run=x"
+    set_cookie = answer.getheader("Set-Cookie") or ""
+    assert TOKEN not in set_cookie  # the cookie proves the token without holding it
+    cookie = SimpleCookie(set_cookie)[f"streamvis_token_{port}"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/"
+    with_cookie = {"Cookie": f"{cookie.key}={cookie.value}"}
+    assert request(port, "GET", "/?run=x", with_cookie).status == 200
+    assert request(port, "GET", "/runs", with_cookie).status == 200
+    assert request(port, "GET", "/?token=wrong&run=x").status == 401
+
+
+def test_a_browser_opened_with_the_token_shows_the_run_and_hides_the_token(
+    guarded: StreamvisServer, browser: Callable[[], Page]
+) -> None:
+    with Client(f"127.0.0.1:{guarded.ingest_port}", "t", token=TOKEN, exit_timeout=5) as client:
+        client.set_layout(LAYOUT)
+        client.scatter("pts", POINTS, spatial_dim=1)
+        assert client.flush(timeout=10)
+    page = browser()
+    page.open(f"http://127.0.0.1:{guarded.bokeh_port}/?run=t")  # without it: the login page
+    assert "token needed" in page.driver.title
+    assert page.js("return typeof Bokeh") == "undefined"
+    page.open(f"http://127.0.0.1:{guarded.bokeh_port}/?run=t&token={TOKEN}")
+    page.all_rendered()
+    assert page.wait_for_column_length("pts", "y", 3) == [0, 1, 0.5]
+    assert "token=" not in page.driver.current_url
+    assert "streamvis_token" not in page.js("return document.cookie")  # HttpOnly
+
+
+def test_a_client_with_a_wrong_token_neither_blocks_nor_buffers(
+    guarded: StreamvisServer,
+) -> None:
+    address = f"127.0.0.1:{guarded.ingest_port}"
+    client = Client(address, "t", token="wrong", max_buffer_bytes=2**20, exit_timeout=0.5)
+    chunk = np.zeros((2**14, 2))  # 256 KiB: four fill the buffer
+    client.set_layout(LAYOUT)
+
+    def train() -> None:
+        for _ in range(1000):
+            client.scatter("pts", chunk, spatial_dim=1, append=True)
+
+    loop = threading.Thread(target=train, daemon=True)  # a hung loop must not hang pytest
+    loop.start()
+    loop.join(20)
+    assert not loop.is_alive(), "the calls block while the server refuses the client"
+    started = time.monotonic()
+    assert client.flush(timeout=10) is False
+    assert time.monotonic() - started < 2
+    [error] = client.errors
+    assert "HTTP 401" in str(error) and "token" in str(error)
+    client.close(timeout=1)
