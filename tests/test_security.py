@@ -125,9 +125,9 @@ def test_a_web_page_cannot_clear_a_run_through_the_ingest_port(
 def test_the_ingest_port_answers_only_to_this_machines_names(server: StreamvisServer) -> None:
     port = server.ingest_port
     assert refusal(f"ws://evil.example:{port}/ingest", clear_frame("test")) == 403
-    layout = Frame(op="layout", run="named", cid="c", seq=1, opts={"cells": {}}, ack=True)
+    sync = Frame(op="sync", run="named", cid="c", seq=1, ack=True)
     for name in ("localhost", "127.0.0.1"):
-        assert asyncio.run(send_frames(f"ws://{name}:{port}/ingest", layout)) == [{"ack": 1}]
+        assert asyncio.run(send_frames(f"ws://{name}:{port}/ingest", sync)) == [{"ack": 1}]
 
 
 # -- pages: no rebound host names, no writes from other sites --------------------------------

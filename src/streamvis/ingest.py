@@ -100,7 +100,7 @@ class Ingest:
         self._active[ws] = yielded = time.monotonic()
         try:
             async for message in ws:
-                run, replies = self.receive(message, peer)
+                run, replies = self.receive(message, peer, ws)
                 self._active[ws] = time.monotonic()
                 for reply in replies:
                     writing = self.hub.written(run) if "ack" in reply else None
@@ -135,8 +135,11 @@ class Ingest:
                 await ws.send(protocol.encode_reply({"err": message}))
             await ws.send(protocol.encode_reply(reply))
 
-    def receive(self, message: bytes | str, peer: Any) -> tuple[str | None, list[dict[str, Any]]]:
-        """Decode and apply one message (one or more frames); return its run and the replies."""
+    def receive(
+        self, message: bytes | str, peer: Any, connection: object = None
+    ) -> tuple[str | None, list[dict[str, Any]]]:
+        """Decode and apply one message (one or more frames) that came on ``connection``;
+        return its run and the replies."""
         if isinstance(message, str):
             return None, [
                 {"err": "text message refused: streamvis frames are binary (streamvis.Client)"}
@@ -156,15 +159,16 @@ class Ingest:
                 continue
             frame, data = item
             run, state = frame.run, self.hub.state(frame.run)
-            if frame.restore:
-                state.restoring.discard(frame.cid)
-            elif frame.cid in state.restoring:
+            told = state.restoring.get(frame.cid, self)  # self: nobody was told
+            if frame.restore or told is not connection:
+                state.restoring.pop(frame.cid, None)  # restored, or resent after a reconnect
+            else:
                 continue  # sent before the client heard it must restore: it resends it
             refusal = self._apply(frame, data)
             if refusal is not None:
                 replies.append(refusal)
                 if refusal.get("code") == protocol.UNPLACED:
-                    state.restoring.add(frame.cid)
+                    state.restoring[frame.cid] = connection
                     continue  # neither applied nor acknowledged: the client restores it
             elif not frame.ack:
                 continue

@@ -245,7 +245,8 @@ class RunState:
     layout_version: int = 0
     plots: dict[str, PlotState] = field(default_factory=dict)
     last_seq: dict[str, int] = field(default_factory=dict)
-    restoring: set[str] = field(default_factory=set)  # clients whose plots lost their place
+    # clients whose plot lost its place -> the connection that was told to restore it
+    restoring: dict[str, object] = field(default_factory=dict)
     _specs: dict[str, tuple[Any, Any, PlotSpec]] = field(default_factory=dict)
 
     def _spec(self, frame: Frame) -> PlotSpec:

@@ -90,9 +90,21 @@ def _query_token(request: httputil.HTTPServerRequest) -> str | None:
 _LOGIN_PAGE = """<!doctype html><title>streamvis: token needed</title>
 <p>This streamvis server needs its token. Open the address it printed at start-up (it ends in
 <code>?token=...</code>), or enter the token:</p>
-<form method="get"><input type="password" name="token" autofocus> <button>Open</button></form>
-<p>From scripts, send <code>Authorization: Bearer TOKEN</code>.</p>
+<form method="get">{fields}<input type="password" name="token" autofocus> <button>Open</button>
+</form><p>From scripts, send <code>Authorization: Bearer TOKEN</code>.</p>
 """
+
+
+def _login_page(request: httputil.HTTPServerRequest) -> str:
+    """The page asking for the token; submitting it keeps the address's other arguments."""
+    fields = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" '
+        f'value="{html.escape(v.decode("utf-8", "replace"))}">'
+        for k, values in request.query_arguments.items()
+        if k != "token"
+        for v in values
+    )
+    return _LOGIN_PAGE.format(fields=fields)
 
 
 class _Refused(RequestHandler):
@@ -105,7 +117,7 @@ class _Refused(RequestHandler):
         self.set_status(self.status)
         if self.login:
             self.set_header("WWW-Authenticate", 'Bearer realm="streamvis"')
-            self.finish(_LOGIN_PAGE)
+            self.finish(_login_page(self.request))
         else:
             self.set_header("Content-Type", "text/plain; charset=utf-8")
             self.finish(f"streamvis: {self.message}\n")
