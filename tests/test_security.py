@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
+from bokeh.util.token import get_token_payload
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
@@ -55,21 +57,28 @@ return [models.filter((m) => m.type === "HoverTool").map((m) => m.tooltips),
 """
 
 
-def request(
-    port: int, method: str, path: str, headers: dict[str, str] | None = None
-) -> http.client.HTTPResponse:
+class Answer(NamedTuple):
+    status: int
+    headers: http.client.HTTPMessage
+    body: str
+
+
+def request(port: int, method: str, path: str, headers: dict[str, str] | None = None) -> Answer:
     """Send one HTTP request to 127.0.0.1:port with exactly these headers (Host included)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    connection.request(method, path, headers={"Host": f"127.0.0.1:{port}", **(headers or {})})
-    response = connection.getresponse()
-    response.read()
-    connection.close()
-    return response
+    try:
+        connection.request(method, path, headers={"Host": f"127.0.0.1:{port}", **(headers or {})})
+        response = connection.getresponse()
+        return Answer(response.status, response.headers, response.read().decode("utf-8", "replace"))
+    finally:
+        connection.close()
 
 
-async def send_frames(uri: str, *frames: Frame, **connect: Any) -> list[dict[str, object]]:
-    """Open a raw websocket to 127.0.0.1 (``uri`` gives the Host), send frames, get replies."""
-    port = int(uri.rsplit(":", 1)[1].split("/")[0])
+async def send_frames(
+    port: int, *frames: Frame, name: str = "127.0.0.1", **connect: Any
+) -> list[dict[str, object]]:
+    """Send frames over a raw websocket to 127.0.0.1:port, as if to host ``name``; the replies."""
+    uri = f"ws://{name}:{port}/ingest"
     async with ws_connect(
         uri, host="127.0.0.1", port=port, proxy=None, compression=None, **connect
     ) as ws:
@@ -80,14 +89,15 @@ async def send_frames(uri: str, *frames: Frame, **connect: Any) -> list[dict[str
         return replies
 
 
-def refusal(uri: str, frame: Frame, **connect: Any) -> int:
-    """The HTTP status the handshake of ``uri`` was refused with (fails if it was accepted)."""
+def refusal(port: int, frame: Frame, **connect: Any) -> int:
+    """The HTTP status the ingest handshake was refused with (fails if it was accepted)."""
     with pytest.raises(InvalidStatus) as refused:
-        asyncio.run(send_frames(uri, frame, **connect))
+        asyncio.run(send_frames(port, frame, **connect))
     return refused.value.response.status_code
 
 
 def clear_frame(run: str) -> Frame:
+    """The frame ``client.clear()`` sends: it empties ``run``."""
     return Frame(op="clear", run=run, cid="intruder", seq=1, ack=True)
 
 
@@ -96,7 +106,8 @@ def hover_middle(page: Page, figure: str) -> None:
     left, top, width, height = page.frame_rect(figure)
     for dx in (-2, 0, 2, 0):
         move = ActionBuilder(page.driver)
-        move.pointer_action.move_to_location(int(left + width / 2 + dx), int(top + height / 2))
+        x, y = int(left + width / 2 + dx), int(top + height / 2)
+        move.pointer_action.move_to_location(x, y)  # type: ignore[no-untyped-call]
         move.perform()
 
 
@@ -117,17 +128,17 @@ def test_a_web_page_cannot_clear_a_run_through_the_ingest_port(
     client.set_layout(LAYOUT)
     client.scatter("pts", POINTS, spatial_dim=1)
     assert client.flush(timeout=10)
-    uri = f"ws://127.0.0.1:{server.ingest_port}/ingest"
-    assert refusal(uri, clear_frame("test"), origin=EVIL) == 403  # browsers send an Origin
+    # Any page a browser shows may open this websocket; the browser then sends an Origin.
+    assert refusal(server.ingest_port, clear_frame("test"), origin=EVIL) == 403
     assert server.hub.runs["test"].plots["pts"].data.view()["y"].tolist() == [0, 1, 0.5]
 
 
 def test_the_ingest_port_answers_only_to_this_machines_names(server: StreamvisServer) -> None:
     port = server.ingest_port
-    assert refusal(f"ws://evil.example:{port}/ingest", clear_frame("test")) == 403
+    assert refusal(port, clear_frame("test"), name="evil.example") == 403
     sync = Frame(op="sync", run="named", cid="c", seq=1, ack=True)
     for name in ("localhost", "127.0.0.1"):
-        assert asyncio.run(send_frames(f"ws://{name}:{port}/ingest", sync)) == [{"ack": 1}]
+        assert asyncio.run(send_frames(port, sync, name=name)) == [{"ack": 1}]
 
 
 # -- pages: no rebound host names, no writes from other sites --------------------------------
@@ -135,7 +146,12 @@ def test_the_ingest_port_answers_only_to_this_machines_names(server: StreamvisSe
 
 @pytest.mark.parametrize(
     ("method", "path", "headers"),
-    [("GET", "/", {}), ("GET", "/runs", {}), ("DELETE", "/runs/kept", {}), ("GET", "/ws", UPGRADE)],
+    [
+        pytest.param("GET", "/", {}, id="page"),
+        pytest.param("GET", "/runs", {}, id="runs"),
+        pytest.param("DELETE", "/runs/kept", {}, id="delete"),
+        pytest.param("GET", "/ws", UPGRADE, id="websocket"),
+    ],
 )
 def test_a_rebound_host_name_gets_nothing_from_the_page_port(
     server: StreamvisServer,
@@ -179,10 +195,10 @@ def test_a_tooltips_template_is_refused_and_the_plot_keeps_its_data(
     client.scatter("pts", POINTS, spatial_dim=1)
     assert client.flush(timeout=10)
     client.scatter("pts", np.ones((1, 2)), spatial_dim=1, fig_kwargs={"tooltips": PAYLOAD})
-    client.flush(timeout=10)
+    assert client.flush(timeout=10)  # refused, and the client goes on
     plot = server.hub.runs["test"].plots["pts"]
     assert "tooltips" not in plot.fig_kwargs and len(plot.data) == 3
-    assert [str(error) for error in client.errors if "tooltips" in str(error)]
+    assert any("tooltips" in str(error) for error in client.errors)
     strict = connect(on_error="raise")
     strict.set_layout(LAYOUT)
     strict.scatter("pts", POINTS, spatial_dim=1, fig_kwargs={"tooltips": PAYLOAD})
@@ -255,10 +271,9 @@ def test_every_page_endpoint_asks_for_the_token(guarded: StreamvisServer) -> Non
 
 def test_a_token_in_the_address_becomes_an_httponly_cookie(guarded: StreamvisServer) -> None:
     port = guarded.bokeh_port
-    assert guarded.url == f"http://localhost:{port}/?token={TOKEN}"
     answer = request(port, "GET", f"/?token={TOKEN}&run=x")
-    assert answer.status == 302 and answer.getheader("Location") == "/?run=x"
-    set_cookie = answer.getheader("Set-Cookie") or ""
+    assert answer.status == 302 and answer.headers["Location"] == "/?run=x"
+    set_cookie = answer.headers["Set-Cookie"]
     assert TOKEN not in set_cookie  # the cookie proves the token without holding it
     cookie = SimpleCookie(set_cookie)[f"streamvis_token_{port}"]
     assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/"
@@ -266,6 +281,24 @@ def test_a_token_in_the_address_becomes_an_httponly_cookie(guarded: StreamvisSer
     assert request(port, "GET", "/?run=x", with_cookie).status == 200
     assert request(port, "GET", "/runs", with_cookie).status == 200
     assert request(port, "GET", "/?token=wrong&run=x").status == 401
+    assert guarded.url == f"http://localhost:{port}/?token={TOKEN}"  # what the server prints
+
+
+def test_a_page_never_holds_the_token_it_was_opened_with(guarded: StreamvisServer) -> None:
+    port = guarded.bokeh_port
+
+    def session_of_page(proof: dict[str, str]) -> list[Any]:
+        """What Bokeh signed into the page of what its session knows of the request."""
+        page = request(port, "GET", "/", {"Cookie": "other=1", **proof})
+        sessions = [get_token_payload(token) for token in re.findall(r"eyJ[\w-]+", page.body)]
+        assert page.status == 200 and sessions
+        return sessions
+
+    for session in session_of_page({"Authorization": f"Bearer {TOKEN}"}):
+        assert session["headers"] == session["cookies"] == {}
+    cookie = request(port, "GET", f"/?token={TOKEN}").headers["Set-Cookie"].split(";")[0]
+    for session in session_of_page({"Cookie": f"{cookie}; other=1"}):
+        assert session["headers"] == session["cookies"] == {}
 
 
 def test_a_browser_opened_with_the_token_shows_the_run_and_hides_the_token(
@@ -276,10 +309,10 @@ def test_a_browser_opened_with_the_token_shows_the_run_and_hides_the_token(
         client.scatter("pts", POINTS, spatial_dim=1)
         assert client.flush(timeout=10)
     page = browser()
-    page.open(f"http://127.0.0.1:{guarded.bokeh_port}/?run=t")  # without it: the login page
+    page.open(f"http://localhost:{guarded.bokeh_port}/?run=t")  # without it: the login page
     assert "token needed" in page.driver.title
     assert page.js("return typeof Bokeh") == "undefined"
-    page.open(f"http://127.0.0.1:{guarded.bokeh_port}/?run=t&token={TOKEN}")
+    page.open(f"{guarded.url}&run=t")  # the address the server printed, and a run
     page.all_rendered()
     assert page.wait_for_column_length("pts", "y", 3) == [0, 1, 0.5]
     assert "token=" not in page.driver.current_url
@@ -291,20 +324,20 @@ def test_a_client_with_a_wrong_token_neither_blocks_nor_buffers(
 ) -> None:
     address = f"127.0.0.1:{guarded.ingest_port}"
     client = Client(address, "t", token="wrong", max_buffer_bytes=2**20, exit_timeout=0.5)
-    chunk = np.zeros((2**14, 2))  # 256 KiB: four fill the buffer
+    chunk = np.zeros((2**14, 2))  # 256 KiB: four calls fill the buffer
     client.set_layout(LAYOUT)
 
     def train() -> None:
         for _ in range(1000):
             client.scatter("pts", chunk, spatial_dim=1, append=True)
 
-    loop = threading.Thread(target=train, daemon=True)  # a hung loop must not hang pytest
-    loop.start()
-    loop.join(20)
-    assert not loop.is_alive(), "the calls block while the server refuses the client"
+    training = threading.Thread(target=train, daemon=True)  # if it hangs, pytest still ends
+    training.start()
+    training.join(20)
+    assert not training.is_alive(), "the calls block while the server refuses the client"
     started = time.monotonic()
     assert client.flush(timeout=10) is False
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 2  # at once: the refusal is known
     [error] = client.errors
     assert "HTTP 401" in str(error) and "token" in str(error)
     client.close(timeout=1)

@@ -52,6 +52,8 @@ class Ingest:
     def check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse a handshake that is not a streamvis client's (a response), or let it on."""
         peer, headers = connection.remote_address, request.headers
+        if len(headers.get_all("Host")) != 1:
+            return connection.respond(HTTPStatus.BAD_REQUEST, "streamvis: one Host header\n")
         if request.path.split("?")[0] != INGEST_PATH:
             return connection.respond(
                 HTTPStatus.NOT_FOUND, f"streamvis ingest is at {INGEST_PATH}, not {request.path}\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ from .specs import check_name
 __all__ = ["GuardedTornado", "RunsHandler"]
 
 log = logging.getLogger("streamvis.server")
+_TOKEN_ARGUMENT = re.compile(r"(?<=[?&])token=[^&]*")
 _READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -49,6 +51,15 @@ class GuardedTornado(BokehTornado):
         if offered is not None and request.method == "GET" and self.guard.token is not None:
             return self.get_handler_delegate(request, _TakeToken, {"cookie": self._cookie})
         return super().find_handler(request, **kwargs)
+
+    def log_request(self, handler: RequestHandler) -> None:
+        """Log requests as tornado does, but never the token given in an address."""
+        request = handler.request
+        uri, request.uri = request.uri, _TOKEN_ARGUMENT.sub("token=***", request.uri or "")
+        try:
+            super().log_request(handler)
+        finally:
+            request.uri = uri
 
     @property
     def _cookie(self) -> tuple[str, str]:
@@ -138,7 +149,8 @@ class _TakeToken(RequestHandler):
             if k != "token"
             for v in values
         ]
-        target = self.request.path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        path = "/" + self.request.path.lstrip("/")  # "//host/" would leave this server
+        target = path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         self.redirect(target)
 
 
