@@ -370,7 +370,7 @@ class Transport:
                 waiter.cancel()
                 if receiver.done():
                     receiver.result()  # raises the connection's error
-                    raise websockets.ConnectionClosedOK(None, None)
+                    raise websockets.ConnectionClosedOK(ws.close_rcvd, ws.close_sent)
         finally:
             receiver.cancel()
 
