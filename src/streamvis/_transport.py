@@ -370,7 +370,7 @@ class Transport:
                 waiter.cancel()
                 if receiver.done():
                     receiver.result()  # raises the connection's error
-                    raise websockets.ConnectionClosedOK(ws.close_rcvd, ws.close_sent)
+                    raise websockets.ConnectionClosedOK(ws.protocol.close_rcvd, ws.protocol.close_sent)
         finally:
             receiver.cancel()
 
