@@ -134,7 +134,7 @@ def test_append_that_cannot_extend_is_refused_at_the_call(offline: Client) -> No
 
 
 def test_bad_layouts_and_addresses() -> None:
-    with pytest.raises(ArgumentError, match="ingest port .* write 'localhost:8080'"):
+    with pytest.raises(ArgumentError, match=r"ingest port .* write 'localhost:8080'"):
         Client("localhost", "r")
     with pytest.raises(ArgumentError, match="run name 'a/b'"):
         Client("localhost:1", "a/b")

@@ -370,7 +370,8 @@ class Transport:
                 waiter.cancel()
                 if receiver.done():
                     receiver.result()  # raises the connection's error
-                    raise websockets.ConnectionClosedOK(ws.protocol.close_rcvd, ws.protocol.close_sent)
+                    closed = ws.protocol
+                    raise websockets.ConnectionClosedOK(closed.close_rcvd, closed.close_sent)
         finally:
             receiver.cancel()
 

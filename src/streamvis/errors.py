@@ -73,9 +73,7 @@ class ServerError(StreamvisError):
     refusal is not about one frame); ``count`` is how often the same refusal was seen.
     """
 
-    def __init__(
-        self, message: str, *, seq: int | None = None, plot: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, seq: int | None = None, plot: str | None = None) -> None:
         super().__init__(message)
         self.seq, self.plot = seq, plot
         self.count = 1
