@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from streamvis import store as store_module
-from streamvis.protocol import Frame, encode
 from streamvis.hub import Hub
+from streamvis.protocol import Frame, encode
 from streamvis.specs import PlotSpec
 from streamvis.store import Store
 
