@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from browser import Page, scaled
 from streamvis import Client
 from streamvis.plots.envelope import DETAIL_ROWS
+from streamvis.server import serve_in_thread
 
 
 def free_port() -> int:
@@ -62,7 +64,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
             client.set_layout({"loss": (0, 0, 1, 1)})
             for step in range(steps // 2):
                 client.tandem_lines("loss", step, np.array([step, -step], np.float32))
-            log = tmp_path / "fault.log"
+            log = tmp_path / "runs" / "fault.sqlite-wal"  # commits land here first
             deadline = time.monotonic() + scaled(20)
             while not (log.exists() and log.stat().st_size > 2000) and time.monotonic() < deadline:
                 time.sleep(0.001)
@@ -97,3 +99,82 @@ def test_a_restarted_server_shows_what_it_showed(
         page.open(f"http://127.0.0.1:{bokeh}/")
         page.all_rendered()
         assert page.wait_for_column_length("pts", "x", 29) == [29] * 29
+
+
+def test_kill_9_at_random_instants_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    rest, bokeh = free_port(), free_port()
+    rng = np.random.default_rng(7)
+    client = Client(f"127.0.0.1:{rest}", "fault", exit_timeout=5, on_error="raise")
+    client.set_layout({"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)})
+    step = 0
+
+    def send(until: float) -> None:
+        nonlocal step
+        while time.monotonic() < until:  # small appends, and a 128 KiB one every 8 steps
+            client.tandem_lines("loss", step, np.array([step, -step], np.float32))
+            if step % 8 == 0:
+                client.scatter("pts", np.full((16_384, 2), step, np.float32), append=True)
+            step += 1
+            time.sleep(0.001)  # a training step
+
+    try:
+        for _ in range(3):
+            with server_process(rest, bokeh, tmp_path) as proc:
+                send(time.monotonic() + float(rng.uniform(0.2, 1.0)))
+                os.kill(proc.pid, signal.SIGKILL)  # wherever its writes are
+                proc.wait(10)
+            send(time.monotonic() + 0.1)  # and calls go on while no server runs
+        with server_process(rest, bokeh, tmp_path):
+            assert client.flush(timeout=scaled(60))
+    finally:
+        client.close(timeout=1)
+    with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as srv:
+        run = srv.hub.runs["fault"]
+        assert run.plots["loss"].data.view()["x"].tolist() == list(range(step))
+        xs = run.plots["pts"].data.view()["x"]
+        assert xs[::16_384].tolist() == list(range(0, step, 8)) and len(xs) % 16_384 == 0
+
+
+@contextmanager
+def small_disk(tmp_path: Path, size: str = "8m") -> Iterator[Path]:
+    """A real tmpfs of ``size`` (root mounts one here); skips where it cannot be mounted."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs for a full disk: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_keeps_the_data_waiting_and_delivers_it_once_space_frees(
+    tmp_path: Path,
+) -> None:
+    with small_disk(tmp_path) as disk:
+        ballast = disk / "ballast"
+        with open(ballast, "wb") as file:  # leaves the run about 1.5 MiB
+            file.write(b"\1" * (6 * 2**20 + 2**19))
+        data = disk / "data"
+        with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=data) as srv:
+            client = Client(f"127.0.0.1:{srv.ingest_port}", "full", exit_timeout=5)
+            client.set_layout({"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)})
+            for step in range(200):  # 128 KiB frames among small ones: 3 MiB in all
+                client.tandem_lines("loss", step, np.zeros(2, np.float32))
+                if step % 8 == 0:
+                    client.scatter("pts", np.full((16_384, 2), step, np.float32), append=True)
+            assert not client.flush(timeout=scaled(5))  # no call raised or blocked
+            assert any("full" in str(error) for error in client.errors), client.errors
+            ballast.unlink()  # space frees up
+            assert client.flush(timeout=scaled(60))
+            client.close()
+        with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=data) as again:
+            run = again.hub.runs["full"]  # what was acknowledged is on disk, each once
+            assert run.plots["loss"].data.view()["x"].tolist() == list(range(200))
+            assert run.plots["pts"].data.view()["x"][::16_384].tolist() == list(range(0, 200, 8))

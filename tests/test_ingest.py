@@ -19,10 +19,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import InvalidStatus
 
 from streamvis import Client, FrameTooLarge, ServerError, StreamvisError
-from streamvis import hub as hub_module
-from streamvis.protocol import Frame, Limits, decode, decode_reply, encode
+from streamvis.protocol import Frame, Limits, decode_reply, encode
 from streamvis.server import StreamvisServer, serve_in_thread
-from streamvis.store import read_records
+from streamvis.store import RunStore, StoreError
 from test_durability import free_port
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
@@ -172,27 +171,27 @@ def test_a_run_is_deleted_over_http_with_its_log(tmp_path: Path) -> None:
         with Client(f"127.0.0.1:{srv.ingest_port}", "gone", exit_timeout=2) as client:
             client.set_layout(LAYOUT)
             assert client.flush(timeout=10)
-        assert (tmp_path / "gone.log").exists()
+        assert (tmp_path / "runs" / "gone.sqlite").exists()
         url = f"http://127.0.0.1:{srv.bokeh_port}/runs/gone"
         with urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10) as r:
             assert b"deleted run 'gone'" in r.read()
-        assert "gone" not in srv.hub.runs and not (tmp_path / "gone.log").exists()
+        assert "gone" not in srv.hub.runs and not (tmp_path / "runs" / "gone.sqlite").exists()
         with pytest.raises(urllib.error.HTTPError, match="404"):
             urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10)
 
 
-def test_the_server_acknowledges_frames_once_its_log_holds_them(
+def test_the_server_acknowledges_and_shows_frames_once_they_are_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    disk = threading.Event()  # the log writer's disk writes nothing until the test lets it
+    disk = threading.Event()  # the writer thread's disk writes nothing until the test lets it
 
-    def slow_write(*args: Any) -> None:
+    def slow_append(store: RunStore, frames: Any) -> None:
         if threading.current_thread().name == "streamvis-log":
             assert disk.wait(30), "the test never let the disk write"
-        real_write(*args)
+        real_append(store, frames)
 
-    real_write = hub_module._write
-    monkeypatch.setattr(hub_module, "_write", slow_write)
+    real_append = RunStore.append
+    monkeypatch.setattr(RunStore, "append", slow_append)
     with (
         serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as srv,
         Client(f"127.0.0.1:{srv.ingest_port}", "kept", exit_timeout=5) as client,
@@ -200,30 +199,45 @@ def test_the_server_acknowledges_frames_once_its_log_holds_them(
         client.set_layout(LAYOUT)
         for i in range(8):  # 80 kB frames: large enough to go to the writer thread
             client.scatter("pts", np.full((10_000, 2), i, np.float32), append=True)
-        assert not client.flush(timeout=0.5)  # applied, not yet written: not acknowledged
-        assert len(srv.hub.runs["kept"].plots["pts"].data) == 80_000  # but already shown
+        assert not client.flush(timeout=0.5)  # not yet stored: not acknowledged...
+        assert "pts" not in srv.hub.runs["kept"].plots  # ...nor shown
         disk.set()
         assert client.flush(timeout=10)
-        logged = [decode(record) for record in read_records(tmp_path / "kept.log")]
-        assert [f.arrays[0][0, 0] for f in logged if f.op == "plot"] == list(range(8))
+        assert len(srv.hub.runs["kept"].plots["pts"].data) == 80_000
+        stored = srv.hub.store.open("kept").frames("pts")  # type: ignore[union-attr]
+        assert [s.frame.arrays[0][0, 0] for s in stored] == list(range(8))
 
 
-def test_a_log_the_server_cannot_write_is_reported_to_the_client(
+def test_frames_the_server_cannot_store_wait_in_the_client_until_space_frees(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full_disk(*args: Any) -> None:
-        raise OSError(28, "No space left on device")
+    space = threading.Event()
 
-    monkeypatch.setattr(hub_module, "_write", full_disk)  # the writer thread's disk
+    def full_disk(store: RunStore, frames: Any) -> None:
+        if not space.is_set() and any(f.op == "plot" for f, _ in frames):
+            raise StoreError("cannot store frames: database or disk is full")
+        real_append(store, frames)
+
+    real_append = RunStore.append
+    monkeypatch.setattr(RunStore, "append", full_disk)
     with (
         serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as srv,
-        Client(f"127.0.0.1:{srv.ingest_port}", "full", exit_timeout=5, on_error="raise") as client,
+        Client(f"127.0.0.1:{srv.ingest_port}", "full", exit_timeout=5) as client,
     ):
         client.set_layout(LAYOUT)
-        client.scatter("pts", np.zeros((10_000, 2), np.float32), append=True)  # 80 kB
-        with pytest.raises(ServerError, match=r"could not write a run log.*No space left"):
-            client.flush(timeout=10)
-        assert len(srv.hub.runs["full"].plots["pts"].data) == 10_000  # shown all the same
+        for step in range(100):  # small frames, stored on the loop, and large ones
+            client.tandem_lines("loss", step, np.zeros(2))
+            if step % 10 == 0:
+                client.scatter("pts", np.full((10_000, 2), step, np.float32), append=True)
+        assert not client.flush(timeout=1)  # no call raised; nothing acknowledged
+        (error,) = client.errors
+        assert "could not store run 'full'" in str(error) and "disk is full" in str(error)
+        assert "loss" not in srv.hub.runs["full"].plots  # nothing shown that is not stored
+        space.set()
+        assert client.flush(timeout=30)  # resent after a pause, then everything arrives
+        run = srv.hub.runs["full"]
+        assert run.plots["loss"].data.view()["x"].tolist() == list(range(100))
+        assert len(run.plots["pts"].data) == 100_000  # each once
 
 
 def test_deleting_a_run_needs_the_token_when_one_is_set() -> None:

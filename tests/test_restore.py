@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
 
-from browser import Page
+from browser import Page, scaled
 from streamvis import Client
+from streamvis.guard import Guard
+from streamvis.hub import Hub
+from streamvis.ingest import Ingest
+from streamvis.protocol import DEFAULT_LIMITS, UNPLACED, Frame, encode
 from streamvis.server import StreamvisServer, serve_in_thread
+from streamvis.specs import PlotSpec
+from streamvis.store import RunStore, StoreError
+from test_durability import free_port
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
 
@@ -31,20 +45,30 @@ def steps(server: StreamvisServer, run: str = "test") -> list[float]:
     return list(server.hub.runs[run].plots["loss"].data.view()["x"].tolist())
 
 
-def test_a_failed_delete_is_answered_to_its_request_not_to_another_runs_client(
-    tmp_path: Path,
+def test_a_failed_write_is_told_to_its_own_run_never_to_another_runs_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def broken_for_one_run(store: RunStore, frames: Any) -> None:
+        if store.path.stem == "broken":
+            raise StoreError("cannot store frames of run 'broken': disk I/O error")
+        real_append(store, frames)
+
+    real_append = RunStore.append
+    monkeypatch.setattr(RunStore, "append", broken_for_one_run)
     with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as srv:
-        client = Client(f"127.0.0.1:{srv.ingest_port}", "bystander", on_error="raise")
-        client.set_layout(LAYOUT)
-        client.tandem_lines("loss", 0, np.zeros(2))
-        assert client.flush(timeout=10)
-        assert delete(srv, "x" * 300) == 404  # too long a name: refused before the disk
-        for step in range(1, 50):
-            client.tandem_lines("loss", step, np.zeros(2))
-        assert client.flush(timeout=10)  # raises ServerError if the failure reached it
-        assert steps(srv, "bystander") == list(range(50))
-        client.close()
+        address = f"127.0.0.1:{srv.ingest_port}"
+        bystander = Client(address, "bystander", on_error="raise")
+        broken = Client(address, "broken", exit_timeout=0.5)
+        for client in (bystander, broken):
+            client.set_layout(LAYOUT)
+        for step in range(100):  # both runs' frames interleave on the one writer thread
+            broken.tandem_lines("loss", step, np.zeros(2))
+            bystander.tandem_lines("loss", step, np.zeros(2))
+        assert bystander.flush(timeout=10)  # raises ServerError if the failure reached it
+        assert steps(srv, "bystander") == list(range(100))
+        assert not broken.flush(timeout=1) and "disk I/O error" in str(broken.errors)
+        assert delete(srv, "x" * 300) == 404  # a name too long is refused before the disk
+        bystander.close(), broken.close()
 
 
 def test_a_client_goes_on_through_a_delete_of_its_run_and_restores_its_layout(
@@ -126,3 +150,95 @@ def test_a_page_shows_the_points_sent_after_its_run_was_deleted(
     client.scatter("pts", np.full((3, 2), 7.0), append=True)
     assert client.flush(timeout=10)
     assert page.wait_for_column_length("pts", "x", 3) == [7.0, 7.0, 7.0]
+
+
+async def test_a_frame_refused_for_its_place_is_not_taken_when_resent_after_a_reconnect() -> None:
+    hub = Hub(None)
+    ingest = Ingest(hub, Guard("127.0.0.1", None), DEFAULT_LIMITS, max_connections=8)
+    first, second = object(), object()
+    ingest._restorers |= {first, second}  # two connections of a client that can restore
+    spec = PlotSpec("scatter", append=True).to_wire()
+    points = encode(Frame("plot", "r", "c", 2, "pts", spec, (np.ones((1, 2)),), ack=True))
+    (refused,) = await ingest.receive(points, None, first)
+    assert refused["code"] == UNPLACED and refused["seq"] == 2
+    (again,) = await ingest.receive(points, None, second)  # the answer was lost: resent as is
+    assert again["code"] == UNPLACED  # refused again, not taken as a duplicate and acknowledged
+    layout = Frame("layout", "r", "c", 3, opts={"cells": {"pts": [0, 0, 1, 1]}}, restore=True)
+    moved = encode(Frame("plot", "r", "c", 4, "pts", spec, (np.ones((1, 2)),), ack=True))
+    assert await ingest.receive(encode(layout) + moved, None, second) == [{"ack": 4}]
+    assert len(hub.runs["r"].plots["pts"].data) == 1
+
+
+def test_a_client_refused_at_first_lays_out_again_once_it_is_taken(tmp_path: Path) -> None:
+    async def refuse(connection: ServerConnection, request: Request) -> Response:
+        return connection.respond(HTTPStatus.UNAUTHORIZED, "wrong or missing token\n")
+
+    async def refused_for_a_while(port: int) -> None:
+        async with serve(lambda ws: ws.wait_closed(), "127.0.0.1", port, process_request=refuse):
+            await asyncio.sleep(0.5)
+
+    port = free_port()
+    client = Client(f"127.0.0.1:{port}", "late")
+    thread = threading.Thread(target=asyncio.run, args=(refused_for_a_while(port),))
+    thread.start()
+    client.set_layout(LAYOUT)  # dropped while refused, but kept to lay out again
+    client.scatter("pts", np.zeros((2, 2)), fig_kwargs={"title": "late"})
+    thread.join(10)
+    with serve_in_thread(ingest_port=port, bokeh_port=0) as srv:
+        assert client._transport.connected.wait(scaled(10))  # it tries again every 2 s
+        client.scatter("pts", np.ones((3, 2)))
+        assert client.flush(timeout=scaled(20))
+        run = srv.hub.runs["late"]
+        assert run.cells is not None and len(run.plots["pts"].data) == 3
+    client.close(timeout=1)
+
+
+def test_a_strict_client_goes_on_through_a_server_restart(tmp_path: Path) -> None:
+    port = free_port()
+    with Client(f"127.0.0.1:{port}", "r", on_error="raise") as client:
+        client.set_layout(LAYOUT)
+        with serve_in_thread(ingest_port=port, bokeh_port=0, data_dir=tmp_path):
+            for step in range(50):
+                client.tandem_lines("loss", step, np.zeros(2))
+            assert client.flush(timeout=10)
+        for step in range(50, 100):  # the server closed cleanly: nothing raises
+            client.tandem_lines("loss", step, np.zeros(2))
+        with serve_in_thread(ingest_port=port, bokeh_port=0, data_dir=tmp_path) as srv:
+            assert client.flush(timeout=scaled(20))
+            assert steps(srv, "r") == list(range(100))
+
+
+def test_refused_fig_kwargs_are_not_sent_again_when_the_layout_is_restored(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    client.tandem_lines("loss", 0, np.zeros(2), fig_kwargs={"title": "kept"})
+    client.tandem_lines("loss", 1, np.zeros(2), fig_kwargs={"x_axis_lable": "typo"})
+    assert client.flush(timeout=10) and client.errors
+    assert delete(server, "test") == 200
+    for step in range(5, 10):
+        client.tandem_lines("loss", step, np.zeros(2))
+    assert client.flush(timeout=10)
+    assert steps(server) == list(range(5, 10))
+    assert server.hub.runs["test"].plots["loss"].fig_kwargs == {"title": "kept"}
+
+
+def test_two_clients_laying_out_one_run_side_by_side_both_go_on(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    left, right = connect(), connect()
+    left.set_layout({"loss": (0, 0, 1, 1)})
+    left.tandem_lines("loss", 0, np.zeros(2))
+    assert left.flush(timeout=10)
+    right.set_layout({"other": (0, 1, 1, 1)})  # replaces the layout: loss has no place
+    assert right.flush(timeout=10)
+    for step in range(1, 200):
+        left.tandem_lines("loss", step, np.zeros(2))
+        right.tandem_lines("other", step, np.zeros(2))
+    assert left.flush(timeout=10) and right.flush(timeout=10)
+    run = server.hub.runs["test"]
+    assert run.cells == {"loss": (0, 0, 1, 1), "other": (0, 1, 1, 1)}  # side by side
+    assert run.layout_version <= 3  # not a fight at every step
+    assert steps(server) == list(range(200))
+    assert run.plots["other"].data.view()["x"].tolist() == list(range(1, 200))

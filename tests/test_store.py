@@ -1,15 +1,20 @@
-"""Run logs: replay what was accepted, survive a torn tail, compact replaced data away."""
+"""The run store: every accepted frame kept, read back as what pages show, damage kept local."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
+import sqlite3
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from streamvis import store as store_module
+from streamvis.errors import StreamvisError
 from streamvis.hub import Hub
 from streamvis.protocol import Frame, encode
 from streamvis.specs import PlotSpec
@@ -19,22 +24,35 @@ LAYOUT = {"cells": {"loss": [0, 0, 1, 1], "pts": [0, 1, 1, 1]}}
 
 
 class Sender:
-    def __init__(self, hub: Hub, cid: str = "c") -> None:
-        self.hub, self.cid, self.seq = hub, cid, 0
+    """A client's frames, admitted, stored and applied as the server does it."""
+
+    def __init__(self, hub: Hub, cid: str = "c", run: str = "r") -> None:
+        self.hub, self.cid, self.run, self.seq = hub, cid, run, 0
 
     def send(self, op: str, name: str | None = None, *arrays: np.ndarray, **opts: object) -> None:
         frame = Frame(
-            op=op, run="r", cid=self.cid, seq=self.seq, name=name, opts=opts, arrays=arrays
-        )  # type: ignore[arg-type]
+            op=op,  # type: ignore[arg-type]
+            run=self.run,
+            cid=self.cid,
+            seq=self.seq,
+            name=name,
+            opts=opts,
+            arrays=arrays,
+        )
         self.seq += 1
-        self.hub.apply(frame, encode(frame))
+        admitted = self.hub.state(self.run).admit(frame)
+        assert admitted is not None
+        errors: list[StreamvisError | None] = []
+        self.hub.store_and_apply(self.run, [(admitted, memoryview(encode(frame)))], errors.append)
+        assert errors == [None]
 
     def tandem(self, step: int) -> None:
         spec = PlotSpec("tandem_lines", append=True, palette="Viridis256").to_wire()
         self.send("plot", "loss", np.array(step), np.arange(3.0) + step, **spec)
 
-    def scatter(self, n: int) -> None:
-        self.send("plot", "pts", np.full((n, 2), float(n)), **PlotSpec("scatter").to_wire())
+    def scatter(self, n: int, **fig: object) -> None:
+        spec = PlotSpec("scatter", fig_kwargs=fig or None).to_wire()
+        self.send("plot", "pts", np.full((n, 2), float(n)), **spec)
 
 
 @pytest.fixture
@@ -45,98 +63,132 @@ def sender(tmp_path: Path) -> Sender:
     return sender
 
 
-@pytest.fixture
-def small_compaction(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Compact once 20 kB are dead, so a test needs only a few hundred small replaces."""
-    monkeypatch.setattr(store_module, "COMPACT_MIN_BYTES", 20_000)
-
-
 def reopened(directory: Path) -> Hub:
+    """A new server's hub on the same folder, loaded."""
     hub = Hub(Store(directory))
     hub.load()
     return hub
 
 
-def test_replay_restores_every_plot_and_the_dedup_state(tmp_path: Path, sender: Sender) -> None:
-    for step in range(50):
+def test_a_restarted_hub_shows_what_was_stored(tmp_path: Path, sender: Sender) -> None:
+    for step in range(100):
         sender.tandem(step)
-    sender.scatter(4)
-    sender.hub.store.close()  # type: ignore[union-attr]
-
+    sender.scatter(1, title="T")
+    for n in range(2, 30):
+        sender.scatter(n)
+    sender.hub.close()
     again = reopened(tmp_path)
     run = again.runs["r"]
-    assert run.cells == {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
-    assert run.plots["loss"].data.view()["x"].tolist() == list(range(50))
-    assert run.plots["pts"].data.view()["x"].tolist() == [4.0] * 4
-    sender.hub, sender.seq = again, 10  # a client resending what was already applied
-    sender.tandem(999)
-    assert len(run.plots["loss"].data) == 50
+    assert run.plots["loss"].data.view()["x"].tolist() == list(range(100))
+    assert run.plots["pts"].data.view()["x"].tolist() == [29.0] * 29
+    assert run.plots["pts"].fig_kwargs == {"title": "T"}  # sent once, with the first replace
+    assert run.last_seq == {"c": sender.seq - 1}  # what the client resends is a duplicate
+    again.close()
 
 
-def test_a_torn_last_record_is_cut_off_with_a_warning(
-    tmp_path: Path, sender: Sender, caplog: pytest.LogCaptureFixture
+def test_every_replace_is_kept_and_only_the_latest_is_read_at_start(
+    tmp_path: Path, sender: Sender
 ) -> None:
-    for step in range(10):
-        sender.tandem(step)
-    sender.hub.store.close()  # type: ignore[union-attr]
-    path = tmp_path / "r.log"
-    path.write_bytes(path.read_bytes()[:-7])  # a crash in the middle of the last write
-
-    with caplog.at_level(logging.WARNING):
-        again = reopened(tmp_path)
-    assert "torn or corrupt record" in caplog.text
-    assert again.runs["r"].plots["loss"].data.view()["x"].tolist() == list(range(9))
-    Sender(again, "d").tandem(100)  # appending after the cut works and replays
-    again.store.close()  # type: ignore[union-attr]
-    assert reopened(tmp_path).runs["r"].plots["loss"].data.view()["x"].tolist()[-2:] == [8, 100]
-
-
-def test_replaced_frames_are_compacted_away(
-    tmp_path: Path, sender: Sender, small_compaction: None
-) -> None:
-    sender.tandem(0)
-    for n in range(1, 400):
-        sender.scatter(n % 50 + 1)
-    path = tmp_path / "r.log"
-    assert path.stat().st_size < 60_000  # 400 replaces of up to 800 bytes would be ~200 kB
-    sender.tandem(1)
-    sender.hub.store.close()  # type: ignore[union-attr]
-    again = reopened(tmp_path)
-    assert again.runs["r"].plots["pts"].data.view()["x"].tolist() == [50.0] * 50
-    assert again.runs["r"].plots["loss"].data.view()["x"].tolist() == [0, 1]
-    assert again.runs["r"].last_seq == {"c": sender.seq - 1}
+    for n in range(1, 51):
+        sender.scatter(n)
+    stored = sender.hub.store.open("r")  # type: ignore[union-attr]
+    history = list(stored.frames("pts"))
+    assert [len(s.frame.arrays[0]) for s in history] == list(range(1, 51))
+    assert all(a.time <= b.time for a, b in itertools.pairwise(history))
+    current = [f for f in stored.current() if f.op == "plot"]
+    assert [len(f.arrays[0]) for f in current] == [50]
+    middle = history[24]
+    at = stored.latest_at("pts", middle.id)
+    assert at is not None and len(at.frame.arrays[0]) == 25
+    sender.hub.close()
 
 
 def test_clear_and_delete_remove_the_data(tmp_path: Path, sender: Sender) -> None:
     sender.tandem(0)
     sender.send("clear")
+    sender.hub.close()
     assert reopened(tmp_path).runs["r"].plots == {}
-    assert asyncio.run(sender.hub.delete("r")) and not (tmp_path / "r.log").exists()
-    assert not asyncio.run(sender.hub.delete("r"))
+    hub = reopened(tmp_path)
+    assert asyncio.run(hub.delete("r")) and not list((tmp_path / "runs").iterdir())
+    assert not asyncio.run(hub.delete("r"))
+    hub.close()
 
 
-def test_compaction_keeps_plots_sent_before_the_latest_layout(
-    tmp_path: Path, sender: Sender, small_compaction: None
+def test_foreign_files_in_the_data_folder_are_left_alone(tmp_path: Path) -> None:
+    foreign = {"train.log": os.urandom(2_000_000), "notes.txt": b"mine", "x.sqlite": b"not ours"}
+    for name, data in foreign.items():
+        (tmp_path / name).write_bytes(data)
+    before = {name: (tmp_path / name).stat().st_mtime_ns for name in foreign}
+    sender = Sender(Hub(Store(tmp_path)))
+    sender.send("layout", **LAYOUT)
+    sender.hub.close()
+    reopened(tmp_path).close()
+    for name, data in foreign.items():
+        assert (tmp_path / name).read_bytes() == data
+        assert (tmp_path / name).stat().st_mtime_ns == before[name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*foreign, "runs"])
+
+
+def test_a_streamvis_01_log_is_migrated_and_kept(tmp_path: Path) -> None:
+    log = bytearray()
+    layout = Frame(op="layout", run="old", cid="c", seq=0, opts=LAYOUT)
+    spec = PlotSpec("scatter").to_wire()
+    points = Frame("plot", "old", "c", 1, "pts", spec, (np.ones((4, 2)),))
+    for frame in (layout, points):
+        data = encode(frame)
+        log += struct.pack(">II", len(data), zlib.crc32(data)) + data
+    (tmp_path / "old.log").write_bytes(bytes(log))
+    hub = reopened(tmp_path)
+    assert len(hub.runs["old"].plots["pts"].data) == 4
+    assert hub.runs["old"].last_seq == {"c": 1}
+    assert (tmp_path / "old.log.migrated").read_bytes() == log  # the original, unchanged
+    hub.close()
+
+
+def test_damage_in_the_middle_of_a_run_costs_only_what_it_touched(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for step in range(10):
+    sender = Sender(Hub(Store(tmp_path)))
+    sender.send("layout", **LAYOUT)
+    other = Sender(sender.hub, run="other")
+    other.send("layout", **LAYOUT)
+    other.tandem(7)
+    for step in range(1000):  # ~190 B a frame: a 64 KiB page holds ~300 of them
         sender.tandem(step)
-    sender.send("layout", cells={**LAYOUT["cells"], "extra": [1, 0, 1, 1]})  # a restarted script
-    for n in range(1, 300):
-        sender.scatter(n % 50 + 1)  # enough replaces to compact
-    sender.hub.store.close()  # type: ignore[union-attr]
-    again = reopened(tmp_path)
-    assert again.runs["r"].plots["loss"].data.view()["x"].tolist() == list(range(10))
-    assert "extra" in (again.runs["r"].cells or {})
+    sender.hub.close()
+    path = tmp_path / "runs" / "r.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = path.stat().st_size
+    with open(path, "r+b") as file:  # zero a page of frames, three quarters in
+        file.seek(6 * 2**16)
+        file.write(b"\0" * 2**16)
+    with caplog.at_level(logging.ERROR, logger="streamvis.store"):
+        hub = reopened(tmp_path)
+    damaged = [r for r in caplog.records if "damaged" in r.getMessage()]
+    assert len(damaged) == 1 and "r.sqlite.damaged-" in damaged[0].getMessage()
+    xs = hub.runs["r"].plots["loss"].data.view()["x"].tolist()
+    assert 600 <= len(xs) <= 1000 and xs == sorted(xs) and xs[-1] == 999  # the rest survives
+    assert hub.runs["other"].plots["loss"].data.view()["x"].tolist() == [7]
+    kept = [p for p in (tmp_path / "runs").iterdir() if ".damaged-" in p.name]
+    assert kept and any(p.stat().st_size == size for p in kept)  # the original, as it was
+    hub.close()
 
 
-def test_fig_kwargs_sent_once_survive_compaction(
-    tmp_path: Path, sender: Sender, small_compaction: None
-) -> None:
-    with_title = PlotSpec("scatter", fig_kwargs={"title": "T"}).to_wire()
-    sender.send("plot", "pts", np.zeros((3, 2)), **with_title)
-    for n in range(1, 300):
-        sender.scatter(n % 50 + 1)  # replaces without fig_kwargs, enough to compact
-    sender.hub.store.close()  # type: ignore[union-attr]
-    again = reopened(tmp_path)
-    assert again.runs["r"].plots["pts"].fig_kwargs == {"title": "T"}
-    assert again.runs["r"].plots["pts"].data.view()["x"].tolist() == [50.0] * 50
+def test_history_past_the_budget_is_thinned_from_the_largest_plot_evenly(tmp_path: Path) -> None:
+    sender = Sender(Hub(Store(tmp_path, budget=3 * 2**20)))
+    sender.send("layout", **{"cells": {"big": [0, 0, 1, 1], "small": [0, 1, 1, 1]}})
+    spec = PlotSpec("scatter").to_wire()
+    for n in range(100):  # 64 KiB replaces beside 160 B ones: 6.4 MB of history
+        sender.send("plot", "big", np.full((4096, 2), float(n)), **spec)
+        sender.send("plot", "small", np.full((10, 2), float(n)), **spec)
+    stored = sender.hub.store.open("r")  # type: ignore[union-attr]
+    big = [s.frame.arrays[0][0, 0] for s in stored.frames("big")]
+    small = [s.frame.arrays[0][0, 0] for s in stored.frames("small")]
+    assert small == list(range(100))  # never thinned to save the big one's bytes
+    assert big[0] == 0 and big[-1] == 99 and 10 < len(big) < 60  # first, latest, and a spread
+    gaps = np.diff(big)
+    assert gaps.max() <= 2.5 * np.median(gaps)  # evenly, over the whole history
+    assert stored.used() < 4 * 2**20
+    sender.hub.close()
+    assert reopened(tmp_path).runs["r"].plots["big"].data.view()["x"][0] == 99

@@ -37,10 +37,11 @@ class Reports:
         key = (error.plot, what if what is not None else str(error))
         with self._lock:
             seen = self._distinct.get(key)
-            if seen is None and len(self._distinct) < _DISTINCT:
-                self._distinct[key] = seen = error
+            if seen is None:
                 log.warning("%s", error)
-            elif seen is not None:
+                if len(self._distinct) < _DISTINCT:  # beyond, logged but not kept
+                    self._distinct[key] = error
+            else:
                 seen.count += 1
                 if _is_power_of_ten(seen.count):
                     log.warning("%s (seen %d times)", seen, seen.count)

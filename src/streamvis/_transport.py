@@ -32,10 +32,12 @@ from . import protocol
 from ._pool import HEAD_ROOM, JOIN_BELOW, BufferPool
 from ._reports import Reports
 from .errors import ServerError, StreamvisError
+from .guard import hide_tokens
 
 __all__ = ["ITEM_OVERHEAD", "Outgoing", "Transport", "live"]
 
 log = logging.getLogger(__name__)
+hide_tokens("websockets.client")
 
 _BATCH_FRAMES = 64
 _BATCH_BYTES = 8 * 2**20
@@ -43,9 +45,11 @@ _BACKOFF = (0.05, 2.0)
 _JOIN_BYTES = 2**20  # small frames travel together in messages of up to this size
 ITEM_OVERHEAD = 256  # what a frame's header adds to its arrays, roughly, for buffer accounting
 _POOL_BYTES = 64 * 2**20  # free buffers kept for reuse, at most
-_REFUSALS = (400, 401, 403, 404)  # handshake answers that retrying soon will not change
-_REFUSED_RETRY = 10.0  # seconds between attempts while the server refuses this client
+_REFUSALS = (401, 403)  # handshake answers that retrying soon will not change (and a 404
+# from a streamvis page port); any other answer may be a proxy's that passes
+_REFUSED_RETRY = 2.0  # seconds between attempts while the server refuses this client
 _MAX_RESTORES = 3  # times a frame is resent after its plot lost its place, at most
+_RETRY = (1.0, 30.0)  # seconds before frames the server could not store are sent again
 _TRUSTED = protocol.Limits(max_frame_bytes=2**62, max_header_bytes=2**30, max_arrays=2**16)
 
 live: set[Transport] = set()  # every transport whose thread runs; flushed at exit
@@ -117,9 +121,13 @@ class Transport:
         self._replaced_at: dict[str, float] = {}  # when each plot's last replace was sent
         self._unacked: deque[_Sent] = deque()
         self._restored: deque[Outgoing] = deque()  # to resend first, after a lost layout
-        self._layout: Mapping[str, Any] | None = None  # this client's, as last sent
-        self._figs: dict[str, Any] = {}  # each plot's fig_kwargs, as last sent
+        self._layout: Mapping[str, Any] | None = None  # this client's, as last submitted
+        self._figs: dict[str, Any] = {}  # each plot's fig_kwargs, as the server took them
+        self._figs_sent: deque[tuple[int, str, Any]] = deque()  # (seq, plot, fig) unacknowledged
         self._fig_due: set[str] = set()  # plots whose next frame carries them again
+        self._restore_at = 0.0  # when the restored frames may go
+        self._retry = 0.0  # the pause before the next restore (grows while they repeat)
+        self._restored_at = -_RETRY[1]
         self._buffered = 0
         self._seq = 0
         self._idle = False
@@ -138,6 +146,9 @@ class Transport:
         """Queue ``item``; a replace supersedes an unsent replace of the same plot."""
         if not self._alive:
             raise StreamvisError(f"the sender to {self.uri} has stopped: create a new Client")
+        if item.op in ("layout", "clear"):
+            with self._lock:  # kept to restore, even while calls are dropped
+                self._layout = item.opts if item.op == "layout" else None
         if self.refused is not None and item.op != "sync":
             self.dropped += 1  # kept, it would only fill the buffer until calls block
             if item.buffer is not None:
@@ -264,18 +275,23 @@ class Transport:
                     delay, failures = _BACKOFF[0], 0
                     if self.refused is not None:
                         log.warning("%s takes this client again", self.uri)
+                        self._relayout()
                         self.refused = None
                     self.connected.set()
                     await self._session(ws)
                     continue
             except websockets.InvalidStatus as exc:
-                if exc.response.status_code in _REFUSALS:
-                    self._refuse(ServerError(self._refusal(exc.response)))
+                response = exc.response
+                if response.status_code in _REFUSALS or protocol.INGEST_PORT_HEADER in (
+                    response.headers
+                ):
+                    self._refuse(ServerError(self._refusal(response)))
                     delay = _REFUSED_RETRY
                 elif failures == 0:
                     status = exc.response.status_code
                     log.warning("%s answered HTTP %d; retrying in the background", self.uri, status)
             except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
+                self.refused = None  # no server now: keep what comes, as for any outage
                 if failures == 0:
                     log.warning(
                         "cannot reach %s (%s); keeping data, retrying in the background",
@@ -329,6 +345,9 @@ class Transport:
             self.refused = error
             dropped = [*self._pending, *self._held.values(), *self._restored]
             buffers = [i.buffer for i in dropped] + [s.buffer for s in self._unacked]
+            for done in [i.done for i in dropped] + [s.done for s in self._unacked]:
+                if done is not None:
+                    done.set()
             for queue in (self._pending, self._held, self._restored, self._unacked):
                 queue.clear()
             self._last_replace.clear()
@@ -370,8 +389,7 @@ class Transport:
                 waiter.cancel()
                 if receiver.done():
                     receiver.result()  # raises the connection's error
-                    closed = ws.protocol
-                    raise websockets.ConnectionClosedOK(closed.close_rcvd, closed.close_sent)
+                    return  # the server closed it cleanly: connect again
         finally:
             receiver.cancel()
 
@@ -386,6 +404,8 @@ class Transport:
         size = 0
         now = time.monotonic()
         with self._lock:
+            if self._restored and now < self._restore_at:  # nothing may overtake them
+                return batch, self._restore_at - now
             while self._restored:  # sent before anything queued since
                 size += self._release(self._restored.popleft(), batch, now)
             for name in [n for n in self._held if self._replace_due(n, now) <= 0]:
@@ -491,53 +511,80 @@ class Transport:
         """Note the layout and fig_kwargs ``item`` sends (to restore them if the server loses
         them); return its options, with fig_kwargs the server must be given again."""
         name, opts = item.name, item.opts
-        if item.op == "layout":
-            self._layout = opts
-        elif item.op == "clear":
-            self._layout = None
+        if item.op == "clear":
             self._figs.clear()
+            self._figs_sent.clear()
         elif name is not None:
             if "fig" in opts:
-                self._figs[name] = opts["fig"]
+                self._figs_sent.append((self._seq - 1, name, opts["fig"]))
             elif name in self._fig_due and name in self._figs:
                 opts = {**opts, "fig": self._figs[name]}
             self._fig_due.discard(name)
         return opts
 
-    def _restore(self, seq: int, reason: str) -> None:
-        """The server lost the place of frame ``seq``'s plot and ignores what followed it:
-        queue this client's layout, then every frame from ``seq`` on, to go first."""
+    def _relayout(self) -> None:
+        """Send this client's layout first, and each plot's fig_kwargs with its next frame
+        (after the server refused the client, it may have missed them)."""
         with self._lock:
+            if self._layout is not None:
+                self._restored.appendleft(Outgoing("layout", opts=self._layout))
+            self._fig_due = set(self._figs)
+
+    def _restore(self, seq: int, reason: str, stored: bool = True) -> None:
+        """The server ignores this client's frames from ``seq`` on: it lost the place of that
+        frame's plot, or could not store it (``stored`` False). Queue every frame from
+        ``seq`` on to go first: after this client's layout, or after a pause."""
+        with self._lock:
+            if not any(sent.seq == seq for sent in self._unacked):
+                return  # a stale answer: those frames went again already
             tail = [sent for sent in self._unacked if sent.seq >= seq]
-            if not tail:
-                return
             while self._unacked and self._unacked[-1].seq >= seq:
                 self._unacked.pop()
-            layout = self._layout
-            first = Outgoing("layout" if layout else "sync", opts=layout or {}, restore=True)
-            items = [first]
+            layout = self._layout if stored else None
+            items = [Outgoing("layout" if layout else "sync", opts=layout or {}, restore=True)]
             for sent in tail:
                 self._buffered -= len(sent.data)
-                item = self._unsent(sent)
-                if item.restores > _MAX_RESTORES:
-                    self._report(ServerError(f"frame {sent.seq} dropped: {reason}", seq=sent.seq))
-                    if item.buffer is not None:
-                        self.pool.give(item.buffer)
+                item = self._unsent(sent, refused=sent.seq == seq)
+                if item.restores > _MAX_RESTORES:  # its plot never finds a place
+                    self._report(ServerError(f"a frame was dropped: {reason}"), reason)
+                    self._drop(item)
                     continue
                 items.append(item)
             self._buffered += sum(item.nbytes for item in items)
             self._restored.extendleft(reversed(items))
             self._fig_due = set(self._figs)
-        log.warning(
-            "run %r lost this client's layout on the server (deleted, cleared or laid out "
-            "anew by another client): restoring it and resending %d frames",
-            self.run,
-            len(tail),
-        )
+            self._pause(stored)
+        if stored:
+            log.warning(
+                "run %r lost this client's layout on the server (deleted, cleared or laid "
+                "out anew by another client): restoring it and resending %d frames",
+                self.run,
+                len(tail),
+            )
         self._wake.set()
 
-    def _unsent(self, sent: _Sent) -> Outgoing:
-        """The item ``sent`` was made from, to send again (holding ``sent``'s buffer)."""
+    def _pause(self, placed: bool) -> None:
+        """When restored frames may go: a lost place is restored at once, unstored frames
+        after a pause; either waits longer each time it recurs within ``_RETRY[1]`` (two
+        clients that lay a run out differently would otherwise rebuild its pages at every
+        step)."""
+        now = time.monotonic()
+        if now - self._restored_at > _RETRY[1]:
+            self._retry = 0.0
+        delay = self._retry if placed else max(self._retry, _RETRY[0])
+        self._retry = min(max(delay * 2, _RETRY[0]), _RETRY[1])
+        self._restore_at, self._restored_at = now + delay, now
+
+    def _drop(self, item: Outgoing) -> None:
+        """Give up ``item``: free its buffer, and release whoever waits for it."""
+        if item.buffer is not None:
+            self.pool.give(item.buffer)
+        if item.done is not None:
+            item.done.set()
+
+    def _unsent(self, sent: _Sent, refused: bool) -> Outgoing:
+        """The item ``sent`` was made from, to send again (holding ``sent``'s buffer);
+        ``refused`` counts one more refusal of it."""
         frame = protocol.decode(sent.data, _TRUSTED)
         return Outgoing(
             frame.op,
@@ -547,7 +594,7 @@ class Transport:
             replace=frame.op == "plot" and not frame.opts.get("append"),
             done=sent.done,
             buffer=sent.buffer,
-            restores=sent.restores + 1,
+            restores=sent.restores + refused,
         )
 
     @staticmethod
@@ -570,9 +617,14 @@ class Transport:
                 self._report(ServerError(f"{self.uri} is not a streamvis server? {exc}"))
                 continue
             seq, plot, err = reply.get("seq"), reply.get("name"), reply.get("err")
-            if reply.get("code") == protocol.UNPLACED and isinstance(seq, int):
-                self._restore(seq, str(err))
-            elif err is not None:
+            code = reply.get("code")
+            if code in (protocol.UNPLACED, protocol.UNSTORED) and isinstance(seq, int):
+                self._restore(seq, str(err), stored=code == protocol.UNPLACED)
+            if err is not None and code is None:  # refused: a restore must not send them again
+                self._figs_sent = deque(f for f in self._figs_sent if f[0] != seq)
+            if code == protocol.UNSTORED:  # the same trouble for every frame: one report
+                self._report(ServerError(f"the server reports: {err}"), protocol.UNSTORED)
+            elif err is not None and code != protocol.UNPLACED:
                 if seq is None:
                     text = f"the server reports: {err}"
                 else:
@@ -584,6 +636,9 @@ class Transport:
                 self._acknowledge(reply["ack"])
 
     def _acknowledge(self, seq: int) -> None:
+        while self._figs_sent and self._figs_sent[0][0] <= seq:
+            _, name, fig = self._figs_sent.popleft()  # taken: what a restore sends again
+            self._figs[name] = fig
         with self._lock:
             while self._unacked and self._unacked[0].seq <= seq:
                 sent = self._unacked.popleft()

@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import StreamvisError
 from .protocol import Limits
 from .server import StreamvisServer
+from .store import DEFAULT_BUDGET
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -57,6 +58,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no_persist", action="store_true", help="keep runs in memory only; nothing is written"
+    )
+    parser.add_argument(
+        "--max_run_gb",
+        type=float,
+        default=DEFAULT_BUDGET / 2**30,
+        help="disk a run's history may take before it is thinned, in GiB (default %(default)g)",
     )
     parser.add_argument(
         "--max_frame_mb",
@@ -108,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             limits=Limits(max_frame_bytes=int(args.max_frame_mb * 2**20)),
             token=args.token,
             allow_websocket_origin=args.allow_websocket_origin,
+            max_run_bytes=int(args.max_run_gb * 2**30),
         )
     except StreamvisError as exc:
         print(f"streamvis_server: {exc}", file=sys.stderr)

@@ -33,7 +33,7 @@ from .errors import (
     ServerError,
     ShapeError,
 )
-from .protocol import DEFAULT_LIMITS, DTYPES, INGEST_PATH, WIRE_DTYPES
+from .protocol import DEFAULT_LIMITS, DTYPES, INGEST_PATH, RESTORES_HEADER, WIRE_DTYPES
 from .specs import (
     Cell,
     ColorSpec,
@@ -170,7 +170,10 @@ class Client:
             max_frame_bytes=max_frame_bytes,
             exit_timeout=exit_timeout,
             replace_interval=replace_interval,
-            headers={"Authorization": f"Bearer {token}"} if token else None,
+            headers={
+                RESTORES_HEADER: "1",
+                **({"Authorization": f"Bearer {token}"} if token else {}),
+            },
             strict=self._strict,
         )
         # A client dropped without close() still delivers what it queued, then stops.

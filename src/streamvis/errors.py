@@ -9,6 +9,7 @@
     │   ├── DTypeError         the array's dtype is not a supported number type
     │   └── UnknownPlot        the plot name is not in the layout
     ├── ServerError            the server refused something this client sent
+    ├── StoreError             a run's database could not be written or read (server side)
     └── ClientClosed           the client was used after close()
 
 Each message names the offending value and says what to do about it.
@@ -24,6 +25,7 @@ __all__ = [
     "ProtocolError",
     "ServerError",
     "ShapeError",
+    "StoreError",
     "StreamvisError",
     "UnknownPlot",
     "UnsupportedVersion",
@@ -77,6 +79,10 @@ class ServerError(StreamvisError):
         super().__init__(message)
         self.seq, self.plot = seq, plot
         self.count = 1
+
+
+class StoreError(StreamvisError):
+    """A run's database could not be written or read; nothing of the write was kept."""
 
 
 class ClientClosed(StreamvisError):

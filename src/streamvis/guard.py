@@ -14,12 +14,34 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
+import re
 import urllib.parse
 from collections.abc import Sequence
 
-__all__ = ["COOKIE_PREFIX", "Guard", "is_loopback", "split_host"]
+__all__ = ["COOKIE_PREFIX", "Guard", "hide_tokens", "is_loopback", "split_host"]
 
 COOKIE_PREFIX = "streamvis_token_"
+_SECRET = re.compile(r"(?i)(bearer\s+|token=)[^\s&'\"]+")
+
+
+class _HideTokens(logging.Filter):
+    """Writes tokens in a log record as ``***`` (websockets logs every header at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        hidden = _SECRET.sub(r"\1***", message)
+        if hidden != message:
+            record.msg, record.args = hidden, ()
+        return True
+
+
+def hide_tokens(*loggers: str) -> None:
+    """Keep tokens out of what ``loggers`` write."""
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _HideTokens) for f in logger.filters):
+            logger.addFilter(_HideTokens())
 
 
 def is_loopback(host: str) -> bool:

@@ -1,29 +1,26 @@
-"""Every run the server holds: its state, its log (if persistent), and the pages watching it.
+"""Every run the server holds: its state, its store (if persistent), and the pages watching.
 
-Frames apply on the event loop; logs are written inline until :meth:`Hub.write_behind`, then
-by a writer thread, and :meth:`Hub.written` says when what a run was sent is on disk, with
-what failed for that run alone.
+A message's frames are admitted (checked) at once, stored, and only then applied and shown
+(:meth:`Hub.store_and_apply`): what a page shows and what the server acknowledges is what is
+on disk. The writer thread stores them, so the loop never waits for the disk, and writes the
+messages that queue up meanwhile in one transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Protocol
 
-from . import protocol
 from .errors import StreamvisError
-from .plots.figures import check_fig_kwargs
-from .state import RunState
-from .store import Store, Writer
+from .state import Admitted, RunState
+from .store import Store
+from .writer import Writer
 
 __all__ = ["Hub", "View"]
 
 log = logging.getLogger("streamvis.server")
-
-_INLINE_WRITE = 2**16  # frames smaller than this are logged on the loop when the writer is idle
 
 
 class View(Protocol):
@@ -35,7 +32,7 @@ class View(Protocol):
 
 
 class Hub:
-    """All runs' state, their logs (if persistent), and the pages watching them."""
+    """All runs' state, their stores (if persistent), and the pages watching them."""
 
     def __init__(self, store: Store | None = None) -> None:
         self.runs: dict[str, RunState] = {}
@@ -44,26 +41,12 @@ class Hub:
         self._writer: Writer | None = None
 
     def write_behind(self) -> None:
-        """Write logs on a thread of their own from now on (call on the serving loop)."""
+        """Store on a thread of its own from now on (call on the serving loop)."""
         if self.store is not None and self._writer is None:
             self._writer = Writer()
 
-    def written(self, key: Hashable) -> asyncio.Future[list[str]] | None:
-        """A future done once every log write so far is on disk, with what failed of
-        ``key``'s (a run's name); None if they already are and none failed."""
-        return self._writer.written(key) if self._writer is not None else None
-
-    def _log(self, job: Callable[[Store], None], key: Hashable) -> None:
-        """Run ``job`` on the store, on the writer's thread once there is one (in order)."""
-        if self.store is None:
-            return
-        if self._writer is None:
-            job(self.store)
-        else:
-            self._writer.submit(functools.partial(job, self.store), key)
-
     def close(self) -> None:
-        """Finish writing the logs and close them."""
+        """Finish storing and close the stores."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -71,19 +54,26 @@ class Hub:
             self.store.close()
 
     def load(self) -> None:
-        """Replay every run's log into its state."""
+        """Read what every stored run shows now into its state."""
         if self.store is None:
             return
         for run in self.store.runs():
-            state = self.runs[run] = RunState(run)
-            count = 0
-            for frame in self.store.replay(run):
-                try:
-                    state.apply(frame, replay=True)
-                except StreamvisError as exc:
-                    log.warning("replaying run %r: skipped frame %d: %s", run, frame.seq, exc)
-                count += 1
-            log.info("replayed run %r: %d frames, %d plots", run, count, len(state.plots))
+            try:
+                stored = self.store.open(run)
+                state = RunState(run)
+                count = 0
+                for frame in stored.current():
+                    try:
+                        state.apply(frame, replay=True)
+                    except StreamvisError as exc:
+                        log.warning("run %r: skipped stored frame %d: %s", run, frame.seq, exc)
+                    count += 1
+                state.merge_seqs(stored.last_seqs())
+            except StreamvisError as exc:  # one unreadable run stops no other
+                log.error("run %r cannot be read: %s", run, exc)
+                continue
+            self.runs[run] = state
+            log.info("loaded run %r: %d frames, %d plots", run, count, len(state.plots))
 
     def state(self, run: str) -> RunState:
         """The state of ``run``, created empty if new."""
@@ -93,36 +83,74 @@ class Hub:
             log.info("new run %r", run)
         return state
 
-    def apply(self, frame: protocol.Frame, data: bytes | memoryview) -> None:
-        """Apply, log and show a frame (``data``: its bytes); raise StreamvisError if refused."""
-        state = self.state(frame.run)
-        changed = state.apply(frame, check_fig_kwargs)
-        if not changed:
+    def store_and_apply(
+        self,
+        run: str,
+        batch: Sequence[tuple[Admitted, memoryview]],
+        done: Callable[[StreamvisError | None], None],
+    ) -> None:
+        """Store admitted frames of ``run`` in one transaction, then apply and show them and
+        call ``done(None)``; if storing fails, take back their admission and call ``done``
+        with the error (nothing of them is applied)."""
+
+        def finish(error: Exception | None) -> None:
+            state = self.state(run)
+            if error is not None:
+                state.rollback()
+                if self._writer is not None:
+                    self._writer.resume(run)  # what the clients resend may be stored again
+                done(error if isinstance(error, StreamvisError) else StreamvisError(str(error)))
+                return
+            changed: set[str] = set()
+            for admitted, _ in batch:
+                changed |= state.commit(admitted)
+            if changed:
+                self._notify(run, changed)
+            done(None)
+
+        store = self.store
+        if store is None:
+            finish(None)
             return
-        if self.store is not None:
-            writer = self._writer
-            if writer is not None and (writer.busy or len(data) >= _INLINE_WRITE):
-                job = functools.partial(_write, frame, data, dict(state.last_seq))
-                self._log(job, frame.run)
-            elif _append(frame, data, self.store):  # inline: cheaper than a handoff
-                self._log(functools.partial(_compact, frame.run, dict(state.last_seq)), frame.run)
-        self._notify(frame.run, changed)
+        frames = [(admitted.frame, data) for admitted, data in batch]
+        writer = self._writer
+        if writer is None:
+            try:
+                store.open(run).append(frames)
+            except Exception as exc:
+                finish(exc)
+            else:
+                finish(None)
+        else:  # off the loop, and with the messages queued behind it, in one transaction
+            writer.append(store.open(run).append, frames, run, finish)
 
     async def delete(self, run: str) -> bool:
-        """Forget a run and delete its log; False if there was no such run.
+        """Forget a run and delete its store; False if there was no such run.
 
-        Raises StreamvisError if the log could not be deleted (that failure is this call's:
-        the run's clients never hear of it).
+        Raises StreamvisError if its files could not be deleted (that failure is this
+        call's: the run's clients never hear of it).
         """
         existed = self.runs.pop(run, None) is not None
         if self.store is not None:
-            existed = existed or run in self.store.runs()
-            request = object()
-            self._log(lambda store: store.delete(run), request)
-            if (deleting := self.written(request)) is not None and (failed := await deleting):
-                raise StreamvisError(f"could not delete the log of run {run!r}: {failed[0]}")
+            store = self.store
+            existed = existed or run in store.runs()
+            error = await self._on_writer(lambda: store.delete(run), ("delete", run))
+            if error is not None:
+                raise StreamvisError(f"could not delete the files of run {run!r}: {error}")
         self._notify(run, {""})
         return existed
+
+    async def _on_writer(self, job: Callable[[], None], key: Hashable) -> Exception | None:
+        """Run ``job`` after every write before it; the exception it raised, if any."""
+        if self._writer is None:
+            try:
+                job()
+            except Exception as exc:
+                return exc
+            return None
+        future: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        self._writer.submit(job, key, future.set_result)
+        return await future
 
     def _notify(self, run: str, changed: set[str]) -> None:
         for view in self._views.get(run, ()):
@@ -139,23 +167,3 @@ class Hub:
     def run_names(self) -> list[str]:
         """Every run the server holds, sorted."""
         return sorted(self.runs)
-
-
-def _write(
-    frame: protocol.Frame, data: bytes | memoryview, last_seq: dict[str, int], store: Store
-) -> None:
-    """Log an applied frame, and compact the log if it is due."""
-    if _append(frame, data, store):
-        _compact(frame.run, last_seq, store)
-
-
-def _append(frame: protocol.Frame, data: bytes | memoryview, store: Store) -> bool:
-    """Log an applied frame; return whether the log is due for compaction."""
-    runlog = store.open(frame.run)
-    runlog.append(frame, data)
-    return frame.op == "clear" or runlog.needs_compaction()
-
-
-def _compact(run: str, last_seq: dict[str, int], store: Store) -> None:
-    """Rewrite a run's log with only its live records (replaced data outweighs them)."""
-    store.open(run).compact(last_seq, run)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from http import HTTPStatus
@@ -27,12 +28,15 @@ from websockets.http11 import Request, Response
 
 from . import protocol
 from .errors import StreamvisError, UnknownPlot
-from .guard import Guard
+from .guard import Guard, hide_tokens
 from .hub import Hub
+from .plots.figures import check_fig_kwargs
+from .state import Admitted, RunState
 
 __all__ = ["INGEST_PATH", "Ingest"]
 
 log = logging.getLogger("streamvis.server")
+hide_tokens("websockets.server")
 
 INGEST_PATH = protocol.INGEST_PATH
 _INGEST_SLICE = 0.005  # seconds of ingest before pages get a turn on the loop
@@ -47,7 +51,8 @@ class Ingest:
         self.hub, self.guard, self.limits = hub, guard, limits
         self.max_connections = max_connections
         self._active: dict[ServerConnection, float] = {}  # open connections: last message at
-        self._pending_acks: set[asyncio.Future[None]] = set()  # acks waiting for the log
+        self._closing: set[asyncio.Future[None]] = set()  # evicted connections, closing
+        self._restorers: set[object] = set()  # connections of clients that can restore
 
     def check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse a handshake that is not a streamvis client's (a response), or let it on."""
@@ -75,6 +80,8 @@ class Ingest:
                 "streamvis: wrong or missing token: "
                 "pass Client(..., token=...) or set STREAMVIS_TOKEN\n",
             )
+        if headers.get(protocol.RESTORES_HEADER) == "1":
+            self._restorers.add(connection)
         if len(self._active) >= self.max_connections:
             idlest = min(self._active, key=self._active.__getitem__)
             log.warning(
@@ -84,8 +91,8 @@ class Ingest:
             )
             del self._active[idlest]
             task = asyncio.ensure_future(idlest.close(1013, "too many connections"))
-            self._pending_acks.add(task)
-            task.add_done_callback(self._pending_acks.discard)
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         return None
 
     def advertise_limits(
@@ -100,18 +107,12 @@ class Ingest:
         peer = ws.remote_address
         log.info("client connected from %s", peer)
         self._active[ws] = yielded = time.monotonic()
+        replies: asyncio.Queue[asyncio.Future[list[dict[str, Any]]] | None] = asyncio.Queue()
+        sender = asyncio.ensure_future(self._send_replies(ws, replies))
         try:
             async for message in ws:
-                run, replies = self.receive(message, peer, ws)
+                replies.put_nowait(self.receive(message, peer, ws))
                 self._active[ws] = time.monotonic()
-                for reply in replies:
-                    writing = self.hub.written(run) if "ack" in reply else None
-                    if writing is None:
-                        await ws.send(protocol.encode_reply(reply))
-                    else:  # acknowledged once the log holds it; receive on meanwhile
-                        task = asyncio.ensure_future(self._send_after(ws, writing, reply))
-                        self._pending_acks.add(task)
-                        task.add_done_callback(self._pending_acks.discard)
                 if time.monotonic() - yielded > _INGEST_SLICE:
                     # Buffered messages never suspend this loop: let pages have their turn.
                     await asyncio.sleep(0)
@@ -120,77 +121,130 @@ class Ingest:
             pass
         finally:
             self._active.pop(ws, None)
+            self._restorers.discard(ws)
+            replies.put_nowait(None)
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await sender
             log.info("client from %s disconnected", peer)
 
     @staticmethod
-    async def _send_after(
-        ws: ServerConnection, written: asyncio.Future[list[str]], reply: dict[str, Any]
+    async def _send_replies(
+        ws: ServerConnection, replies: asyncio.Queue[asyncio.Future[list[dict[str, Any]]] | None]
     ) -> None:
-        failures = await written
-        with contextlib.suppress(websockets.ConnectionClosed):  # the client resends it all
-            for failure in failures:
-                message = (
-                    f"the server could not write a run log ({failure}): the data is shown, "
-                    "but a restarted server will not have it; free space under --data_dir "
-                    "or run the server with --no_persist"
-                )
-                await ws.send(protocol.encode_reply({"err": message}))
-            await ws.send(protocol.encode_reply(reply))
+        """Send each message's replies in the order the messages came, once they are ready
+        (an ack once what it acknowledges is stored)."""
+        while (ready := await replies.get()) is not None:
+            for reply in await ready:
+                await ws.send(protocol.encode_reply(reply))
 
     def receive(
         self, message: bytes | str, peer: Any, connection: object = None
-    ) -> tuple[str | None, list[dict[str, Any]]]:
-        """Decode and apply one message (one or more frames) that came on ``connection``;
-        return its run and the replies."""
+    ) -> asyncio.Future[list[dict[str, Any]]]:
+        """Decode, admit and store one message (one or more frames) that came on
+        ``connection``; the future of its replies, done once they may be sent."""
+        replies: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
         if isinstance(message, str):
-            return None, [
-                {"err": "text message refused: streamvis frames are binary (streamvis.Client)"}
-            ]
+            text = "text message refused: streamvis frames are binary (streamvis.Client)"
+            replies.set_result([{"err": text}])
+            return replies
         try:
             items = protocol.decode_many(message, self.limits)
         except Exception as exc:  # a decoder bug must not close the connection
             log.exception("decoding a message from %s failed", peer)
-            return None, [{"err": f"malformed frame: {exc!r}"}]
-        replies: list[dict[str, Any]] = []
-        ack, run = None, None
+            replies.set_result([{"err": f"malformed frame: {exc!r}"}])
+            return replies
+        sent: list[dict[str, Any]] = []
+        batches: dict[str, list[tuple[Admitted, memoryview]]] = {}
+        ack = None
         for item in items:
             if isinstance(item, protocol.BadFrame):
                 log.warning("malformed frame %s from %s: %s", item.seq, peer, item.error)
-                replies.append({"err": f"malformed frame: {item.error}", "seq": item.seq})
+                sent.append({"err": f"malformed frame: {item.error}", "seq": item.seq})
                 ack = item.seq if item.seq is not None else ack  # refused for good
                 continue
             frame, data = item
-            run, state = frame.run, self.hub.state(frame.run)
+            state = self.hub.state(frame.run)
             told = state.restoring.get(frame.cid, self)  # self: nobody was told
             if frame.restore or told is not connection:
                 state.restoring.pop(frame.cid, None)  # restored, or resent after a reconnect
             else:
                 continue  # sent before the client heard it must restore: it resends it
-            refusal = self._apply(frame, data)
+            admitted, refusal = self._admit(state, frame)
             if refusal is not None:
-                replies.append(refusal)
+                if connection not in self._restorers:
+                    refusal.pop("code", None)  # an older client: refused for good, as it was
+                sent.append(refusal)
                 if refusal.get("code") == protocol.UNPLACED:
                     state.restoring[frame.cid] = connection
                     continue  # neither applied nor acknowledged: the client restores it
-            elif not frame.ack:
-                continue
-            ack = frame.seq  # frames apply in order: this acknowledges all before it too
-        if ack is not None:
-            replies.append({"ack": ack})
-        return run, replies
+            elif admitted is not None:
+                batches.setdefault(frame.run, []).append((admitted, data))
+            if frame.ack or refusal is not None:
+                ack = frame.seq  # frames apply in order: this acknowledges all before it too
+        self._store(batches, sent, ack, connection, replies)
+        return replies
 
-    def _apply(self, frame: protocol.Frame, data: memoryview) -> dict[str, Any] | None:
-        """Apply one frame; return the error reply if it is refused (or None)."""
+    def _store(
+        self,
+        batches: dict[str, list[tuple[Admitted, memoryview]]],
+        sent: list[dict[str, Any]],
+        ack: int | None,
+        connection: object,
+        replies: asyncio.Future[list[dict[str, Any]]],
+    ) -> None:
+        """Store each run's admitted frames; then the replies are ready: the ack, or for
+        frames that could not be stored, where their clients resend from."""
+        waiting = len(batches)
+        failed = False
+
+        def stored(run: str, error: StreamvisError | None) -> None:
+            nonlocal waiting, failed
+            if error is not None:
+                failed = True
+                sent.extend(self._unstored(run, batches[run], connection, error))
+            waiting -= 1
+            if waiting == 0 and not replies.done():
+                acked = ack is not None and not failed
+                replies.set_result(sent + ([{"ack": ack}] if acked else []))
+
+        if not batches:
+            replies.set_result(sent + ([{"ack": ack}] if ack is not None else []))
+        for run, batch in list(batches.items()):
+            self.hub.store_and_apply(run, batch, functools.partial(stored, run))
+
+    def _unstored(
+        self,
+        run: str,
+        batch: list[tuple[Admitted, memoryview]],
+        connection: object,
+        error: StreamvisError,
+    ) -> list[dict[str, Any]]:
+        """Replies telling each client whose frames could not be stored to resend them."""
+        state, first = self.hub.state(run), dict[str, int]()
+        for admitted, _ in batch:
+            first.setdefault(admitted.frame.cid, admitted.frame.seq)
+        text = (
+            f"the server could not store run {run!r} ({error}): nothing from here on is "
+            "acknowledged; the client keeps it and sends it again (free space under "
+            "--data_dir, or run the server with --no_persist)"
+        )
+        for cid in first:
+            state.restoring[cid] = connection
+        return [{"err": text, "seq": seq, "code": protocol.UNSTORED} for seq in first.values()]
+
+    def _admit(
+        self, state: RunState, frame: protocol.Frame
+    ) -> tuple[Admitted | None, dict[str, Any] | None]:
+        """Admit one frame: (what to store, or None for a duplicate; the refusal, if any)."""
         try:
-            self.hub.apply(frame, data)
+            return state.admit(frame, check_fig_kwargs), None
         except UnknownPlot as exc:
             log.info("run %r: plot %r has no place; its client restores it", frame.run, frame.name)
             code = protocol.UNPLACED
-            return {"err": str(exc), "seq": frame.seq, "name": frame.name, "code": code}
+            return None, {"err": str(exc), "seq": frame.seq, "name": frame.name, "code": code}
         except StreamvisError as exc:
             log.warning("run %r refused frame %d (%r): %s", frame.run, frame.seq, frame.name, exc)
-            return {"err": str(exc), "seq": frame.seq, "name": frame.name}
+            return None, {"err": str(exc), "seq": frame.seq, "name": frame.name}
         except Exception as exc:
-            log.exception("applying frame %d of run %r failed", frame.seq, frame.run)
-            return {"err": f"server failed applying the frame: {exc!r}", "seq": frame.seq}
-        return None
+            log.exception("admitting frame %d of run %r failed", frame.seq, frame.run)
+            return None, {"err": f"server failed checking the frame: {exc!r}", "seq": frame.seq}

@@ -40,7 +40,9 @@ __all__ = [
     "INGEST_PORT_HEADER",
     "MAX_FRAME_HEADER",
     "OPS",
+    "RESTORES_HEADER",
     "UNPLACED",
+    "UNSTORED",
     "VERSION",
     "WIRE_DTYPES",
     "BadFrame",
@@ -70,8 +72,10 @@ DTYPES = frozenset(WIRE_DTYPES)
 _WIRE_NAMES = {dtype: name for name, dtype in WIRE_DTYPES.items()}  # dtype.name is slow
 MAX_FRAME_HEADER = "X-Streamvis-Max-Frame"  # handshake header: the server's frame limit
 INGEST_PATH = "/ingest"  # where clients connect, on the ingest port
+RESTORES_HEADER = "X-Streamvis-Restores"  # handshake header: "1" if the client can restore
 INGEST_PORT_HEADER = "X-Streamvis-Ingest-Port"  # the page port's answer to a lost client
 UNPLACED = "unplaced"  # a reply's code: the plot lost its place; resend from seq, restored
+UNSTORED = "unstored"  # a reply's code: not stored; resend from seq, marked restore, later
 _PREFIX = struct.Struct(">I")
 _ALIGN = 8
 

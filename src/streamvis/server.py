@@ -15,6 +15,7 @@ import contextlib
 import logging
 import resource
 import threading
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from .guard import Guard, is_loopback
 from .hub import Hub
 from .ingest import INGEST_PATH, Ingest
 from .session import DocumentView
-from .store import Store
+from .store import DEFAULT_BUDGET, Store
 from .web import GuardedTornado, RunsHandler
 
 __all__ = ["INGEST_PATH", "StreamvisServer", "serve_in_thread"]
@@ -74,6 +75,7 @@ class StreamvisServer:
         update_interval: float = 0.05,
         allow_websocket_origin: Sequence[str] = (),
         max_connections: int | None = None,
+        max_run_bytes: int = DEFAULT_BUDGET,
     ) -> None:
         if not is_loopback(host) and not token:
             raise ArgumentError(
@@ -82,7 +84,8 @@ class StreamvisServer:
             )
         self.host, self.run_name, self.token = host, run_name, token or None
         self.limits, self.update_interval = limits, update_interval
-        self.hub = Hub(Store(Path(data_dir)) if data_dir is not None else None)
+        store = Store(Path(data_dir), max_run_bytes) if data_dir is not None else None
+        self.hub = Hub(store)
         self._requested_ports = (ingest_port, bokeh_port)
         self._origins = list(allow_websocket_origin)
         self.guard = Guard(host, self.token, self._origins)
@@ -108,7 +111,7 @@ class StreamvisServer:
     def url(self) -> str:
         """The address to open in a browser (with the token, if one is set)."""
         host = "localhost" if is_loopback(self.host) else self.host
-        token = f"?token={self.token}" if self.token else ""
+        token = f"?token={urllib.parse.quote(self.token, safe='')}" if self.token else ""
         return f"http://{host}:{self.bokeh_port}/{token}"
 
     async def start(self) -> None:

@@ -329,13 +329,28 @@ def check_layout(layout: Mapping[str, Sequence[int]]) -> dict[str, Cell]:
         rows = check_int(cell[2], f"layout[{name!r}] rowspan", 1, limit - row)
         cols = check_int(cell[3], f"layout[{name!r}] colspan", 1, limit - col)
         for other, (r, c, rs, cs) in cells.items():
-            if row < r + rs and r < row + rows and col < c + cs and c < col + cols:
+            if _overlap((row, col, rows, cols), (r, c, rs, cs)):
                 raise ArgumentError(
                     f"layout cells of {other!r} and {name!r} overlap at row "
                     f"{max(row, r)}, column {max(col, c)}"
                 )
         cells[name] = (row, col, rows, cols)
     return cells
+
+
+def merge_layout(old: Mapping[str, Cell], new: Mapping[str, Cell]) -> dict[str, Cell]:
+    """``new``'s cells, and those of ``old`` that overlap none of them."""
+    kept = {
+        name: cell
+        for name, cell in old.items()
+        if name not in new and not any(_overlap(cell, other) for other in new.values())
+    }
+    return {**kept, **new}
+
+
+def _overlap(a: Cell, b: Cell) -> bool:
+    """Whether two cells (row, col, rowspan, colspan) share a grid square."""
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 def check_in_layout(name: str, cells: Mapping[str, Cell] | None) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArgumentError
+from .errors import ArgumentError, UnknownPlot
 from .plots.columns import (
     Columns,
     Extent,
@@ -33,6 +33,7 @@ from .specs import (
     check_in_layout,
     check_layout,
     data_shape,
+    merge_layout,
     normalize,
 )
 
@@ -236,9 +237,35 @@ class PlotState:
         return (spec.kind, spec.color, spec.palette, self.levels, self.lines, self.rasterized)
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """A frame checked against its run (and the frames admitted before it), to apply once
+    it is stored: a plot frame carries its normalized spec and its new fig_kwargs."""
+
+    frame: Frame
+    spec: PlotSpec | None = None
+    fig: dict[str, Any] | None = None
+    cells: dict[str, Cell] | None = None  # a layout's, as it applies
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """What checking a plot frame needs of the plot before it: no data, only its form."""
+
+    spec: PlotSpec
+    shape: tuple[int, ...]
+    fig: dict[str, Any]
+
+
 @dataclass(eq=False)
 class RunState:
-    """A run: its layout, its plots, and the last sequence number applied per client."""
+    """A run: its layout, its plots, and the last sequence number applied per client.
+
+    Frames are first admitted (:meth:`admit`: checked, against the frames admitted before
+    them too), then applied (:meth:`commit`) once stored. Between the two, only the run's
+    form moves ahead (its layout, and each plot's spec, shape and fig_kwargs); if storing
+    fails, :meth:`rollback` takes it back to what was applied.
+    """
 
     name: str
     cells: dict[str, Cell] | None = None
@@ -248,6 +275,9 @@ class RunState:
     # clients whose plot lost its place -> the connection that was told to restore it
     restoring: dict[str, object] = field(default_factory=dict)
     _specs: dict[str, tuple[Any, Any, PlotSpec]] = field(default_factory=dict)
+    _cells: dict[str, Cell] | None = None  # as admitted
+    _placed: dict[str, _Placed] = field(default_factory=dict)  # as admitted
+    _admitted: dict[str, int] = field(default_factory=dict)  # last seq admitted per client
 
     def _spec(self, frame: Frame) -> PlotSpec:
         """The frame's checked spec; a plot's frames mostly repeat the last one's options."""
@@ -261,8 +291,8 @@ class RunState:
         return spec
 
     def is_duplicate(self, frame: Frame) -> bool:
-        """True if this client's frame (or a later one) was already applied."""
-        return frame.seq <= self.last_seq.get(frame.cid, -1)
+        """True if this client's frame (or a later one) was already admitted."""
+        return frame.seq <= self._admitted.get(frame.cid, -1)
 
     def apply(
         self,
@@ -271,27 +301,93 @@ class RunState:
         *,
         replay: bool = False,
     ) -> set[str]:
-        """Apply ``frame``; return the names of plots that changed ('' for the layout).
+        """Admit and apply ``frame`` at once; return the names of plots that changed ('' for
+        the layout). Raises ArgumentError (the frame is refused and nothing changes).
 
-        Raises ArgumentError (the frame is refused and nothing changes). ``check_fig``
-        validates new figure keyword arguments (the server passes Bokeh's own check).
-        With ``replay`` (frames from the run's log, each accepted once) nothing is skipped
-        as a duplicate: a compacted log replays the layout before older data.
+        With ``replay`` (frames from the run's store, each accepted once) nothing is skipped
+        as a duplicate.
+        """
+        admitted = self.admit(frame, check_fig, replay=replay)
+        return self.commit(admitted) if admitted is not None else set()
+
+    def admit(
+        self,
+        frame: Frame,
+        check_fig: Callable[[Mapping[str, Any]], None] | None = None,
+        *,
+        replay: bool = False,
+    ) -> Admitted | None:
+        """Check ``frame`` after those admitted before it; None if it is a duplicate.
+
+        Raises ArgumentError (UnknownPlot if its plot has no place). ``check_fig`` validates
+        new figure keyword arguments (the server passes Bokeh's own check).
         """
         if not replay and self.is_duplicate(frame):
-            return set()
+            return None
         try:
-            return self._apply(frame, check_fig)
-        finally:
-            self.last_seq[frame.cid] = max(frame.seq, self.last_seq.get(frame.cid, -1))
+            admitted = self._admit(frame, check_fig)
+        except UnknownPlot:
+            raise  # not taken: the client sends it again, after restoring its layout
+        except ArgumentError:
+            self._admitted[frame.cid] = max(frame.seq, self._admitted.get(frame.cid, -1))
+            raise
+        self._admitted[frame.cid] = max(frame.seq, self._admitted.get(frame.cid, -1))
+        return admitted
 
-    def _apply(
+    def _admit(
         self, frame: Frame, check_fig: Callable[[Mapping[str, Any]], None] | None
-    ) -> set[str]:
-        if frame.op == "sync":
-            return set()
+    ) -> Admitted:
         if frame.op == "layout":
             cells = check_layout(frame.opts.get("cells", {}))
+            if frame.restore and self._cells is not None:  # beside what others laid out
+                cells = merge_layout(self._cells, cells)
+            self._cells = cells
+            return Admitted(frame, cells=cells)
+        if frame.op == "clear":
+            self._cells, self._placed = None, {}
+        elif frame.op == "plot":
+            assert frame.name is not None
+            check_in_layout(frame.name, self._cells)
+            spec = self._spec(frame)
+            old = self._placed.get(frame.name)
+            fig = dict(spec.fig_kwargs) if spec.fig_kwargs is not None else None
+            if fig is not None and (old is None or fig != old.fig) and check_fig is not None:
+                try:
+                    check_fig(fig)
+                except Exception as exc:
+                    raise ArgumentError(
+                        f"plot {frame.name!r}: bad fig_kwargs {fig!r}: {exc}"
+                    ) from exc
+            shape = data_shape(spec, frame.arrays)
+            if old is not None:
+                check_compatible(frame.name, old.spec, old.shape, spec, shape)
+            kept_fig = fig if fig is not None else (old.fig if old is not None else {})
+            self._placed[frame.name] = _Placed(spec, shape, kept_fig)
+            return Admitted(frame, spec, fig)
+        return Admitted(frame)
+
+    def merge_seqs(self, seqs: Mapping[str, int]) -> None:
+        """Take the stored last seq of each client (frames it resends are duplicates)."""
+        for cid, seq in seqs.items():
+            self.last_seq[cid] = max(seq, self.last_seq.get(cid, -1))
+            self._admitted[cid] = max(seq, self._admitted.get(cid, -1))
+
+    def rollback(self) -> None:
+        """Forget what was admitted but not applied (storing it failed)."""
+        self._cells = self.cells
+        self._placed = {
+            name: _Placed(plot.spec, plot.shape, plot.fig_kwargs)
+            for name, plot in self.plots.items()
+        }
+        self._admitted = dict(self.last_seq)
+
+    def commit(self, admitted: Admitted) -> set[str]:
+        """Apply an admitted frame (stored, or needing no store); return what changed."""
+        frame = admitted.frame
+        self.last_seq[frame.cid] = max(frame.seq, self.last_seq.get(frame.cid, -1))
+        self._admitted[frame.cid] = max(frame.seq, self._admitted.get(frame.cid, -1))
+        if frame.op == "layout":
+            cells = admitted.cells or check_layout(frame.opts.get("cells", {}))
             if cells == self.cells:  # a restarted script sends the same layout: keep the pages
                 return set()
             self.cells = cells
@@ -301,19 +397,11 @@ class RunState:
             self.cells, self.plots = None, {}
             self.layout_version += 1
             return {""}
+        if frame.op != "plot" or admitted.spec is None:
+            return set()
         assert frame.name is not None
-        check_in_layout(frame.name, self.cells)
-        spec = self._spec(frame)
+        spec, fig = admitted.spec, admitted.fig
         old = self.plots.get(frame.name)
-        fig = dict(spec.fig_kwargs) if spec.fig_kwargs is not None else None
-        if fig is not None and (old is None or fig != old.fig_kwargs) and check_fig is not None:
-            try:
-                check_fig(fig)
-            except Exception as exc:
-                raise ArgumentError(f"plot {frame.name!r}: bad fig_kwargs {fig!r}: {exc}") from exc
-        shape = data_shape(spec, frame.arrays)
-        if old is not None:
-            check_compatible(frame.name, old.spec, old.shape, spec, shape)
         if old is not None and spec.append:
             old.append(spec, frame.arrays)
         else:

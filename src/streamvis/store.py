@@ -1,301 +1,501 @@
-"""Durable runs: an append-only log of accepted frames per run, replayed at start.
+"""Durable runs: every frame a run accepted, in an SQLite database of its own.
 
-Each record is ``uint32 length | uint32 crc32 | frame bytes`` (big-endian), written and
-flushed to the OS before the frame is acknowledged, so a killed server loses nothing it
-acknowledged. A torn last record (a crash mid-write) fails its length or CRC check and is
-cut off with a warning. A server writes on a thread of its own (:class:`Writer`), so its
-event loop goes on receiving meanwhile.
+The store owns ``DATA_DIR/runs/`` and only the files it names there (``RUN.sqlite`` and
+SQLite's ``-wal`` and ``-shm`` beside it); nothing else under ``DATA_DIR`` is opened, except
+run logs of streamvis 0.1 (``RUN.log``), which are copied in once and then renamed
+``RUN.log.migrated``, never changed.
 
-Replace-mode plots need only their latest frame: the log tracks which records are still live
-(the layout, and per plot its last replace and the appends after it) and is rewritten with
-only those once dead records outweigh them, so start-up time follows the data shown, not the
-number of replacements. The rewrite ends with one ``sync`` record per client, which carries
-its last sequence number, so duplicates are still recognised after a compaction.
+Each message's frames are written in one transaction (:meth:`RunStore.append`): a write that
+fails (disk full, I/O error, read-only) rolls back and leaves the database as it was, and
+the server acknowledges only what committed. In WAL mode with ``synchronous=NORMAL`` a
+commit survives the process dying at any instant; a power loss may take the last commits.
+
+History is kept: every frame, with the server's time of arrival and, once clients send it,
+its step. What the pages show now (the layout, each replace plot's latest frame, each append
+plot's frames since its last replace) is read by :meth:`RunStore.current`, without the
+frames that later ones superseded.
+
+A database that its own ``PRAGMA integrity_check`` finds damaged is kept as it is, renamed
+``RUN.sqlite.damaged-TIME``; the frames that can still be read go into a new database for
+the run, and the damage is reported once with its extent. One damaged run stops no other.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import struct
+import sqlite3
 import threading
-import zlib
-from collections import deque
-from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import protocol
-from .errors import ArgumentError, ProtocolError
+from .errors import ArgumentError, ProtocolError, StoreError
+from .specs import check_name
+
+__all__ = ["DEFAULT_BUDGET", "FOLDER", "SUFFIX", "RunStore", "Store", "StoreError", "Stored"]
 
 log = logging.getLogger("streamvis.store")
 
-_RECORD = struct.Struct(">II")
-# Logs hold only frames the server accepted, under whatever limits it had then.
+FOLDER = "runs"
+SUFFIX = ".sqlite"
+_LEGACY = ".log"
+# Stored frames were accepted under whatever limits the server had then.
 _TRUSTED = protocol.Limits(max_frame_bytes=2**62, max_header_bytes=2**30, max_arrays=2**16)
-SUFFIX = ".log"
-COMPACT_MIN_BYTES = 64 * 2**20
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS frames (
+    id INTEGER PRIMARY KEY,     -- the order of arrival
+    op TEXT NOT NULL,           -- layout, plot, clear
+    plot TEXT,
+    replace INTEGER NOT NULL,   -- a plot frame that replaces the plot's data
+    fig INTEGER NOT NULL,       -- a plot frame that sets fig_kwargs
+    step INTEGER,               -- the frame's step, once clients send one
+    time REAL NOT NULL,         -- seconds since the epoch, at arrival
+    frame BLOB NOT NULL         -- the frame as it came (protocol.encode)
+);
+CREATE INDEX IF NOT EXISTS frames_by_plot ON frames (plot, id);
+CREATE TABLE IF NOT EXISTS clients (cid TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+"""
+_PAGE_SIZE = 65536  # large blobs write at twice the rate of 4 KiB pages
+DEFAULT_BUDGET = 4 * 2**30  # bytes of disk a run may take before its history is thinned
 
 
-@dataclass(eq=False)
-class _Liveness:
-    """Which records of a run's log still matter, by (offset, length)."""
+@dataclass(frozen=True)
+class Stored:
+    """A frame read back, with where it stands in its run's history."""
 
-    layout: tuple[int, int] | None = None
-    plots: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
-    figs: dict[str, tuple[int, int]] = field(default_factory=dict)  # last record with fig_kwargs
-    live_bytes: int = 0
-    total_bytes: int = 0
+    id: int
+    time: float
+    step: int | None
+    frame: protocol.Frame
 
-    def add(self, frame: protocol.Frame, offset: int, length: int) -> None:
-        record = (offset, length)
-        self.total_bytes += length
-        if frame.op == "clear":
-            self.layout, self.plots, self.figs, self.live_bytes = None, {}, {}, 0
-            return
-        if frame.op == "layout":
-            self.live_bytes -= self.layout[1] if self.layout else 0
-            self.layout = record
-        elif frame.op == "plot" and frame.name is not None:
-            records = self.plots.setdefault(frame.name, [])
-            if not frame.opts.get("append"):
-                self.live_bytes -= sum(n for _, n in records)
-                records.clear()
-            records.append(record)
-            if "fig" in frame.opts:  # a plot's fig_kwargs travel only in the calls that set them
-                self.figs[frame.name] = record
-        else:
-            return
-        self.live_bytes += length
 
-    def records(self) -> list[tuple[int, int]]:
-        """Live records in the order to replay them: the layout first, then the plots' data."""
-        data = sorted(
-            {r for records in self.plots.values() for r in records} | set(self.figs.values())
+class RunStore:
+    """One run's database. Writes come from one thread at a time; reads from any."""
+
+    def __init__(self, path: Path, budget: int = DEFAULT_BUDGET) -> None:
+        self.path, self.budget = path, budget
+        self._written = 0  # bytes appended since the store last weighed itself
+        self._over = False  # warned that appended data alone exceeds the budget
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._writer = self._connect()
+        self._writer.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        fresh = not self.path.exists()
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if fresh:
+            db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        return db
+
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+            )
+            self._readers.append(db)
+        return db
+
+    def append(self, frames: Iterable[tuple[protocol.Frame, bytes | memoryview]]) -> None:
+        """Write ``frames`` (with their bytes) in one transaction; on failure, write none.
+
+        Raises StoreError naming the cause (the database is then as it was before).
+        """
+        now = time.time()
+        rows, seqs = [], {}
+        for frame, data in frames:
+            seqs[frame.cid] = frame.seq
+            if frame.op == "sync":
+                continue
+            replace = frame.op == "plot" and not frame.opts.get("append")
+            step = frame.opts.get("step")
+            rows.append(
+                (
+                    frame.op,
+                    frame.name,
+                    replace,
+                    "fig" in frame.opts,
+                    step if type(step) is int else None,
+                    now,
+                    bytes(data) if isinstance(data, memoryview) else data,
+                )
+            )
+        db = self._writer
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT INTO frames (op, plot, replace, fig, step, time, frame) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.executemany(
+                "INSERT INTO clients (cid, seq) VALUES (?, ?) "
+                "ON CONFLICT (cid) DO UPDATE SET seq = max(seq, excluded.seq)",
+                seqs.items(),
+            )
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"cannot store frames of run {self.path.stem!r}: {exc}") from exc
+        self._written += sum(len(row[-1]) for row in rows)
+        if self._written > self.budget // 16:
+            self._written = 0
+            self.thin()
+
+    def used(self) -> int:
+        """Bytes the run's frames take in its database (free pages aside)."""
+        db = self._writer
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        (free,) = db.execute("PRAGMA freelist_count").fetchone()
+        (size,) = db.execute("PRAGMA page_size").fetchone()
+        return int((pages - free) * size)
+
+    def thin(self) -> int:
+        """Keep the run within its budget: past it, thin the history of the replace plots
+        that take most, evenly, keeping each plot's first and latest frames (and those that
+        set fig_kwargs); a small plot keeps all of its history. Returns the frames deleted."""
+        excess = self.used() - self.budget
+        if excess <= 0:
+            return 0
+        db = self._writer
+        plots = db.execute(
+            "SELECT plot, sum(length(frame)) FROM frames "
+            "WHERE op = 'plot' AND replace AND NOT fig GROUP BY plot"
+        ).fetchall()
+        doomed: list[int] = []
+        for plot, keep in _shares(dict(plots), excess).items():
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM frames WHERE plot = ? AND op = 'plot' AND replace AND NOT fig "
+                    "ORDER BY id",
+                    (plot,),
+                )
+            ]
+            doomed += _thinned(ids, keep)
+        for start in range(0, len(doomed), 500):
+            chunk = doomed[start : start + 500]
+            db.execute(f"DELETE FROM frames WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        if self.used() > self.budget and not self._over:
+            self._over = True
+            log.warning(
+                "run %r takes %d MB, over its budget of %d MB (--max_run_gb), in data that "
+                "pages show: its appends are kept whole",
+                self.path.stem,
+                self.used() // 2**20,
+                self.budget // 2**20,
+            )
+        log.info(
+            "run %r: thinned %d frames of history to stay within its budget",
+            self.path.stem,
+            len(doomed),
         )
-        return [self.layout, *data] if self.layout is not None else data
+        return len(doomed)
 
-    def moved(self, offsets: dict[int, int]) -> _Liveness:
-        """The same live records at new offsets (after a compaction wrote them elsewhere)."""
-        layout = None if self.layout is None else (offsets[self.layout[0]], self.layout[1])
-        plots = {k: [(offsets[o], n) for o, n in v] for k, v in self.plots.items()}
-        figs = {k: (offsets[o], n) for k, (o, n) in self.figs.items()}
-        return _Liveness(layout, plots, figs, self.live_bytes, self.live_bytes)
+    def last_seqs(self) -> dict[str, int]:
+        """The last sequence number stored of each client, to recognise what it resends."""
+        return dict(self._reader().execute("SELECT cid, seq FROM clients"))
 
+    def current(self) -> Iterator[protocol.Frame]:
+        """The frames that make what the run shows now, in order: the layout, and each plot's
+        frames since its last replace (and its last fig_kwargs); none from before a clear."""
+        db = self._reader()
+        (cleared,) = db.execute(
+            "SELECT coalesce(max(id), 0) FROM frames WHERE op = 'clear'"
+        ).fetchone()
+        yield from self._frames(
+            db.execute(
+                """
+                WITH since AS (SELECT * FROM frames WHERE id > :cleared),
+                starts AS (
+                    SELECT plot, coalesce(max(CASE WHEN replace THEN id END), 0) AS start,
+                           max(CASE WHEN fig THEN id END) AS fig
+                    FROM since WHERE op = 'plot' GROUP BY plot
+                )
+                SELECT id, time, step, frame FROM since WHERE id IN (
+                    SELECT max(id) FROM since WHERE op = 'layout'
+                    UNION SELECT fig FROM starts
+                    UNION SELECT since.id FROM since JOIN starts USING (plot)
+                          WHERE since.id >= starts.start
+                )
+                ORDER BY id
+                """,
+                {"cleared": cleared},
+            )
+        )
 
-class RunLog:
-    """The log file of one run."""
+    def latest_at(self, plot: str, frame_id: int) -> Stored | None:
+        """The plot's last frame at or before ``frame_id`` (None if it has none)."""
+        rows = self._reader().execute(
+            "SELECT id, time, step, frame FROM frames WHERE plot = ? AND id <= ? "
+            "ORDER BY id DESC LIMIT 1",
+            (plot, frame_id),
+        )
+        return next(self._stored(rows), None)
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.live = _Liveness()
-        self._file = open(path, "ab")  # noqa: SIM115 - lives as long as the run
-        self._size = self._file.tell()
+    def frames(self, plot: str, first: int = 0, last: int | None = None) -> Iterator[Stored]:
+        """The plot's frames with ids in ``[first, last]``, in order."""
+        rows = self._reader().execute(
+            "SELECT id, time, step, frame FROM frames WHERE plot = ? AND id BETWEEN ? AND ? "
+            "ORDER BY id",
+            (plot, first, last if last is not None else 2**62),
+        )
+        return self._stored(rows)
 
-    def append(self, frame: protocol.Frame, data: bytes | memoryview) -> None:
-        """Write one accepted frame; all of it reaches the OS before this returns."""
-        self._file.write(_RECORD.pack(len(data), zlib.crc32(data)))
-        self._file.write(data)  # a buffered writer writes it all (a raw one may stop short)
-        self._file.flush()
-        self.live.add(frame, self._size, _RECORD.size + len(data))
-        self._size += _RECORD.size + len(data)
+    def _frames(self, rows: Iterable[_Row]) -> Iterator[protocol.Frame]:
+        for stored in self._stored(rows):
+            yield stored.frame
 
-    def needs_compaction(self) -> bool:
-        """Whether superseded records outweigh live ones (and are worth a rewrite)."""
-        dead = self.live.total_bytes - self.live.live_bytes
-        return dead > COMPACT_MIN_BYTES and dead > self.live.live_bytes
+    def _stored(self, rows: Iterable[_Row]) -> Iterator[Stored]:
+        damaged: list[int] = []
+        for frame_id, at, step, data in rows:
+            try:
+                frame = protocol.decode(data, _TRUSTED)
+            except ProtocolError:  # damaged on disk, or another streamvis version's
+                damaged.append(frame_id)
+                continue
+            yield Stored(frame_id, at, step, frame)
+        if damaged:
+            log.error(
+                "run %r: %d stored frames are damaged and were skipped (ids %d to %d of %s)",
+                self.path.stem,
+                len(damaged),
+                damaged[0],
+                damaged[-1],
+                self.path.name,
+            )
 
-    def compact(self, last_seq: dict[str, int], run: str) -> None:
-        """Rewrite the log with only its live records, then one sync record per client."""
-        tmp = self.path.with_suffix(".compacting")
-        offsets: dict[int, int] = {}
-        with open(self.path, "rb") as old, open(tmp, "wb") as new:
-            offset = 0
-            for start, length in self.live.records():
-                old.seek(start)
-                new.write(old.read(length))
-                offsets[start] = offset
-                offset += length
-            for cid, seq in last_seq.items():
-                data = protocol.encode(protocol.Frame(op="sync", run=run, cid=cid, seq=seq))
-                new.write(_RECORD.pack(len(data), zlib.crc32(data)) + data)
-                offset += _RECORD.size + len(data)
-            new.flush()
-            os.fsync(new.fileno())
-        self._file.close()
-        os.replace(tmp, self.path)
-        self._file = open(self.path, "ab")  # noqa: SIM115
-        self._size = offset
-        self.live = self.live.moved(offsets)
-        log.info("compacted the log of run %r to %d bytes", run, offset)
+    def size(self) -> int:
+        """Bytes the run takes on disk (its database and write-ahead log)."""
+        return sum(p.stat().st_size for p in _files(self.path) if p.exists())
 
     def close(self) -> None:
-        """Close the file; appending after this fails."""
-        self._file.close()
+        """Close the database: its readers and its writer."""
+        for reader in self._readers:
+            reader.close()
+        self._readers.clear()
+        self._writer.close()
 
 
-def read_records(path: Path) -> Iterator[bytes]:
-    """Yield the frames recorded in ``path``; cut off a torn or corrupt tail with a warning."""
-    with open(path, "rb") as file:
-        data = file.read()
-    offset = 0
-    while offset < len(data):
-        if offset + _RECORD.size > len(data):
+_Row = tuple[int, float, "int | None", bytes]
+
+
+def _shares(sizes: dict[str, int], excess: int) -> dict[str, float]:
+    """The fraction of its history each plot keeps so that ``excess`` bytes go: the largest
+    give up the most, down to one share that no plot is cut below (water-filling)."""
+    order = sorted(sizes.items(), key=lambda item: item[1], reverse=True)
+    total = sum(sizes.values())
+    target = max(total - excess, 0)
+    remaining, share = target, 0.0
+    for i, (_, size) in enumerate(reversed(order)):  # smallest first: each keeps all it can
+        share = remaining / (len(order) - i)
+        if size > share:
             break
-        length, crc = _RECORD.unpack_from(data, offset)
-        body = data[offset + _RECORD.size : offset + _RECORD.size + length]
-        if len(body) < length or zlib.crc32(body) != crc:
-            break
-        yield body
-        offset += _RECORD.size + length
-    if offset < len(data):
-        log.warning(
-            "log %s ends with %d bytes of a torn or corrupt record (a crash mid-write?); "
-            "skipping them: everything before them is replayed",
-            path,
-            len(data) - offset,
-        )
-        with open(path, "r+b") as file:
-            file.truncate(offset)
+        remaining -= size
+    return {plot: min(1.0, share / size) for plot, size in order if size > share}
+
+
+def _thinned(ids: list[int], keep: float) -> list[int]:
+    """The ids to delete so that about ``keep`` of them stay, spread evenly over the span of
+    ids (not over those left by earlier thinning), the first and the last always kept."""
+    if len(ids) <= 2:
+        return []
+    count = max(2, round(len(ids) * keep))
+    span = np.asarray(ids)
+    grid = np.linspace(span[0], span[-1], count)
+    right = np.clip(np.searchsorted(span, grid), 1, len(span) - 1)
+    nearest = np.where(grid - span[right - 1] <= span[right] - grid, right - 1, right)
+    kept = set(span[nearest].tolist())
+    return [i for i in ids if i not in kept]
+
+
+def _files(path: Path) -> list[Path]:
+    """A database's file and SQLite's files beside it."""
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
 
 
 class Store:
-    """The data directory: one log per run, named ``RUN.log``."""
+    """The runs under ``DATA_DIR/runs/``, a database each."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, directory: Path, budget: int = DEFAULT_BUDGET) -> None:
+        self.directory, self.budget = directory, budget
+        self.folder = directory / FOLDER
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ArgumentError(
                 f"cannot keep runs in {str(directory)!r} ({exc.strerror or exc}): "
                 "give --data_dir a folder this user may write, or run with --no_persist"
             ) from exc
-        if not directory.is_dir():
-            raise ArgumentError(f"--data_dir {str(directory)!r} is not a folder: name a folder")
-        self._logs: dict[str, RunLog] = {}
+        self._runs: dict[str, RunStore] = {}
+        self._lock = threading.Lock()
+        self._migrate()
 
     def runs(self) -> list[str]:
-        """The runs that have a log, by name."""
-        return sorted(p.name[: -len(SUFFIX)] for p in self.directory.glob(f"*{SUFFIX}"))
+        """The runs that have a database, by name."""
+        names = (p.name[: -len(SUFFIX)] for p in self.folder.glob(f"*{SUFFIX}"))
+        return sorted(n for n in names if _is_name(n))
 
-    def replay(self, run: str) -> Iterator[protocol.Frame]:
-        """Yield the run's recorded frames in order (and start tracking which are live)."""
-        path = self.directory / f"{run}{SUFFIX}"
-        live = _Liveness()
-        offset = 0
-        for data in read_records(path):
-            length = _RECORD.size + len(data)
-            try:
-                frame = protocol.decode(data, _TRUSTED)
-            except ProtocolError as exc:  # written by another streamvis version, say
-                log.warning("skipping an unreadable record of run %r: %s", run, exc)
-            else:
-                live.add(frame, offset, length)
-                yield frame
-            offset += length
-        self.open(run).live = live
-
-    def open(self, run: str) -> RunLog:
-        """The log of ``run``, created if new."""
-        runlog = self._logs.get(run)
-        if runlog is None:
-            runlog = self._logs[run] = RunLog(self.directory / f"{run}{SUFFIX}")
-        return runlog
+    def open(self, run: str) -> RunStore:
+        """The database of ``run`` (created if new; checked, and rebuilt if damaged)."""
+        with self._lock:
+            store = self._runs.get(run)
+            if store is None:
+                path = self.folder / f"{check_name(run, 'run name')}{SUFFIX}"
+                store = self._runs[run] = _checked(path, self.budget)
+            return store
 
     def delete(self, run: str) -> None:
-        """Delete the run's log."""
-        runlog = self._logs.pop(run, None)
-        if runlog is not None:
-            runlog.close()
-        (self.directory / f"{run}{SUFFIX}").unlink(missing_ok=True)
+        """Delete the run's database."""
+        with self._lock:
+            store = self._runs.pop(run, None)
+        if store is not None:
+            store.close()
+        for path in _files(self.folder / f"{check_name(run, 'run name')}{SUFFIX}"):
+            path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Close every open log."""
-        for runlog in self._logs.values():
-            runlog.close()
-        self._logs.clear()
+        """Close every open database."""
+        with self._lock:
+            stores, self._runs = list(self._runs.values()), {}
+        for store in stores:
+            store.close()
+
+    def _migrate(self) -> None:
+        """Copy the runs of streamvis 0.1 logs (``RUN.log`` beside ``runs/``) in, once."""
+        for path in sorted(self.directory.glob(f"*{_LEGACY}")):
+            run = path.name[: -len(_LEGACY)]
+            if not _is_name(run) or (self.folder / f"{run}{SUFFIX}").exists():
+                continue
+            frames = list(_legacy_frames(path))
+            if not frames:  # not ours (a training log, say): leave it alone
+                continue
+            self.open(run).append(frames)
+            path.rename(path.with_name(path.name + ".migrated"))
+            log.info("migrated run %r from %s: %d frames", run, path.name, len(frames))
 
 
-class Writer:
-    """Runs log writes on a thread of its own, in the order submitted, so the event loop
-    never waits for the disk; the loop it is created on hears when they are done, and what
-    failed. Checksums and writes of large buffers release the GIL.
+def _is_name(name: str) -> bool:
+    try:
+        check_name(name, "run name")
+    except ArgumentError:
+        return False
+    return True
 
-    Each job has a key (a run's name, or a request's own token): a failure is reported only
-    to those who wait on its key, never to a bystander.
-    """
 
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._jobs: deque[tuple[Callable[[], None], Hashable]] = deque()
-        self._ready = threading.Condition()
-        self._closing = False
-        self._submitted = self._done = 0  # jobs queued, and jobs the loop has heard are done
-        self._failures: dict[Hashable, list[str]] = {}  # by key, not yet reported
-        self._waiting: deque[tuple[int, Hashable, asyncio.Future[list[str]]]] = deque()
-        self._thread = threading.Thread(target=self._main, name="streamvis-log", daemon=True)
-        self._thread.start()
+def _checked(path: Path, budget: int) -> RunStore:
+    """Open ``path``; if SQLite finds it damaged, keep it aside and rebuild what is readable."""
+    if not path.exists():
+        return RunStore(path, budget)
+    problems: list[str] = []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            problems = [row[0] for row in db.execute("PRAGMA integrity_check")]
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        problems = [str(exc)]
+    if problems == ["ok"]:
+        return RunStore(path, budget)
+    kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    for old in _files(path):
+        if old.exists():
+            os.replace(old, kept.with_name(kept.name + old.name[len(path.name) :]))
+    rescued = _with_layout(list(_readable(kept)), path.stem)
+    store = RunStore(path, budget)
+    if rescued:
+        store.append(rescued)
+    log.error(
+        "run %r: its database is damaged (%s%s); kept as %s, %d frames could be read and "
+        "are served",
+        path.stem,
+        "; ".join(problems[:3]),
+        f"; and {len(problems) - 3} more problems" if len(problems) > 3 else "",
+        kept.name,
+        len(rescued),
+    )
+    return store
 
-    @property
-    def busy(self) -> bool:
-        """Whether jobs are queued or running (as far as the loop has heard)."""
-        return self._done < self._submitted
 
-    def submit(self, job: Callable[[], None], key: Hashable) -> None:
-        """Run ``job`` on the writer's thread, after every job submitted before it."""
-        with self._ready:
-            self._jobs.append((job, key))
-            self._submitted += 1
-            self._ready.notify()
+def _with_layout(
+    frames: list[tuple[protocol.Frame, bytes]], run: str
+) -> list[tuple[protocol.Frame, bytes]]:
+    """``frames``, led by a layout of their plots in a row if damage took the run's own."""
+    if not frames or any(frame.op == "layout" for frame, _ in frames):
+        return frames
+    names = list(dict.fromkeys(f.name for f, _ in frames if f.op == "plot" and f.name))
+    cells = {name: [i // 3, i % 3, 1, 1] for i, name in enumerate(names)}
+    first = frames[0][0]
+    layout = protocol.Frame("layout", run, first.cid, first.seq - 1, opts={"cells": cells})
+    return [(layout, protocol.encode(layout)), *frames]
 
-    def written(self, key: Hashable) -> asyncio.Future[list[str]] | None:
-        """A future done once every job so far has run, with the failures of ``key``'s jobs
-        not yet reported; None if they have all run and none of those failed."""
-        if not self.busy and key not in self._failures:
-            return None
-        future = self._loop.create_future()
-        self._waiting.append((self._submitted, key, future))
-        self._on_written(self._done, [])
-        return future
 
-    def close(self) -> None:
-        """Run every queued job, then stop the thread."""
-        with self._ready:
-            self._closing = True
-            self._ready.notify()
-        self._thread.join()
-        self._on_written(self._submitted, [])
-
-    def _main(self) -> None:  # the writer's thread
-        done = 0
+def _readable(path: Path) -> Iterator[tuple[protocol.Frame, bytes]]:
+    """Every frame of a damaged database that can still be read, in order."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return
+    try:
+        last = 0
         while True:
-            with self._ready:
-                while not self._jobs and not self._closing:
-                    self._ready.wait()
-                jobs, self._jobs = self._jobs, deque()
-            if not jobs:
-                return
-            failures = []
-            for job, key in jobs:
-                try:
-                    job()
-                except Exception as exc:
-                    log.exception("writing a run log failed")
-                    failures.append((key, repr(exc)))
-            done += len(jobs)
             try:
-                self._loop.call_soon_threadsafe(self._on_written, done, failures)
-            except RuntimeError:  # the loop has closed: nobody waits any more
-                log.warning("the event loop closed before %d log writes were reported", done)
+                row = db.execute(
+                    "SELECT id, frame FROM frames WHERE id > ? ORDER BY id LIMIT 1", (last,)
+                ).fetchone()
+            except sqlite3.Error:
+                row = _skip_damage(db, last)
+            if row is None:
+                return
+            last, data = row
+            try:
+                yield protocol.decode(data, _TRUSTED), data
+            except ProtocolError:
+                continue
+    finally:
+        db.close()
 
-    def _on_written(self, done: int, failures: list[tuple[Hashable, str]]) -> None:
-        # on the loop's thread
-        self._done = max(self._done, done)
-        for key, failure in failures:
-            self._failures.setdefault(key, []).append(failure)
-        while self._waiting and self._waiting[0][0] <= self._done:
-            _, key, future = self._waiting.popleft()
-            if not future.done():
-                future.set_result(self._failures.pop(key, []))
+
+def _skip_damage(db: sqlite3.Connection, last: int) -> tuple[int, bytes] | None:
+    """The first readable frame after ``last``, probing past a damaged stretch of ids."""
+    for probe in range(last + 1, last + 1 + 2**16):
+        try:
+            row = db.execute("SELECT id, frame FROM frames WHERE id = ?", (probe,)).fetchone()
+        except sqlite3.Error:
+            continue
+        if row is not None:
+            return int(row[0]), bytes(row[1])
+    return None
+
+
+def _legacy_frames(path: Path) -> Iterator[tuple[protocol.Frame, bytes]]:
+    """The frames of a streamvis 0.1 run log (``uint32 length | uint32 crc32 | frame``),
+    up to the first record that is not one; nothing if the file is not such a log."""
+    import struct
+    import zlib
+
+    record = struct.Struct(">II")
+    with open(path, "rb") as file:
+        data = file.read()
+    offset = 0
+    while offset + record.size <= len(data):
+        length, crc = record.unpack_from(data, offset)
+        body = data[offset + record.size : offset + record.size + length]
+        if len(body) < length or zlib.crc32(body) != crc:
+            break
+        try:
+            frame = protocol.decode(body, _TRUSTED)
+        except ProtocolError:
+            break
+        yield frame, body  # a sync record carries a client's last seq
+        offset += record.size + length
