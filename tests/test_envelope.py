@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from streamvis.plots import envelope
 from streamvis.plots.envelope import Envelope
-from streamvis.state import GrowingColumns
+from streamvis.plots.growing import GrowingColumns
 
 
 def rows(n: int, lines: int = 3, seed: int = 0) -> dict[str, np.ndarray]:

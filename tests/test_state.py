@@ -7,10 +7,11 @@ import pytest
 
 from streamvis import ColorSpec, ShapeError, UnknownPlot
 from streamvis.plots.envelope import DETAIL_ROWS
+from streamvis.plots.growing import GrowingColumns
 from streamvis.plots.raster import RASTER_POINTS, RASTER_SEGMENTS, Bounds
 from streamvis.protocol import Frame
 from streamvis.specs import PlotSpec
-from streamvis.state import GrowingColumns, RunState
+from streamvis.state import RunState
 
 
 class Sender:

@@ -12,7 +12,6 @@ import atexit
 import logging
 import operator
 import os
-import urllib.parse
 import uuid
 import weakref
 from collections.abc import Mapping
@@ -23,17 +22,17 @@ import msgpack
 import numpy as np
 
 from . import _transport
+from ._inputs import as_array, ingest_uri
 from ._reports import ON_ERROR
 from ._transport import Outgoing, Transport
 from .errors import (
     ArgumentError,
     ClientClosed,
-    DTypeError,
     FrameTooLarge,
     ServerError,
     ShapeError,
 )
-from .protocol import DEFAULT_LIMITS, DTYPES, INGEST_PATH, RESTORES_HEADER, WIRE_DTYPES
+from .protocol import DEFAULT_LIMITS, RESTORES_HEADER, WIRE_DTYPES
 from .specs import (
     Cell,
     ColorSpec,
@@ -54,37 +53,6 @@ log = logging.getLogger(__name__)
 _WIRE_DTYPES = frozenset(WIRE_DTYPES.values())
 _SHAPE, _NBYTES = operator.attrgetter("shape"), operator.attrgetter("nbytes")
 _HEADER_ROOM = DEFAULT_LIMITS.max_header_bytes  # what a header may take beside the arrays
-
-
-def as_array(value: Any, what: str) -> np.ndarray:
-    """Return ``value`` as a host numpy array (numpy, ``__array__``, torch on any device).
-
-    Raises DTypeError for dtypes that are not real numbers. The result may share memory with
-    ``value``: the transport copies it before the call returns.
-    """
-    array = value if type(value) is np.ndarray else _host_array(value, what)
-    if array.dtype not in _WIRE_DTYPES and array.dtype.name not in DTYPES:  # fast path first
-        if array.dtype == np.bool_:
-            hint = "convert it with .astype(np.uint8)"
-        elif array.dtype.kind == "c":
-            hint = "plot its .real and .imag separately"
-        else:
-            hint = "convert it to a float or integer array"
-        raise DTypeError(f"{what} has dtype {array.dtype}, which cannot be plotted: {hint}")
-    return array
-
-
-def _host_array(value: Any, what: str) -> np.ndarray:
-    """``value`` (a torch tensor, anything with ``__array__``, nested lists) as numpy."""
-    if hasattr(value, "detach") and hasattr(value, "device"):  # a torch tensor, maybe on a GPU
-        value = value.detach()
-        if str(getattr(value, "dtype", "")) == "torch.bfloat16":
-            value = value.float()
-        value = value.cpu().numpy()
-    try:
-        return np.asarray(value)
-    except ValueError as exc:  # ragged nested lists, mostly
-        raise ShapeError(f"{what} is not a rectangular array: {exc}") from exc
 
 
 def _check_fig_kwargs(fig_kwargs: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -390,35 +358,6 @@ class Client:
             first, more = errors[0], len(errors) - 1
             suffix = f" (and {more} more errors, see client.errors)" if more else ""
             raise ServerError(f"{first}{suffix}", seq=first.seq, plot=first.plot)
-
-
-def ingest_uri(address: str) -> str:
-    """The websocket URI of the ingest endpoint at ``address`` ("host:port", or an http://,
-    https://, ws:// or wss:// address, whose path defaults to the ingest path)."""
-    if not isinstance(address, str):
-        raise ArgumentError(f"address must be a str like 'localhost:8080', got {address!r}")
-    schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
-    scheme, sep, rest = address.strip().partition("://")
-    if not sep:
-        scheme, rest = "ws", address.strip()
-    elif scheme.lower() not in schemes:
-        raise ArgumentError(
-            f"address {address!r} has scheme {scheme!r}: write 'host:port' (e.g. "
-            "'localhost:8080'), or an http:// or ws:// address"
-        )
-    parsed = urllib.parse.urlsplit(f"//{rest}")
-    try:
-        port = parsed.port
-    except ValueError:
-        port = None
-    if not parsed.hostname or port is None:
-        example = f"{parsed.hostname or 'localhost'}:8080"
-        raise ArgumentError(
-            f"address {address!r} needs a host and the server's ingest port (--rest_port): "
-            f"write {example!r}"
-        )
-    path = parsed.path if parsed.path not in ("", "/") else INGEST_PATH
-    return f"{schemes[scheme.lower()]}://{parsed.netloc}{path}"
 
 
 @atexit.register

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import protocol
+from ._rescue import TRUSTED, damage, legacy_frames, readable, with_layout
 from .errors import ArgumentError, ProtocolError, StoreError
 from .specs import check_name
 
@@ -44,8 +45,6 @@ log = logging.getLogger("streamvis.store")
 FOLDER = "runs"
 SUFFIX = ".sqlite"
 _LEGACY = ".log"
-# Stored frames were accepted under whatever limits the server had then.
-_TRUSTED = protocol.Limits(max_frame_bytes=2**62, max_header_bytes=2**30, max_arrays=2**16)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames (
     id INTEGER PRIMARY KEY,     -- the order of arrival
@@ -259,7 +258,7 @@ class RunStore:
         damaged: list[int] = []
         for frame_id, at, step, data in rows:
             try:
-                frame = protocol.decode(data, _TRUSTED)
+                frame = protocol.decode(data, TRUSTED)
             except ProtocolError:  # damaged on disk, or another streamvis version's
                 damaged.append(frame_id)
                 continue
@@ -376,7 +375,7 @@ class Store:
             run = path.name[: -len(_LEGACY)]
             if not _is_name(run) or (self.folder / f"{run}{SUFFIX}").exists():
                 continue
-            frames = list(_legacy_frames(path))
+            frames = list(legacy_frames(path))
             if not frames:  # not ours (a training log, say): leave it alone
                 continue
             self.open(run).append(frames)
@@ -396,22 +395,14 @@ def _checked(path: Path, budget: int) -> RunStore:
     """Open ``path``; if SQLite finds it damaged, keep it aside and rebuild what is readable."""
     if not path.exists():
         return RunStore(path, budget)
-    problems: list[str] = []
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            problems = [row[0] for row in db.execute("PRAGMA integrity_check")]
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        problems = [str(exc)]
-    if problems == ["ok"]:
+    problems = damage(path)
+    if not problems:
         return RunStore(path, budget)
     kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
     for old in _files(path):
         if old.exists():
             os.replace(old, kept.with_name(kept.name + old.name[len(path.name) :]))
-    rescued = _with_layout(list(_readable(kept)), path.stem)
+    rescued = with_layout(list(readable(kept)), path.stem)
     store = RunStore(path, budget)
     if rescued:
         store.append(rescued)
@@ -425,77 +416,3 @@ def _checked(path: Path, budget: int) -> RunStore:
         len(rescued),
     )
     return store
-
-
-def _with_layout(
-    frames: list[tuple[protocol.Frame, bytes]], run: str
-) -> list[tuple[protocol.Frame, bytes]]:
-    """``frames``, led by a layout of their plots in a row if damage took the run's own."""
-    if not frames or any(frame.op == "layout" for frame, _ in frames):
-        return frames
-    names = list(dict.fromkeys(f.name for f, _ in frames if f.op == "plot" and f.name))
-    cells = {name: [i // 3, i % 3, 1, 1] for i, name in enumerate(names)}
-    first = frames[0][0]
-    layout = protocol.Frame("layout", run, first.cid, first.seq - 1, opts={"cells": cells})
-    return [(layout, protocol.encode(layout)), *frames]
-
-
-def _readable(path: Path) -> Iterator[tuple[protocol.Frame, bytes]]:
-    """Every frame of a damaged database that can still be read, in order."""
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return
-    try:
-        last = 0
-        while True:
-            try:
-                row = db.execute(
-                    "SELECT id, frame FROM frames WHERE id > ? ORDER BY id LIMIT 1", (last,)
-                ).fetchone()
-            except sqlite3.Error:
-                row = _skip_damage(db, last)
-            if row is None:
-                return
-            last, data = row
-            try:
-                yield protocol.decode(data, _TRUSTED), data
-            except ProtocolError:
-                continue
-    finally:
-        db.close()
-
-
-def _skip_damage(db: sqlite3.Connection, last: int) -> tuple[int, bytes] | None:
-    """The first readable frame after ``last``, probing past a damaged stretch of ids."""
-    for probe in range(last + 1, last + 1 + 2**16):
-        try:
-            row = db.execute("SELECT id, frame FROM frames WHERE id = ?", (probe,)).fetchone()
-        except sqlite3.Error:
-            continue
-        if row is not None:
-            return int(row[0]), bytes(row[1])
-    return None
-
-
-def _legacy_frames(path: Path) -> Iterator[tuple[protocol.Frame, bytes]]:
-    """The frames of a streamvis 0.1 run log (``uint32 length | uint32 crc32 | frame``),
-    up to the first record that is not one; nothing if the file is not such a log."""
-    import struct
-    import zlib
-
-    record = struct.Struct(">II")
-    with open(path, "rb") as file:
-        data = file.read()
-    offset = 0
-    while offset + record.size <= len(data):
-        length, crc = record.unpack_from(data, offset)
-        body = data[offset + record.size : offset + record.size + length]
-        if len(body) < length or zlib.crc32(body) != crc:
-            break
-        try:
-            frame = protocol.decode(body, _TRUSTED)
-        except ProtocolError:
-            break
-        yield frame, body  # a sync record carries a client's last seq
-        offset += record.size + length

@@ -1,0 +1,107 @@
+"""Reading what can be read: a damaged run database, and run logs of streamvis 0.1.
+
+Pure functions of files, opened read-only: the store (:mod:`store`) decides what to do with
+what they find.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import protocol
+from .errors import ProtocolError
+
+__all__ = ["TRUSTED", "damage", "legacy_frames", "readable", "with_layout"]
+
+# Stored frames were accepted under whatever limits the server had then.
+TRUSTED = protocol.Limits(max_frame_bytes=2**62, max_header_bytes=2**30, max_arrays=2**16)
+_RECORD = struct.Struct(">II")  # a 0.1 log record: length, crc32
+
+
+def damage(path: Path) -> list[str]:
+    """What SQLite's own integrity check finds wrong with the database at ``path`` (none:
+    an empty list)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            problems = [str(row[0]) for row in db.execute("PRAGMA integrity_check")]
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return [str(exc)]
+    return [] if problems == ["ok"] else problems
+
+
+def with_layout(
+    frames: list[tuple[protocol.Frame, bytes]], run: str
+) -> list[tuple[protocol.Frame, bytes]]:
+    """``frames``, led by a layout of their plots in a row if damage took the run's own."""
+    if not frames or any(frame.op == "layout" for frame, _ in frames):
+        return frames
+    names = list(dict.fromkeys(f.name for f, _ in frames if f.op == "plot" and f.name))
+    cells = {name: [i // 3, i % 3, 1, 1] for i, name in enumerate(names)}
+    first = frames[0][0]
+    layout = protocol.Frame("layout", run, first.cid, first.seq - 1, opts={"cells": cells})
+    return [(layout, protocol.encode(layout)), *frames]
+
+
+def readable(path: Path) -> Iterator[tuple[protocol.Frame, bytes]]:
+    """Every frame of a damaged database that can still be read, in order."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return
+    try:
+        last = 0
+        while True:
+            try:
+                row = db.execute(
+                    "SELECT id, frame FROM frames WHERE id > ? ORDER BY id LIMIT 1", (last,)
+                ).fetchone()
+            except sqlite3.Error:
+                row = _skip_damage(db, last)
+            if row is None:
+                return
+            last, data = row
+            try:
+                yield protocol.decode(data, TRUSTED), data
+            except ProtocolError:
+                continue
+    finally:
+        db.close()
+
+
+def _skip_damage(db: sqlite3.Connection, last: int) -> tuple[int, bytes] | None:
+    """The first readable frame after ``last``, probing past a damaged stretch of ids."""
+    for probe in range(last + 1, last + 1 + 2**16):
+        try:
+            row = db.execute("SELECT id, frame FROM frames WHERE id = ?", (probe,)).fetchone()
+        except sqlite3.Error:
+            continue
+        if row is not None:
+            return int(row[0]), bytes(row[1])
+    return None
+
+
+def legacy_frames(path: Path) -> Iterator[tuple[protocol.Frame, bytes]]:
+    """The frames of a streamvis 0.1 run log (``uint32 length | uint32 crc32 | frame``),
+    up to the first record that is not one; nothing if the file is not such a log."""
+    record = _RECORD
+    with open(path, "rb") as file:
+        data = file.read()
+    offset = 0
+    while offset + record.size <= len(data):
+        length, crc = record.unpack_from(data, offset)
+        body = data[offset + record.size : offset + record.size + length]
+        if len(body) < length or zlib.crc32(body) != crc:
+            break
+        try:
+            frame = protocol.decode(body, TRUSTED)
+        except ProtocolError:
+            break
+        yield frame, body  # a sync record carries a client's last seq
+        offset += record.size + length
