@@ -178,7 +178,7 @@ def replace_run(
     _fresh_run(client)
 
     def sequence() -> int:  # the frames the sender has numbered (and so sent)
-        return int(client._transport._seq)
+        return int(client._transport.queue.numbered)
 
     seq_before = _probe(sequence)
     seconds = _timed_calls(client, REPLACE_PLOT, array, count, append=False)

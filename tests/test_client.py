@@ -148,7 +148,7 @@ def test_bad_layouts_and_addresses() -> None:
 def test_the_caller_may_mutate_its_array_after_the_call(offline: Client) -> None:
     data = np.zeros((3, 2))
     offline.scatter("a", data)
-    queued = offline._transport._pending[-1].arrays[0]
+    queued = offline._transport.queue.queued[-1].arrays[0]
     data[:] = 7
     assert not queued.any()
 
@@ -158,7 +158,7 @@ def test_a_large_array_is_copied_into_a_pooled_buffer_the_caller_cannot_touch(
 ) -> None:
     data = np.zeros((20_000, 2), ">f8")  # big-endian: the copy is little-endian
     offline.scatter("a", data)
-    queued = offline._transport._pending[-1]
+    queued = offline._transport.queue.queued[-1]
     data[:] = 7
     assert queued.buffer is not None and queued.arrays[0].base is queued.buffer
     assert queued.arrays[0].dtype == np.dtype("<f8") and not queued.arrays[0].any()
@@ -166,10 +166,10 @@ def test_a_large_array_is_copied_into_a_pooled_buffer_the_caller_cannot_touch(
 
 def test_a_superseded_replace_gives_its_buffer_back_for_the_next_call(offline: Client) -> None:
     offline.scatter("a", np.zeros((20_000, 2)))
-    first = offline._transport._pending[-1].buffer
+    first = offline._transport.queue.queued[-1].buffer
     offline.scatter("a", np.ones((20_000, 2)))  # supersedes the first: its buffer is free
     offline.scatter("a", np.full((20_000, 2), 2.0))  # and takes it
-    queued = offline._transport._pending[-1]
+    queued = offline._transport.queue.queued[-1]
     assert queued.buffer is first and queued.arrays[0][0, 0] == 2.0
 
 
@@ -185,13 +185,13 @@ def test_torch_tensors_are_accepted(offline: Client) -> None:
     tensor = torch.ones((4, 2), requires_grad=True) * 2
     offline.scatter("a", tensor)
     offline.tandem_lines("loss", torch.tensor(3), torch.zeros(3, dtype=torch.bfloat16))
-    assert offline._transport._pending[-2].arrays[0].tolist() == [[2.0, 2.0]] * 4
+    assert offline._transport.queue.queued[-2].arrays[0].tolist() == [[2.0, 2.0]] * 4
 
 
 def test_an_unsent_replace_is_superseded_but_keeps_its_fig_kwargs(offline: Client) -> None:
     offline.scatter("a", np.zeros((3, 2)), fig_kwargs={"title": "T"})
     offline.scatter("a", np.ones((5, 2)))
-    queued = [item for item in offline._transport._pending if item.name == "a"]
+    queued = [item for item in offline._transport.queue.queued if item.name == "a"]
     assert len(queued) == 1
     assert queued[0].arrays[0].shape == (5, 2) and queued[0].opts["fig"] == {"title": "T"}
 
@@ -203,7 +203,7 @@ def test_numpy_integers_work_as_axes(offline: Client) -> None:
     offline.multi_lines(
         "lines", np.zeros((3, 4, 2)), line_dims=np.array([0]), spatial_dim=np.int64(2)
     )
-    opts = offline._transport._pending[-1].opts
+    opts = offline._transport.queue.queued[-1].opts
     assert type(opts["spatial_dim"]) is int and all(type(d) is int for d in opts["line_dims"])
     with pytest.raises(ArgumentError, match=r"spatial_dim must be an int, got 1.0"):
         offline.scatter("a", np.zeros((3, 2)), spatial_dim=1.0)  # type: ignore[arg-type]
@@ -225,7 +225,7 @@ def test_a_queued_replace_never_jumps_over_a_clear(offline: Client) -> None:
     offline.clear()
     offline.set_layout({"a": (0, 0, 1, 1)})
     offline.scatter("a", np.ones((4, 2)))
-    ops = [(i.op, i.arrays[0].shape if i.arrays else None) for i in offline._transport._pending]
+    ops = [(i.op, i.arrays[0].shape if i.arrays else None) for i in offline._transport.queue.queued]
     assert ops[-4:] == [("plot", (3, 2)), ("clear", None), ("layout", None), ("plot", (4, 2))]
 
 
@@ -274,5 +274,5 @@ def test_empty_fig_kwargs_are_sent_to_reset_the_figure(offline: Client) -> None:
     offline.scatter("a", np.zeros((3, 2)), fig_kwargs={"title": "T"})
     offline.scatter("a", np.zeros((3, 2)), append=True)
     offline.scatter("a", np.zeros((3, 2)), append=True, fig_kwargs={})
-    assert offline._transport._pending[-1].opts["fig"] == {}
-    assert "fig" not in offline._transport._pending[-2].opts
+    assert offline._transport.queue.queued[-1].opts["fig"] == {}
+    assert "fig" not in offline._transport.queue.queued[-2].opts
