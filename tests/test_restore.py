@@ -21,10 +21,10 @@ from streamvis import Client
 from streamvis.guard import Guard
 from streamvis.hub import Hub
 from streamvis.ingest import Ingest
-from streamvis.protocol import DEFAULT_LIMITS, UNPLACED, Frame, encode
+from streamvis.protocol import DEFAULT_LIMITS, UNPLACED, UNSTORED, Frame, encode
 from streamvis.server import StreamvisServer, serve_in_thread
 from streamvis.specs import PlotSpec
-from streamvis.store import RunStore, StoreError
+from streamvis.store import RunStore, Store, StoreError
 from test_durability import free_port
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
@@ -242,3 +242,36 @@ def test_two_clients_laying_out_one_run_side_by_side_both_go_on(
     assert run.layout_version <= 3  # not a fight at every step
     assert steps(server) == list(range(200))
     assert run.plots["other"].data.view()["x"].tolist() == list(range(1, 200))
+
+
+async def test_frames_resent_while_their_first_copy_is_stored_wait_for_its_fate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = threading.Event()
+
+    def failing(store: RunStore, frames: Any) -> None:
+        assert disk.wait(10)
+        raise StoreError("database or disk is full")
+
+    monkeypatch.setattr(RunStore, "append", failing)
+    hub = Hub(Store(tmp_path))
+    hub.write_behind()
+    ingest = Ingest(hub, Guard("127.0.0.1", None), DEFAULT_LIMITS, max_connections=8)
+    first, second = object(), object()
+    ingest._restorers |= {first, second}
+    hub.state("r").apply(Frame("layout", "r", "c", 0, opts={"cells": {"pts": [0, 0, 1, 1]}}))
+    spec = PlotSpec("scatter", append=True).to_wire()
+    points = b"".join(
+        encode(Frame("plot", "r", "c", seq, "pts", spec, (np.ones((1, 2)),), ack=seq == 3))
+        for seq in (1, 2, 3)
+    )
+    on_first = ingest.receive(points, None, first)  # stored on the writer thread...
+    on_second = ingest.receive(points, None, second)  # ...when a reconnect sends them again
+    await asyncio.sleep(0.05)
+    assert not on_second.done()  # not acknowledged before they are stored
+    disk.set()
+    replies = await asyncio.wait_for(on_second, 10)
+    assert [r.get("code") for r in replies] == [UNSTORED]  # resend from 1, on this connection
+    assert replies[0]["seq"] == 1 and not any("ack" in reply for reply in replies)
+    await on_first
+    hub.close()

@@ -18,7 +18,7 @@ from streamvis.errors import StreamvisError
 from streamvis.hub import Hub
 from streamvis.protocol import Frame, encode
 from streamvis.specs import PlotSpec
-from streamvis.store import Store
+from streamvis.store import RunStore, Store
 
 LAYOUT = {"cells": {"loss": [0, 0, 1, 1], "pts": [0, 1, 1, 1]}}
 
@@ -192,3 +192,34 @@ def test_history_past_the_budget_is_thinned_from_the_largest_plot_evenly(tmp_pat
     assert stored.used() < 4 * 2**20
     sender.hub.close()
     assert reopened(tmp_path).runs["r"].plots["big"].data.view()["x"][0] == 99
+
+
+def test_a_layout_sent_again_keeps_the_rows_before_it_after_a_restart(
+    tmp_path: Path, sender: Sender
+) -> None:
+    for step in range(50):
+        sender.tandem(step)
+    sender.send("layout", **LAYOUT)  # a restarted script, or a client laying out again
+    for step in range(50, 60):
+        sender.tandem(step)
+    sender.hub.close()
+    again = reopened(tmp_path)
+    assert again.runs["r"].plots["loss"].data.view()["x"].tolist() == list(range(60))
+    again.close()
+
+
+def test_frames_stay_stored_once_when_thinning_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(store: RunStore) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(RunStore, "thin", full)
+    sender = Sender(Hub(Store(tmp_path, budget=2**16)))  # thinning is due at once
+    sender.send("layout", **LAYOUT)
+    for step in range(20):
+        sender.tandem(step)  # Sender asserts that every write succeeded
+    sender.hub.close()
+    again = reopened(tmp_path)
+    assert again.runs["r"].plots["loss"].data.view()["x"].tolist() == list(range(20))
+    again.close()

@@ -22,9 +22,13 @@ TRUSTED = protocol.Limits(max_frame_bytes=2**62, max_header_bytes=2**30, max_arr
 _RECORD = struct.Struct(">II")  # a 0.1 log record: length, crc32
 
 
+_DAMAGE = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}  # what damage looks like, not a lock or a limit
+
+
 def damage(path: Path) -> list[str]:
     """What SQLite's own integrity check finds wrong with the database at ``path`` (none:
-    an empty list)."""
+    an empty list). Raises sqlite3.Error if it cannot tell (locked, no file handles, no
+    permission): that is no damage to repair."""
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
@@ -32,7 +36,9 @@ def damage(path: Path) -> list[str]:
         finally:
             db.close()
     except sqlite3.Error as exc:
-        return [str(exc)]
+        if getattr(exc, "sqlite_errorname", None) in _DAMAGE:
+            return [str(exc)]
+        raise
     return [] if problems == ["ok"] else problems
 
 
@@ -90,18 +96,16 @@ def _skip_damage(db: sqlite3.Connection, last: int) -> tuple[int, bytes] | None:
 def legacy_frames(path: Path) -> Iterator[tuple[protocol.Frame, bytes]]:
     """The frames of a streamvis 0.1 run log (``uint32 length | uint32 crc32 | frame``),
     up to the first record that is not one; nothing if the file is not such a log."""
-    record = _RECORD
-    with open(path, "rb") as file:
-        data = file.read()
-    offset = 0
-    while offset + record.size <= len(data):
-        length, crc = record.unpack_from(data, offset)
-        body = data[offset + record.size : offset + record.size + length]
-        if len(body) < length or zlib.crc32(body) != crc:
-            break
-        try:
-            frame = protocol.decode(body, TRUSTED)
-        except ProtocolError:
-            break
-        yield frame, body  # a sync record carries a client's last seq
-        offset += record.size + length
+    with open(path, "rb") as file:  # read a record at a time: a foreign file may be huge
+        while len(prefix := file.read(_RECORD.size)) == _RECORD.size:
+            length, crc = _RECORD.unpack(prefix)
+            if length > TRUSTED.max_frame_bytes:
+                return
+            body = file.read(length)
+            if len(body) < length or zlib.crc32(body) != crc:
+                return
+            try:
+                frame = protocol.decode(body, TRUSTED)
+            except ProtocolError:
+                return
+            yield frame, body  # a sync record carries a client's last seq

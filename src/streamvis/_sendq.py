@@ -353,7 +353,7 @@ class SendQueue:
         items = [Outgoing("layout" if layout else "sync", opts=layout or {}, restore=True)]
         for sent in tail:
             self.buffered -= len(sent.data)
-            item = self._unsent(sent, refused=sent.seq == seq)
+            item = self._unsent(sent, refused=placed and sent.seq == seq)  # unstored: not
             if item.restores > MAX_RESTORES:  # its plot never finds a place
                 answer.errors.append((ServerError(f"a frame was dropped: {reason}"), reason))
                 if item.buffer is not None:

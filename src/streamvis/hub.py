@@ -93,17 +93,23 @@ class Hub:
         call ``done(None)``; if storing fails, take back their admission and call ``done``
         with the error (nothing of them is applied)."""
 
+        epoch = self.state(run).epoch
+
         def finish(error: Exception | None) -> None:
             state = self.state(run)
             if error is not None:
-                state.rollback()
-                if self._writer is not None:
-                    self._writer.resume(run)  # what the clients resend may be stored again
+                if epoch == state.epoch:  # the first to fail: all in flight fail with it
+                    state.rollback()
+                    if self._writer is not None:
+                        self._writer.resume(run)  # what the clients resend is stored again
                 done(error if isinstance(error, StreamvisError) else StreamvisError(str(error)))
                 return
             changed: set[str] = set()
-            for admitted, _ in batch:
-                changed |= state.commit(admitted)
+            try:
+                for admitted, _ in batch:
+                    changed |= state.commit(admitted)
+            except Exception:  # a bug of ours: what is stored stands, the replies still go
+                log.exception("applying stored frames of run %r failed", run)
             if changed:
                 self._notify(run, changed)
             done(None)

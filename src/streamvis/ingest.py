@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -40,6 +41,9 @@ hide_tokens("websockets.server")
 
 INGEST_PATH = protocol.INGEST_PATH
 _INGEST_SLICE = 0.005  # seconds of ingest before pages get a turn on the loop
+# A frame of a message to store: admitted (None: resent while its first copy is being
+# stored, so its acknowledgement waits for that), the frame, and its bytes to store.
+_Entry = tuple[Admitted | None, protocol.Frame, memoryview]
 
 
 class Ingest:
@@ -154,7 +158,7 @@ class Ingest:
             replies.set_result([{"err": f"malformed frame: {exc!r}"}])
             return replies
         sent: list[dict[str, Any]] = []
-        batches: dict[str, list[tuple[Admitted, memoryview]]] = {}
+        batches: dict[str, list[_Entry]] = {}
         ack = None
         for item in items:
             if isinstance(item, protocol.BadFrame):
@@ -178,7 +182,9 @@ class Ingest:
                     state.restoring[frame.cid] = connection
                     continue  # neither applied nor acknowledged: the client restores it
             elif admitted is not None:
-                batches.setdefault(frame.run, []).append((admitted, data))
+                batches.setdefault(frame.run, []).append((admitted, *_as_stored(admitted, data)))
+            elif frame.seq > state.last_seq.get(frame.cid, -1):  # resent while being stored:
+                batches.setdefault(frame.run, []).append((None, frame, data))  # its fate
             if frame.ack or refusal is not None:
                 ack = frame.seq  # frames apply in order: this acknowledges all before it too
         self._store(batches, sent, ack, connection, replies)
@@ -186,7 +192,7 @@ class Ingest:
 
     def _store(
         self,
-        batches: dict[str, list[tuple[Admitted, memoryview]]],
+        batches: dict[str, list[_Entry]],
         sent: list[dict[str, Any]],
         ack: int | None,
         connection: object,
@@ -201,7 +207,8 @@ class Ingest:
             nonlocal waiting, failed
             if error is not None:
                 failed = True
-                sent.extend(self._unstored(run, batches[run], connection, error))
+                frames = [frame for _, frame, _ in batches[run]]
+                sent.extend(self._unstored(run, frames, connection, error))
             waiting -= 1
             if waiting == 0 and not replies.done():
                 acked = ack is not None and not failed
@@ -210,19 +217,16 @@ class Ingest:
         if not batches:
             replies.set_result(sent + ([{"ack": ack}] if ack is not None else []))
         for run, batch in list(batches.items()):
-            self.hub.store_and_apply(run, batch, functools.partial(stored, run))
+            admitted = [(a, data) for a, _, data in batch if a is not None]
+            self.hub.store_and_apply(run, admitted, functools.partial(stored, run))
 
     def _unstored(
-        self,
-        run: str,
-        batch: list[tuple[Admitted, memoryview]],
-        connection: object,
-        error: StreamvisError,
+        self, run: str, frames: list[protocol.Frame], connection: object, error: StreamvisError
     ) -> list[dict[str, Any]]:
         """Replies telling each client whose frames could not be stored to resend them."""
         state, first = self.hub.state(run), dict[str, int]()
-        for admitted, _ in batch:
-            first.setdefault(admitted.frame.cid, admitted.frame.seq)
+        for frame in frames:
+            first.setdefault(frame.cid, frame.seq)
         text = (
             f"the server could not store run {run!r} ({error}): nothing from here on is "
             "acknowledged; the client keeps it and sends it again (free space under "
@@ -248,3 +252,14 @@ class Ingest:
         except Exception as exc:
             log.exception("admitting frame %d of run %r failed", frame.seq, frame.run)
             return None, {"err": f"server failed checking the frame: {exc!r}", "seq": frame.seq}
+
+
+def _as_stored(admitted: Admitted, data: memoryview) -> tuple[protocol.Frame, memoryview]:
+    """The frame and bytes to store: a restored layout as it applies, merged with the cells
+    others laid out (so a restarted server lays the run out the same)."""
+    frame = admitted.frame
+    if frame.op != "layout" or admitted.cells is None or not frame.restore:
+        return frame, data
+    cells = {name: list(cell) for name, cell in admitted.cells.items()}
+    merged = dataclasses.replace(frame, opts={"cells": cells}, restore=False)
+    return frame, memoryview(protocol.encode(merged))

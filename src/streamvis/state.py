@@ -202,6 +202,7 @@ class RunState:
     _cells: dict[str, Cell] | None = None  # as admitted
     _placed: dict[str, _Placed] = field(default_factory=dict)  # as admitted
     _admitted: dict[str, int] = field(default_factory=dict)  # last seq admitted per client
+    epoch: int = 0  # counts rollbacks: frames admitted before one are not stored
 
     def _spec(self, frame: Frame) -> PlotSpec:
         """The frame's checked spec; a plot's frames mostly repeat the last one's options."""
@@ -297,7 +298,9 @@ class RunState:
             self._admitted[cid] = max(seq, self._admitted.get(cid, -1))
 
     def rollback(self) -> None:
-        """Forget what was admitted but not applied (storing it failed)."""
+        """Forget what was admitted but not applied (storing it failed, and so does storing
+        everything admitted after it)."""
+        self.epoch += 1
         self._cells = self.cells
         self._placed = {
             name: _Placed(plot.spec, plot.shape, plot.fig_kwargs)

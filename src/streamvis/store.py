@@ -124,7 +124,7 @@ class RunStore:
                     "fig" in frame.opts,
                     step if type(step) is int else None,
                     now,
-                    bytes(data) if isinstance(data, memoryview) else data,
+                    data,
                 )
             )
         db = self._writer
@@ -148,7 +148,10 @@ class RunStore:
         self._written += sum(len(row[-1]) for row in rows)
         if self._written > self.budget // 16:
             self._written = 0
-            self.thin()
+            try:
+                self.thin()
+            except sqlite3.Error as exc:  # the frames are stored: thinning waits for later
+                log.warning("run %r: could not thin its history: %s", self.path.stem, exc)
 
     def used(self) -> int:
         """Bytes the run's frames take in its database (free pages aside)."""
@@ -159,31 +162,42 @@ class RunStore:
         return int((pages - free) * size)
 
     def thin(self) -> int:
-        """Keep the run within its budget: past it, thin the history of the replace plots
-        that take most, evenly, keeping each plot's first and latest frames (and those that
-        set fig_kwargs); a small plot keeps all of its history. Returns the frames deleted."""
+        """Keep the run within its budget: past it, thin the history of the plots that take
+        most, evenly, keeping each one's first and latest frames (and those that set
+        fig_kwargs); a plot that takes less than its fair share keeps all of it, and appended
+        data, which pages show, is never thinned. Returns the frames deleted."""
         excess = self.used() - self.budget
         if excess <= 0:
             return 0
         db = self._writer
-        plots = db.execute(
-            "SELECT plot, sum(length(frame)) FROM frames "
-            "WHERE op = 'plot' AND replace AND NOT fig GROUP BY plot"
-        ).fetchall()
+        sizes = {
+            plot: (total, history)
+            for plot, total, history in db.execute(
+                "SELECT plot, sum(length(frame)), "
+                "sum(CASE WHEN replace AND NOT fig THEN length(frame) ELSE 0 END) "
+                "FROM frames WHERE op = 'plot' GROUP BY plot"
+            )
+        }
         doomed: list[int] = []
-        for plot, keep in _shares(dict(plots), excess).items():
+        for plot, keep in _shares(sizes, excess).items():
             ids = [
                 row[0]
                 for row in db.execute(
-                    "SELECT id FROM frames WHERE plot = ? AND op = 'plot' AND replace AND NOT fig "
-                    "ORDER BY id",
+                    "SELECT id FROM frames WHERE plot = ? AND replace AND NOT fig ORDER BY id",
                     (plot,),
                 )
             ]
             doomed += _thinned(ids, keep)
-        for start in range(0, len(doomed), 500):
-            chunk = doomed[start : start + 500]
-            db.execute(f"DELETE FROM frames WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for start in range(0, len(doomed), 500):
+                chunk = doomed[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"DELETE FROM frames WHERE id IN ({marks})", chunk)
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            db.execute("ROLLBACK")
+            raise
         if self.used() > self.budget and not self._over:
             self._over = True
             log.warning(
@@ -193,11 +207,7 @@ class RunStore:
                 self.used() // 2**20,
                 self.budget // 2**20,
             )
-        log.info(
-            "run %r: thinned %d frames of history to stay within its budget",
-            self.path.stem,
-            len(doomed),
-        )
+        log.info("run %r: thinned %d frames to stay within its budget", self.path.stem, len(doomed))
         return len(doomed)
 
     def last_seqs(self) -> dict[str, int]:
@@ -205,32 +215,38 @@ class RunStore:
         return dict(self._reader().execute("SELECT cid, seq FROM clients"))
 
     def current(self) -> Iterator[protocol.Frame]:
-        """The frames that make what the run shows now, in order: the layout, and each plot's
-        frames since its last replace (and its last fig_kwargs); none from before a clear."""
+        """The frames that make what the run shows now: its last layout first (as it applies,
+        with the cells others laid out), then each plot's frames since its last replace (and
+        its last fig_kwargs), in order; none from before a clear."""
         db = self._reader()
         (cleared,) = db.execute(
             "SELECT coalesce(max(id), 0) FROM frames WHERE op = 'clear'"
         ).fetchone()
-        yield from self._frames(
-            db.execute(
-                """
-                WITH since AS (SELECT * FROM frames WHERE id > :cleared),
-                starts AS (
-                    SELECT plot, coalesce(max(CASE WHEN replace THEN id END), 0) AS start,
-                           max(CASE WHEN fig THEN id END) AS fig
-                    FROM since WHERE op = 'plot' GROUP BY plot
-                )
-                SELECT id, time, step, frame FROM since WHERE id IN (
-                    SELECT max(id) FROM since WHERE op = 'layout'
-                    UNION SELECT fig FROM starts
-                    UNION SELECT since.id FROM since JOIN starts USING (plot)
-                          WHERE since.id >= starts.start
-                )
-                ORDER BY id
-                """,
-                {"cleared": cleared},
+        (layout,) = db.execute(
+            "SELECT max(id) FROM frames WHERE op = 'layout' AND id > ?", (cleared,)
+        ).fetchone()
+        plots = db.execute(
+            """
+            WITH starts AS (
+                SELECT plot, coalesce(max(CASE WHEN replace THEN id END), :cleared) AS start,
+                       max(CASE WHEN fig THEN id END) AS fig
+                FROM frames WHERE op = 'plot' AND id > :cleared GROUP BY plot
             )
+            SELECT fig FROM starts WHERE fig < start
+            UNION SELECT frames.id FROM frames JOIN starts USING (plot)
+                  WHERE frames.id >= starts.start
+            ORDER BY 1
+            """,
+            {"cleared": cleared},
         )
+        ids = ([layout] if layout is not None else []) + [row[0] for row in plots]
+        for start in range(0, len(ids), 512):  # blobs by id, a few at a time
+            chunk = ids[start : start + 512]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT id, time, step, frame FROM frames WHERE id IN ({marks})"
+            rows = db.execute(query, chunk).fetchall()
+            order = {frame_id: i for i, frame_id in enumerate(chunk)}
+            yield from self._frames(sorted(rows, key=lambda row: order[row[0]]))
 
     def latest_at(self, plot: str, frame_id: int) -> Stored | None:
         """The plot's last frame at or before ``frame_id`` (None if it has none)."""
@@ -288,19 +304,28 @@ class RunStore:
 _Row = tuple[int, float, "int | None", bytes]
 
 
-def _shares(sizes: dict[str, int], excess: int) -> dict[str, float]:
-    """The fraction of its history each plot keeps so that ``excess`` bytes go: the largest
-    give up the most, down to one share that no plot is cut below (water-filling)."""
-    order = sorted(sizes.items(), key=lambda item: item[1], reverse=True)
-    total = sum(sizes.values())
-    target = max(total - excess, 0)
-    remaining, share = target, 0.0
-    for i, (_, size) in enumerate(reversed(order)):  # smallest first: each keeps all it can
+def _shares(sizes: dict[str, tuple[int, int]], excess: int) -> dict[str, float]:
+    """For each plot to thin, the fraction of its replace history to keep so that about
+    ``excess`` bytes go. ``sizes`` holds each plot's (total, thinnable history) bytes. Every
+    plot may keep up to one equal share of what stays (water-filling): a plot below it keeps
+    everything, one above it gives up its history down to the share (or all of it, but its
+    first and latest frames, if its appends alone exceed the share)."""
+    total = sum(size for size, _ in sizes.values())
+    remaining, share = max(total - excess, 0), 0.0
+    order = sorted(sizes.items(), key=lambda item: item[1][0])
+    for i, (_, (size, _)) in enumerate(order):  # smallest first: each keeps all it can
         share = remaining / (len(order) - i)
         if size > share:
             break
         remaining -= size
-    return {plot: min(1.0, share / size) for plot, size in order if size > share}
+    else:
+        return {}
+    keep = {}
+    for plot, (size, history) in order:
+        if size > share and history > 0:
+            fixed = size - history  # appends, first replaces, fig_kwargs: never thinned
+            keep[plot] = min(1.0, max(share - fixed, 0.0) / history)
+    return keep
 
 
 def _thinned(ids: list[int], keep: float) -> list[int]:
@@ -375,12 +400,42 @@ class Store:
             run = path.name[: -len(_LEGACY)]
             if not _is_name(run) or (self.folder / f"{run}{SUFFIX}").exists():
                 continue
-            frames = list(legacy_frames(path))
-            if not frames:  # not ours (a training log, say): leave it alone
+            try:
+                count = self._migrate_one(run, path)
+            except (OSError, StoreError) as exc:  # left as it was, to try at the next start
+                log.error("could not migrate run %r from %s: %s", run, path.name, exc)
                 continue
-            self.open(run).append(frames)
-            path.rename(path.with_name(path.name + ".migrated"))
-            log.info("migrated run %r from %s: %d frames", run, path.name, len(frames))
+            if count:
+                path.rename(path.with_name(path.name + ".migrated"))
+                log.info("migrated run %r from %s: %d frames", run, path.name, count)
+
+    def _migrate_one(self, run: str, path: Path) -> int:
+        """Copy one 0.1 log into a database under a temporary name, renamed once whole (none
+        if the file holds no streamvis frame: not ours, it is left alone)."""
+        frames = legacy_frames(path)
+        first = next(frames, None)
+        if first is None:
+            return 0
+        target = self.folder / f"{run}{SUFFIX}"
+        partial = target.with_name(target.name + ".migrating")
+        for old in _files(partial):
+            old.unlink(missing_ok=True)
+        store, count, chunk = RunStore(partial, self.budget), 0, [first]
+        try:
+            for frame in frames:
+                chunk.append(frame)
+                if len(chunk) == 1024:
+                    store.append(chunk)
+                    count, chunk = count + len(chunk), []
+            store.append(chunk)
+            count += len(chunk)
+        finally:
+            store.close()
+        os.replace(partial, target)
+        for old, new in zip(_files(partial)[1:], _files(target)[1:], strict=True):
+            if old.exists():
+                os.replace(old, new)
+        return count
 
 
 def _is_name(name: str) -> bool:
@@ -395,7 +450,10 @@ def _checked(path: Path, budget: int) -> RunStore:
     """Open ``path``; if SQLite finds it damaged, keep it aside and rebuild what is readable."""
     if not path.exists():
         return RunStore(path, budget)
-    problems = damage(path)
+    try:
+        problems = damage(path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open run {path.stem!r} now: {exc}") from exc
     if not problems:
         return RunStore(path, budget)
     kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
