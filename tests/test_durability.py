@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +19,9 @@ import pytest
 from browser import Page, scaled
 from streamvis import Client
 from streamvis.plots.envelope import DETAIL_ROWS
+from streamvis.protocol import Frame
 from streamvis.server import serve_in_thread
+from streamvis.store import RunStore
 
 
 def free_port() -> int:
@@ -178,3 +181,36 @@ def test_a_full_disk_keeps_the_data_waiting_and_delivers_it_once_space_frees(
             run = again.hub.runs["full"]  # what was acknowledged is on disk, each once
             assert run.plots["loss"].data.view()["x"].tolist() == list(range(200))
             assert run.plots["pts"].data.view()["x"][::16_384].tolist() == list(range(0, 200, 8))
+
+
+def test_ports_open_before_the_stored_runs_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with (
+        serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as first,
+        Client(f"127.0.0.1:{first.ingest_port}", "kept") as client,
+    ):
+        client.set_layout({"loss": (0, 0, 1, 1)})
+        for step in range(10):
+            client.tandem_lines("loss", step, np.zeros(2))
+        assert client.flush(timeout=10)
+    reading = threading.Event()
+
+    def slow_current(store: RunStore) -> Iterator[Frame]:
+        assert reading.wait(scaled(10))  # a large run, still being read
+        yield from real_current(store)
+
+    real_current = RunStore.current
+    monkeypatch.setattr(RunStore, "current", slow_current)
+    with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path, wait_loaded=False) as srv:
+        client = Client(f"127.0.0.1:{srv.ingest_port}", "kept", exit_timeout=5)
+        assert client._transport.connected.wait(scaled(10))  # the ingest port is open...
+        client.set_layout({"loss": (0, 0, 1, 1)})
+        for step in range(10, 20):
+            client.tandem_lines("loss", step, np.zeros(2))
+        assert not client.flush(timeout=0.5)  # ...and what comes waits for the stored runs
+        assert "kept" not in srv.hub.runs
+        reading.set()
+        assert client.flush(timeout=scaled(10))
+        assert srv.hub.runs["kept"].plots["loss"].data.view()["x"].tolist() == list(range(20))
+        client.close()

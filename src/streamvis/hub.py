@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Protocol
 
 from .errors import StreamvisError
@@ -39,6 +39,7 @@ class Hub:
         self.store = store
         self._views: dict[str, set[View]] = {}
         self._writer: Writer | None = None
+        self.loaded: asyncio.Future[None] | None = None  # done once the stored runs are read
 
     def write_behind(self) -> None:
         """Store on a thread of its own from now on (call on the serving loop)."""
@@ -55,6 +56,30 @@ class Hub:
 
     def load(self) -> None:
         """Read what every stored run shows now into its state."""
+        for run, state in self._read():
+            self.runs[run] = state
+
+    async def load_behind(self) -> None:
+        """Read the stored runs on a thread, each shown once read; ingest waits meanwhile
+        (:attr:`loaded`), pages say they are loading. The loop goes on serving."""
+        self.loaded = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+
+        def read() -> None:
+            for run, state in self._read():
+                loop.call_soon_threadsafe(self._install, run, state)
+
+        try:
+            await asyncio.to_thread(read)
+        finally:
+            self.loaded.set_result(None)
+
+    def _install(self, run: str, state: RunState) -> None:
+        self.runs[run] = state
+        self._notify(run, {""})
+
+    def _read(self) -> Iterator[tuple[str, RunState]]:
+        """Each stored run's state, as it shows now (runs that cannot be read are skipped)."""
         if self.store is None:
             return
         for run in self.store.runs():
@@ -72,8 +97,8 @@ class Hub:
             except StreamvisError as exc:  # one unreadable run stops no other
                 log.error("run %r cannot be read: %s", run, exc)
                 continue
-            self.runs[run] = state
             log.info("loaded run %r: %d frames, %d plots", run, count, len(state.plots))
+            yield run, state
 
     def state(self, run: str) -> RunState:
         """The state of ``run``, created empty if new."""

@@ -114,6 +114,8 @@ class Ingest:
         replies: asyncio.Queue[asyncio.Future[list[dict[str, Any]]] | None] = asyncio.Queue()
         sender = asyncio.ensure_future(self._send_replies(ws, replies))
         try:
+            if self.hub.loaded is not None:
+                await asyncio.shield(self.hub.loaded)  # stored runs first: then what comes
             async for message in ws:
                 replies.put_nowait(self.receive(message, peer, ws))
                 self._active[ws] = time.monotonic()

@@ -94,6 +94,7 @@ class StreamvisServer:
         self._bokeh: BaseServer | None = None
         self._ingest: Server | None = None
         self._stopped = False
+        self._loading: asyncio.Future[None] | None = None  # reading the stored runs
 
     @property
     def ingest_port(self) -> int:
@@ -114,9 +115,9 @@ class StreamvisServer:
         token = f"?token={urllib.parse.quote(self.token, safe='')}" if self.token else ""
         return f"http://{host}:{self.bokeh_port}/{token}"
 
-    async def start(self) -> None:
-        """Start listening on both ports; returns at once (the loop keeps serving)."""
-        self.hub.load()
+    async def start(self, *, wait_loaded: bool = False) -> None:
+        """Start listening on both ports; returns at once (the loop keeps serving) while the
+        stored runs are read on a thread; ``wait_loaded`` returns once they are."""
         sockets, self._bokeh_port = bind_sockets(self.host, self._requested_ports[1])
         try:
             hosts = [f"{h}:{self._bokeh_port}" for h in ("localhost", "127.0.0.1", self.host)]
@@ -158,6 +159,9 @@ class StreamvisServer:
                 sock.close()
             raise
         self.hub.write_behind()
+        self._loading = asyncio.ensure_future(self.hub.load_behind())
+        if wait_loaded:
+            await asyncio.shield(self._loading)
         log.info(
             "streamvis: pages at http://%s:%d/, ingest at ws://%s:%d%s",
             self.host,
@@ -172,6 +176,9 @@ class StreamvisServer:
         if self._stopped:
             return
         self._stopped = True
+        if self._loading is not None:  # its thread reads the stores: let it finish first
+            with contextlib.suppress(Exception):
+                await self._loading
         if self._ingest is not None:
             self._ingest.close()
             await self._ingest.wait_closed()
@@ -191,19 +198,26 @@ class StreamvisServer:
 
     # -- pages -------------------------------------------------------------------------------
 
+    def _reading(self) -> bool:
+        """Whether the stored runs are still being read."""
+        return self.hub.loaded is not None and not self.hub.loaded.done()
+
     def _make_document(self, doc: Document) -> None:
         context: Any = doc.session_context
         args = context.request.arguments if context is not None else {}
         raw = args.get("run", [self.run_name.encode()])[0]
         run = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        view = DocumentView(doc, run, self.hub.runs.get, self.hub.run_names, self.update_interval)
+        view = DocumentView(
+            doc, run, self.hub.runs.get, self.hub.run_names, self.update_interval, self._reading
+        )
         self.hub.attach(view)
         doc.on_session_destroyed(lambda _context: self.hub.detach(view))
 
 
 @contextlib.contextmanager
-def serve_in_thread(**kwargs: Any) -> Iterator[StreamvisServer]:
-    """Run a StreamvisServer on its own thread and loop, for synchronous code and tests."""
+def serve_in_thread(*, wait_loaded: bool = True, **kwargs: Any) -> Iterator[StreamvisServer]:
+    """Run a StreamvisServer on its own thread and loop, for synchronous code and tests
+    (once its stored runs are read, unless ``wait_loaded`` is False)."""
     started = threading.Event()
     box: dict[str, Any] = {}
 
@@ -213,7 +227,7 @@ def serve_in_thread(**kwargs: Any) -> Iterator[StreamvisServer]:
         box["loop"] = loop
         try:
             server = StreamvisServer(**kwargs)
-            loop.run_until_complete(server.start())
+            loop.run_until_complete(server.start(wait_loaded=wait_loaded))
             box["server"] = server
         except BaseException as exc:
             box["error"] = exc

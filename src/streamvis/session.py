@@ -125,8 +125,10 @@ class DocumentView:
         lookup: Callable[[str], RunState | None],
         runs: Callable[[], list[str]],
         interval: float,
+        reading: Callable[[], bool] = lambda: False,
     ) -> None:
         self.doc, self.run, self.interval = doc, run, interval
+        self._reading = reading
         self._lookup, self._runs = lookup, runs
         self._views: dict[str, _PlotView] = {}
         self._grid: GridBox | None = None
@@ -352,9 +354,14 @@ class DocumentView:
         self._grid = None
         header = Div(text=self._header(), name="streamvis:header")
         if state is None or state.cells is None:
+            why = (
+                "the server is reading its stored runs"
+                if state is None and self._reading()
+                else "no client has sent a layout yet"
+            )
             waiting = Div(
-                text=f"<p>Waiting for run <b>{html.escape(self.run)}</b>: no client has sent "
-                "a layout yet. This page updates as soon as one does.</p>",
+                text=f"<p>Waiting for run <b>{html.escape(self.run)}</b>: {why}. This page "
+                "updates as soon as it can.</p>",
                 name="streamvis:waiting",
             )
             root = column(header, waiting)
