@@ -119,16 +119,22 @@ def guarded() -> Iterator[StreamvisServer]:
         yield srv
 
 
+def plotting(connect: Callable[..., Client]) -> Client:
+    """A client whose run shows POINTS already."""
+    client = connect()
+    client.set_layout(LAYOUT)
+    client.scatter("pts", POINTS, spatial_dim=1)
+    assert client.flush(timeout=10)
+    return client
+
+
 # -- ingest: only streamvis clients, under this machine's names -----------------------------
 
 
 def test_a_web_page_cannot_clear_a_run_through_the_ingest_port(
     server: StreamvisServer, connect: Callable[..., Client]
 ) -> None:
-    client = connect()
-    client.set_layout(LAYOUT)
-    client.scatter("pts", POINTS, spatial_dim=1)
-    assert client.flush(timeout=10)
+    plotting(connect)
     # Any page a browser shows may open this websocket; the browser then sends an Origin.
     assert refusal(server.ingest_port, clear_frame("test"), origin=EVIL) == 403
     assert server.hub.runs["test"].plots["pts"].data.view()["y"].tolist() == [0, 1, 0.5]
@@ -191,10 +197,7 @@ def test_a_run_is_deleted_by_curl_but_not_from_another_sites_page(
 def test_a_tooltips_template_is_refused_and_the_plot_keeps_its_data(
     server: StreamvisServer, connect: Callable[..., Client]
 ) -> None:
-    client = connect()
-    client.set_layout(LAYOUT)
-    client.scatter("pts", POINTS, spatial_dim=1)
-    assert client.flush(timeout=10)
+    client = plotting(connect)
     client.scatter("pts", np.ones((1, 2)), spatial_dim=1, fig_kwargs={"tooltips": PAYLOAD})
     assert client.flush(timeout=10)  # refused, and the client goes on
     plot = server.hub.runs["test"].plots["pts"]

@@ -40,7 +40,7 @@ def send(queue: SendQueue, now: float = 0.0) -> list[Sent]:
 
 def sent(frames: list[Sent]) -> list[tuple[str, Any, bool]]:
     """(op, first value, restore) of each frame, as the server would decode it."""
-    out = []
+    out: list[tuple[str, Any, bool]] = []
     for f in frames:
         frame = decode(f.data)
         out.append((frame.op, frame.arrays[0][0, 0] if frame.arrays else None, frame.restore))
@@ -134,7 +134,8 @@ def test_unstored_frames_wait_out_a_pause_that_grows_while_it_recurs(queue: Send
     answer = queue.answer({"err": "disk full", "seq": frame.seq, "code": UNSTORED}, 10.0)
     assert [w for _, w in answer.errors] == [UNSTORED]
     submit(queue, plot(n=2))  # nothing overtakes the frames waiting to go again
-    assert queue.take(10.5) == ([], pytest.approx(RETRY[0] - 0.5))
+    batch, due = queue.take(10.5)
+    assert batch == [] and due == pytest.approx(RETRY[0] - 0.5)
     again = send(queue, 10.0 + RETRY[0])
     assert sent(again) == [("sync", None, True), ("plot", 1.0, False), ("plot", 2.0, False)]
     queue.answer({"err": "disk full", "seq": again[1].seq, "code": UNSTORED}, 12.0)

@@ -59,7 +59,7 @@ class Sender:
 def sender(tmp_path: Path) -> Sender:
     """A client's frames into a persistent hub in ``tmp_path``, layout already sent."""
     sender = Sender(Hub(Store(tmp_path)))
-    sender.send("layout", **LAYOUT)
+    sender.send("layout", cells=LAYOUT["cells"])
     return sender
 
 
@@ -120,7 +120,7 @@ def test_foreign_files_in_the_data_folder_are_left_alone(tmp_path: Path) -> None
         (tmp_path / name).write_bytes(data)
     before = {name: (tmp_path / name).stat().st_mtime_ns for name in foreign}
     sender = Sender(Hub(Store(tmp_path)))
-    sender.send("layout", **LAYOUT)
+    sender.send("layout", cells=LAYOUT["cells"])
     sender.hub.close()
     reopened(tmp_path).close()
     for name, data in foreign.items():
@@ -149,9 +149,9 @@ def test_damage_in_the_middle_of_a_run_costs_only_what_it_touched(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     sender = Sender(Hub(Store(tmp_path)))
-    sender.send("layout", **LAYOUT)
+    sender.send("layout", cells=LAYOUT["cells"])
     other = Sender(sender.hub, run="other")
-    other.send("layout", **LAYOUT)
+    other.send("layout", cells=LAYOUT["cells"])
     other.tandem(7)
     for step in range(1000):  # ~190 B a frame: a 64 KiB page holds ~300 of them
         sender.tandem(step)
@@ -177,7 +177,7 @@ def test_damage_in_the_middle_of_a_run_costs_only_what_it_touched(
 
 def test_history_past_the_budget_is_thinned_from_the_largest_plot_evenly(tmp_path: Path) -> None:
     sender = Sender(Hub(Store(tmp_path, budget=3 * 2**20)))
-    sender.send("layout", **{"cells": {"big": [0, 0, 1, 1], "small": [0, 1, 1, 1]}})
+    sender.send("layout", cells={"big": [0, 0, 1, 1], "small": [0, 1, 1, 1]})
     spec = PlotSpec("scatter").to_wire()
     for n in range(100):  # 64 KiB replaces beside 160 B ones: 6.4 MB of history
         sender.send("plot", "big", np.full((4096, 2), float(n)), **spec)
@@ -199,7 +199,7 @@ def test_a_layout_sent_again_keeps_the_rows_before_it_after_a_restart(
 ) -> None:
     for step in range(50):
         sender.tandem(step)
-    sender.send("layout", **LAYOUT)  # a restarted script, or a client laying out again
+    sender.send("layout", cells=LAYOUT["cells"])  # a restarted script, say
     for step in range(50, 60):
         sender.tandem(step)
     sender.hub.close()
@@ -216,7 +216,7 @@ def test_frames_stay_stored_once_when_thinning_fails(
 
     monkeypatch.setattr(RunStore, "thin", full)
     sender = Sender(Hub(Store(tmp_path, budget=2**16)))  # thinning is due at once
-    sender.send("layout", **LAYOUT)
+    sender.send("layout", cells=LAYOUT["cells"])
     for step in range(20):
         sender.tandem(step)  # Sender asserts that every write succeeded
     sender.hub.close()
