@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from selenium.webdriver.common.action_chains import ActionChains
@@ -116,10 +117,11 @@ def test_zoom_and_pan_survive_streaming_updates(
     left, top, width, height = page.frame_rect("loss:figure")
     x, y = int(left + width / 2), int(top + height / 2)
     drag = ActionBuilder(page.driver)
-    drag.pointer_action.move_to_location(x, y).pointer_down()
+    pointer: Any = drag.pointer_action  # selenium's actions are untyped
+    pointer.move_to_location(x, y).pointer_down()
     for i in range(1, 6):
-        drag.pointer_action.move_to_location(x - 30 * i, y + 12 * i)
-    drag.pointer_action.pointer_up()
+        pointer.move_to_location(x - 30 * i, y + 12 * i)
+    pointer.pointer_up()
     drag.perform()
     panned = page.wait_for(
         f"(() => {{ const r = {RANGES}; return r.some((v, i) => v !== arguments[1][i]) && r; }})()",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from streamvis import (
 
 
 @pytest.fixture
-def offline() -> Client:
+def offline() -> Iterator[Client]:
     """A client whose server is not running (nothing listens on port 9 of loopback)."""
     client = Client("127.0.0.1:9", "run", exit_timeout=0.1)
     client.set_layout({"a": (0, 0, 1, 1), "lines": (0, 1, 1, 1), "loss": (1, 0, 1, 2)})
@@ -201,7 +202,10 @@ def test_numpy_integers_work_as_axes(offline: Client) -> None:
         "a", np.zeros((3, 2)), spatial_dim=np.int64(1), color=ColorSpec("Viridis", np.int32(0))
     )
     offline.multi_lines(
-        "lines", np.zeros((3, 4, 2)), line_dims=np.array([0]), spatial_dim=np.int64(2)
+        "lines",
+        np.zeros((3, 4, 2)),
+        line_dims=np.array([0]),  # type: ignore[arg-type]  # arrays of dims work too
+        spatial_dim=np.int64(2),
     )
     opts = offline._transport.queue.queued[-1].opts
     assert type(opts["spatial_dim"]) is int and all(type(d) is int for d in opts["line_dims"])
@@ -276,3 +280,13 @@ def test_empty_fig_kwargs_are_sent_to_reset_the_figure(offline: Client) -> None:
     offline.scatter("a", np.zeros((3, 2)), append=True, fig_kwargs={})
     assert offline._transport.queue.queued[-1].opts["fig"] == {}
     assert "fig" not in offline._transport.queue.queued[-2].opts
+
+
+def test_the_seeds_calls_stay_valid_and_what_follows_the_data_is_named(offline: Client) -> None:
+    offline.set_layout({"loss": (1, 0, 1, 1), "mu": (0, 0, 1, 1), "c": (0, 1, 1, 1)})
+    offline.tandem_lines("loss", 1, np.zeros(3), "Viridis256")  # positional, as in the seed
+    grid = GridSpec(1, 8, 1.2)
+    offline.scatter("c", np.zeros((3, 16, 2)), spatial_dim=2, color=ColorSpec("Viridis256", 0))
+    offline.multi_lines("mu", np.zeros((2, 16, 5, 2)), line_dims=(0, 1), spatial_dim=3, grid=grid)
+    with pytest.raises(TypeError):
+        offline.scatter("c", np.zeros((3, 2)), 1, True)  # type: ignore[call-arg]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -166,8 +167,8 @@ def test_every_element_lands_in_exactly_one_point_with_its_color_and_cell(case: 
 @settings(max_examples=150, deadline=None)
 @given(layouts(), st.data())
 def test_lines_keep_their_points_in_order_and_one_cell_per_line(
-    case: tuple, draw: st.DataObject
-) -> None:  # type: ignore[type-arg]
+    case: tuple[Any, ...], draw: st.DataObject
+) -> None:
     shape, spatial, color, _, ncols = case
     others = [d for d in range(len(shape)) if d != spatial]
     line_dims = tuple(draw.draw(st.permutations(others)))[: draw.draw(st.integers(0, len(others)))]

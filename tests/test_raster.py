@@ -113,6 +113,6 @@ def test_a_segment_cut_at_the_edge_of_the_view_has_no_gaps() -> None:
     for width in (400, 1600):  # the cut puts samples on whole pixels, where rounding bites
         view = Viewport(0.0, 1.0, 0.0, 1.0, width, 300)
         for x0, x1 in ((0.0, 1.0), (-0.5, 1.5), (-1e6, 1e6)):
-            ends = (np.array([v]) for v in (x0, 0.5, x1, 0.5))
-            image = rasterize_segments(*ends, view, palette)  # type: ignore[call-arg]
+            a, b, c, d = (np.array([v]) for v in (x0, 0.5, x1, 0.5))
+            image = rasterize_segments(a, b, c, d, view, palette)
             assert (image[150] != 0).all(), (width, x0, x1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -9,7 +12,7 @@ from streamvis import ColorSpec, ShapeError, UnknownPlot
 from streamvis.plots.envelope import DETAIL_ROWS
 from streamvis.plots.growing import GrowingColumns
 from streamvis.plots.raster import RASTER_POINTS, RASTER_SEGMENTS, Bounds
-from streamvis.protocol import Frame
+from streamvis.protocol import Frame, Op
 from streamvis.specs import PlotSpec
 from streamvis.state import RunState
 
@@ -21,12 +24,12 @@ class Sender:
         self.cid, self.seq = cid, 0
 
     def __call__(
-        self, op: str, name: str | None = None, *arrays: np.ndarray, **opts: object
+        self, op: Op, name: str | None = None, *arrays: np.ndarray, **opts: object
     ) -> Frame:
         self.seq += 1
         return Frame(
             op=op, run="r", cid=self.cid, seq=self.seq, name=name, opts=opts, arrays=arrays
-        )  # type: ignore[arg-type]
+        )
 
     def plot(self, name: str, spec: PlotSpec, *arrays: np.ndarray) -> Frame:
         return self("plot", name, *arrays, **spec.to_wire())
@@ -120,7 +123,7 @@ def test_color_change_rebuilds_the_figure(run: RunState) -> None:
 
 def test_fig_kwargs_checked_once_and_kept(run: RunState) -> None:
     send = Sender()
-    checked = []
+    checked: list[Mapping[str, Any]] = []
     spec = PlotSpec("scatter", fig_kwargs={"title": "T"})
     run.apply(send.plot("a", spec, np.zeros((3, 2))), checked.append)
     run.apply(send.plot("a", spec, np.zeros((3, 2))), checked.append)

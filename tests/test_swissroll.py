@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import swissroll
+import swissroll  # type: ignore[import-not-found]  # examples/, on the path in conftest
 from browser import LINE_LENGTH_JS, Page
 from streamvis import Client
 from streamvis.plots.raster import Viewport, packed_rgba, rasterize, rasterize_segments
@@ -102,7 +102,9 @@ def test_swissroll_dashboard(
     assert image[pixel(view, x0, y0)].all()  # every line is drawn where the grid puts it
     f32 = [v.astype(np.float32) for v in (x0, y0, x1, y1)]
     blue = packed_rgba(["#1f77b4"])  # uncolored plots take Bokeh's first default color
-    np.testing.assert_array_equal(image, rasterize_segments(*f32, view, blue))
+    np.testing.assert_array_equal(
+        image, rasterize_segments(f32[0], f32[1], f32[2], f32[3], view, blue)
+    )
 
     # (1000, 41, 2), colored and gridded by axis 1: 41k points, so an image too
     samples = expected["psamples"]
@@ -111,14 +113,14 @@ def test_swissroll_dashboard(
     x, y = grid_xy(samples.reshape(-1, 2), cells, samples.reshape(-1, 2))
     assert image[pixel(view, x, y)].all()  # every sample is drawn where the grid puts it
     f32 = [v.astype(np.float32) for v in (x, y)]
-    np.testing.assert_array_equal(image, rasterize(*f32, view, palette, cells, 41))
+    np.testing.assert_array_equal(image, rasterize(f32[0], f32[1], view, palette, cells, 41))
 
     page.all_rendered()
-    image = Image.open(io.BytesIO(page.screenshot_png())).convert("RGB")
+    shot = Image.open(io.BytesIO(page.screenshot_png())).convert("RGB")
     for name in swissroll.LAYOUT:
         left, top, width, height = page.frame_rect(f"{name}:figure")
         crop = np.asarray(
-            image.crop((int(left), int(top), int(left + width), int(top + height))), np.int16
+            shot.crop((int(left), int(top), int(left + width), int(top + height))), np.int16
         )
         colorful = (
             crop.max(axis=2) - crop.min(axis=2)

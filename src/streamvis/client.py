@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import msgpack
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _transport
 from ._inputs import as_array, ingest_uri
@@ -190,7 +191,8 @@ class Client:
     def scatter(
         self,
         name: str,
-        data: Any,
+        data: ArrayLike,
+        *,
         spatial_dim: int = -1,
         append: bool = False,
         color: ColorSpec | None = None,
@@ -208,7 +210,8 @@ class Client:
     def multi_lines(
         self,
         name: str,
-        data: Any,
+        data: ArrayLike,
+        *,
         line_dims: tuple[int, ...] | list[int] | int,
         spatial_dim: int = -1,
         append: bool = False,
@@ -234,9 +237,10 @@ class Client:
     def tandem_lines(
         self,
         name: str,
-        x: Any,
-        ys: Any,
+        x: ArrayLike,
+        ys: ArrayLike,
         palette: str = "Viridis256",
+        *,
         fig_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         """Add the point (x, ys[k]) to line k, for each of the K values in ``ys``."""
