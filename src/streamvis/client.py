@@ -33,7 +33,7 @@ from .errors import (
     ServerError,
     ShapeError,
 )
-from .protocol import DEFAULT_LIMITS, RESTORES_HEADER, WIRE_DTYPES
+from .protocol import DEFAULT_LIMITS, RESTORES_HEADER, WIRE_DTYPES, check_name
 from .specs import (
     Cell,
     ColorSpec,
@@ -43,7 +43,6 @@ from .specs import (
     check_compatible,
     check_in_layout,
     check_layout,
-    check_name,
     data_shape,
     normalize,
     resolve_palette,
@@ -75,8 +74,8 @@ def _check_fig_kwargs(fig_kwargs: Mapping[str, Any] | None) -> dict[str, Any] | 
     return dict(fig_kwargs)
 
 
-# A call's arguments as PlotSpec takes them, in its order: kind, append, spatial_dim,
-# line_dims, color, grid, palette. A plot's repeated call matches these without a new spec.
+# A call's arguments: kind, append, spatial_dim, line_dims, color, grid, palette. A plot's
+# repeated call matches these without a new spec (a tuple: compared on every call).
 _Call = tuple[PlotKind, bool, Any, tuple[Any, ...], ColorSpec | None, GridSpec | None, str | None]
 
 
@@ -313,7 +312,18 @@ class Client:
                 f"plot {name!r}: arrays of shapes {shapes} have more than "
                 f"{DEFAULT_LIMITS.max_ndim} axes; reshape them first"
             )
-        checked = normalize(PlotSpec(*call, fig_kwargs=fig), shapes)
+        kind, append, spatial_dim, line_dims, color, grid, palette = call
+        spec = PlotSpec(
+            kind=kind,
+            append=append,
+            spatial_dim=spatial_dim,
+            line_dims=line_dims,
+            color=color,
+            grid=grid,
+            palette=palette,
+            fig_kwargs=fig,
+        )
+        checked = normalize(spec, shapes)
         shape = data_shape(checked, arrays)
         previous = self._plots.get(name)
         if previous is not None:

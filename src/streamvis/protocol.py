@@ -22,6 +22,7 @@ client resends them after its own layout, so nothing is lost and nothing is appl
 from __future__ import annotations
 
 import math
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,7 +32,6 @@ import msgpack
 import numpy as np
 
 from .errors import ArgumentError, FrameTooLarge, ProtocolError, UnsupportedVersion
-from .specs import check_name
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -49,6 +49,7 @@ __all__ = [
     "Frame",
     "Limits",
     "Op",
+    "check_name",
     "decode",
     "decode_many",
     "decode_reply",
@@ -59,6 +60,19 @@ __all__ = [
 ]
 
 VERSION = 1
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
+
+
+def check_name(name: object, what: str) -> str:
+    """Return ``name`` if it is a valid run or plot name, else raise ArgumentError."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ArgumentError(
+            f"{what} {name!r} is not a valid name: use 1 to 64 letters, digits, '_', '.' or '-', "
+            "not starting with '.' or '-'"
+        )
+    return name
+
+
 Op = Literal["layout", "plot", "clear", "sync"]
 OPS: tuple[Op, ...] = ("layout", "plot", "clear", "sync")
 

@@ -8,28 +8,16 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
 from .errors import ArgumentError, ShapeError, UnknownPlot
+from .protocol import check_name
 
 PlotKind = Literal["scatter", "multi_lines", "tandem_lines"]
 PLOT_KINDS: tuple[PlotKind, ...] = ("scatter", "multi_lines", "tandem_lines")
-
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
-
-
-def check_name(name: object, what: str) -> str:
-    """Return ``name`` if it is a valid run or plot name, else raise ArgumentError."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ArgumentError(
-            f"{what} {name!r} is not a valid name: use 1 to 64 letters, digits, '_', '.' or '-', "
-            "not starting with '.' or '-'"
-        )
-    return name
 
 
 @lru_cache(maxsize=256)
@@ -204,26 +192,34 @@ def normalize(spec: PlotSpec, shapes: Sequence[tuple[int, ...]]) -> PlotSpec:
     Raises ShapeError naming the axis and the shape when they do not fit.
     """
     if spec.kind == "tandem_lines":
-        if len(shapes) != 2:
-            raise ShapeError(f"tandem_lines takes x and ys, got {len(shapes)} arrays")
-        (x_shape, ys_shape) = shapes
-        if math.prod(x_shape) != 1:
-            raise ShapeError(f"tandem_lines x must be a single number, got shape {x_shape}")
-        if len(ys_shape) != 1:
-            raise ShapeError(
-                f"tandem_lines ys must be 1-D (one value per line), got shape {ys_shape}"
-            )
-        if ys_shape[0] == 0:
-            raise ShapeError("tandem_lines ys is empty: give at least one value (one per line)")
-        if ys_shape[0] > MAX_TANDEM_LINES:
-            raise ShapeError(
-                f"tandem_lines ys has {ys_shape[0]} values, one line each; at most "
-                f"{MAX_TANDEM_LINES} lines are drawn: for more, use multi_lines or scatter"
-            )
+        _check_tandem(shapes)
         return spec
     if len(shapes) != 1:
         raise ShapeError(f"{spec.kind} takes one array, got {len(shapes)}")
-    shape = shapes[0]
+    return _normalize_axes(spec, shapes[0])
+
+
+def _check_tandem(shapes: Sequence[tuple[int, ...]]) -> None:
+    """Raise ShapeError unless ``shapes`` are a tandem call's: one x, and one value per line."""
+    if len(shapes) != 2:
+        raise ShapeError(f"tandem_lines takes x and ys, got {len(shapes)} arrays")
+    (x_shape, ys_shape) = shapes
+    if math.prod(x_shape) != 1:
+        raise ShapeError(f"tandem_lines x must be a single number, got shape {x_shape}")
+    if len(ys_shape) != 1:
+        raise ShapeError(f"tandem_lines ys must be 1-D (one value per line), got shape {ys_shape}")
+    if ys_shape[0] == 0:
+        raise ShapeError("tandem_lines ys is empty: give at least one value (one per line)")
+    if ys_shape[0] > MAX_TANDEM_LINES:
+        raise ShapeError(
+            f"tandem_lines ys has {ys_shape[0]} values, one line each; at most "
+            f"{MAX_TANDEM_LINES} lines are drawn: for more, use multi_lines or scatter"
+        )
+
+
+def _normalize_axes(spec: PlotSpec, shape: tuple[int, ...]) -> PlotSpec:
+    """``spec`` of a scatter or multi_lines call with its axes checked against ``shape`` and
+    made non-negative."""
     ndim = len(shape)
     if ndim == 0:
         raise ShapeError(f"{spec.kind} needs an array with a spatial axis of size 2, got a scalar")

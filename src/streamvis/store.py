@@ -36,7 +36,7 @@ import numpy as np
 from . import protocol
 from ._rescue import TRUSTED, damage, legacy_frames, readable, with_layout
 from .errors import ArgumentError, ProtocolError, StoreError
-from .specs import check_name
+from .protocol import check_name
 
 __all__ = ["DEFAULT_BUDGET", "FOLDER", "SUFFIX", "RunStore", "Store", "StoreError", "Stored"]
 

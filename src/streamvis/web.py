@@ -22,8 +22,7 @@ from tornado.web import RequestHandler
 from .errors import ArgumentError, StreamvisError
 from .guard import Guard
 from .hub import Hub
-from .protocol import INGEST_PORT_HEADER
-from .specs import check_name
+from .protocol import INGEST_PORT_HEADER, check_name
 
 __all__ = ["GuardedTornado", "RunsHandler"]
 
