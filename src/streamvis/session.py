@@ -31,13 +31,13 @@ from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, CustomJS, GridBox
 from bokeh.models.widgets import Div
 
+from .pageclock import PageClock
 from .plots.figures import make_figure, page_data, page_frame, wants_webgl
 from .plots.raster import viewport
 from .state import PlotState, RunState
 
 log = logging.getLogger(__name__)
 
-ACK_TIMEOUT = 1.0  # seconds to wait for a page's echo before sending the next update anyway
 LARGE_POINTS = 5000  # a replace of this many points costs the page visible work...
 LARGE_INTERVAL = 0.25  # ...so it is sent at most this often, and never holds back the rest,
 LARGE_SHARE = 0.2  # nor more often than keeps its paints under this share of the page's time
@@ -70,7 +70,6 @@ requestAnimationFrame(() => { clock.text = `${tick} ${gpu}`; });
 )
 # On load the page holds everything up to the current tick: say so, timing nothing.
 _READY_JS = _GPU_JS + "clock.text = `${clock.tags[0]} ${gpu} ready`;"
-_LARGE_TICKS = 64  # sent ticks with large replaces remembered until echoed, at most
 
 
 @dataclass(eq=False)
@@ -132,15 +131,9 @@ class DocumentView:
         self._lookup, self._runs = lookup, runs
         self._views: dict[str, _PlotView] = {}
         self._grid: GridBox | None = None
-        self._dirty: set[str] = set()
-        self._deferred: dict[str, float] = {}  # large replaces held back: when they may go
+        self.clock = PageClock(interval)
         self._scheduled: Any = None  # the pending callback, if any...
         self._scheduled_at = 0.0  # ...and when it runs
-        self._last_update = 0.0
-        self._sent = self._echoed = 0  # clock ticks sent to the page, and echoed back
-        self._sent_at = 0.0
-        # tick -> when it was sent and the plots it carried a large replace of
-        self._large: dict[int, tuple[float, list[str]]] = {}
         self._gpu = False  # the page has hardware WebGL (known from its first echo)
         self._clock = Div(name="streamvis:clock", visible=False, tags=[0], text="0")
         self._clock.js_on_change("tags", CustomJS(args=dict(clock=self._clock), code=_ECHO_JS))
@@ -150,21 +143,16 @@ class DocumentView:
 
     def notify(self, names: set[str]) -> None:
         """Mark plots as changed ('' = the layout); schedule one batched update."""
-        self._dirty |= names
+        self.clock.changed(names)
         self._schedule()
 
     def _schedule(self) -> None:
-        """Make sure an update runs when the next change may go (sooner if one is pending
-        for later: a held-back large replace must not hold back the rest)."""
+        """Make sure an update runs when the clock says the next may go (sooner if one is
+        pending for later: a held-back large replace must not hold back the rest)."""
         now = time.monotonic()
-        if self._dirty:
-            due = self._last_update + self.interval
-        elif self._deferred:  # goes with the next change; alone only if none comes soon
-            due = min(self._deferred.values()) + self.interval
-        else:
+        due = self.clock.due(now)
+        if due is None:
             return
-        if self._waiting_for_page(now):  # the page's echo reschedules sooner
-            due = max(due, self._sent_at + ACK_TIMEOUT)
         if self._scheduled is not None and (self._scheduled_at <= due or not self._unschedule()):
             return
         self._scheduled_at = due
@@ -184,26 +172,17 @@ class DocumentView:
         self._scheduled = None
         return True
 
-    def _waiting_for_page(self, now: float) -> bool:
-        return self._echoed < self._sent and now - self._sent_at < ACK_TIMEOUT
-
     def _on_echo(self, attr: str, old: Any, new: Any) -> None:
-        """The page is painting tick ``new`` ("tick gpu|cpu [ready]"): send what accumulated
-        meanwhile."""
-        try:
-            tick, gpu, *ready = str(new).split()
-            tick_n = int(tick)
-        except ValueError:
+        """The page is painting what it was sent ("tick gpu|cpu [ready]"): send what
+        accumulated meanwhile."""
+        echo = self.clock.echo(str(new), time.monotonic())
+        if echo is None:
             return
-        self._echoed = max(self._echoed, tick_n)
-        for sent in [t for t in self._large if t <= tick_n]:
-            sent_at, names = self._large.pop(sent)
-            for name in names:
-                if sent == tick_n and not ready and name in self._views:
-                    # decoding, applying and painting it
-                    self._views[name].cost = time.monotonic() - sent_at
-        self._use_gpu(gpu == "gpu")
-        if self._scheduled is not None and self._echoed >= self._sent and not self._unschedule():
+        for name, cost in echo.costs.items():
+            if name in self._views:
+                self._views[name].cost = cost
+        self._use_gpu(echo.gpu)
+        if self._scheduled is not None and echo.caught_up and not self._unschedule():
             return
         self._schedule()
 
@@ -220,40 +199,34 @@ class DocumentView:
     def _update(self) -> None:
         self._scheduled = None
         now = time.monotonic()
-        if self._waiting_for_page(now):
-            self._schedule()
-            return
-        due = {name for name, at in self._deferred.items() if at <= now}
-        dirty, self._dirty = self._dirty | due, set()
-        for name in due:
-            del self._deferred[name]
+        dirty = self.clock.begin(now)
+        if dirty is not None:
+            large = self._send(dirty, now)
+            if large is not None:
+                self._clock.tags = [self.clock.send(now, large)]
+        self._schedule()
+
+    def _send(self, dirty: set[str], now: float) -> list[str] | None:
+        """Bring the ``dirty`` plots up to date; the large replaces sent, or None if nothing
+        was (a large replace that must wait is deferred on the clock)."""
         state = self._lookup(self.run)
-        changed, large = True, []
         if "" in dirty or state is None:
             self._rebuild()
-        else:
-            changed = False
-            for name in dirty:
-                try:
-                    wait = self._sync(state, name, now)
-                except Exception:  # one plot's failure must not stall the others
-                    log.exception("updating plot %r of run %r failed", name, self.run)
-                    continue
-                if wait is None:
-                    changed = True
-                    if _is_large(state.plots[name]):
-                        large.append(name)
-                elif wait > 0:
-                    self._deferred[name] = now + wait
-        if changed:
-            self._last_update = self._sent_at = now
-            self._sent += 1
-            if large:
-                self._large[self._sent] = (now, large)
-                if len(self._large) > _LARGE_TICKS:  # a page that never echoes
-                    del self._large[next(iter(self._large))]
-            self._clock.tags = [self._sent]
-        self._schedule()
+            return []
+        changed, large = False, []
+        for name in dirty:
+            try:
+                wait = self._sync(state, name, now)
+            except Exception:  # one plot's failure must not stall the others
+                log.exception("updating plot %r of run %r failed", name, self.run)
+                continue
+            if wait is None:
+                changed = True
+                if _is_large(state.plots[name]):
+                    large.append(name)
+            elif wait > 0:
+                self.clock.defer(name, wait, now)
+        return large if changed else None
 
     def _sync(self, state: RunState, name: str, now: float) -> float | None:
         """Bring one plot up to date. Returns None if it sent something, 0 if there was
