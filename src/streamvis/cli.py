@@ -16,6 +16,8 @@ from .protocol import Limits
 from .server import StreamvisServer
 from .store import DEFAULT_BUDGET
 
+__all__ = ["main", "parse_args"]
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line (flags as in the seed: --rest_port, --bokeh_port, --run_name)."""

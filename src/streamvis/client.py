@@ -48,6 +48,8 @@ from .specs import (
     resolve_palette,
 )
 
+__all__ = ["Client"]
+
 log = logging.getLogger(__name__)
 
 _WIRE_DTYPES = frozenset(WIRE_DTYPES.values())

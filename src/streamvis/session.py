@@ -36,6 +36,8 @@ from .plots.figures import make_figure, page_data, page_frame, wants_webgl
 from .plots.raster import viewport
 from .state import PlotState, RunState
 
+__all__ = ["LARGE_INTERVAL", "LARGE_POINTS", "LARGE_SHARE", "DocumentView"]
+
 log = logging.getLogger(__name__)
 
 LARGE_POINTS = 5000  # a replace of this many points costs the page visible work...

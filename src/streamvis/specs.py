@@ -16,6 +16,28 @@ from typing import Any, Literal
 from .errors import ArgumentError, ShapeError, UnknownPlot
 from .protocol import check_name
 
+__all__ = [
+    "MAX_AXIS",
+    "MAX_GRID_COLUMNS",
+    "MAX_LAYOUT_CELLS",
+    "MAX_TANDEM_LINES",
+    "PLOT_KINDS",
+    "Cell",
+    "ColorSpec",
+    "GridSpec",
+    "PlotKind",
+    "PlotSpec",
+    "check_compatible",
+    "check_in_layout",
+    "check_int",
+    "check_layout",
+    "data_shape",
+    "merge_layout",
+    "normalize",
+    "resolve_palette",
+    "sample_palette",
+]
+
 PlotKind = Literal["scatter", "multi_lines", "tandem_lines"]
 PLOT_KINDS: tuple[PlotKind, ...] = ("scatter", "multi_lines", "tandem_lines")
 

@@ -38,6 +38,8 @@ from .specs import (
     normalize,
 )
 
+__all__ = ["Admitted", "PlotState", "RunState"]
+
 log = logging.getLogger(__name__)
 
 

@@ -21,6 +21,22 @@ import numpy as np
 
 from ..specs import MAX_TANDEM_LINES, GridSpec, PlotSpec
 
+__all__ = [
+    "Columns",
+    "Extent",
+    "LineEnds",
+    "Points",
+    "color_levels",
+    "extent_of",
+    "index_along",
+    "line_columns",
+    "per_line",
+    "plot_columns",
+    "points",
+    "scatter_columns",
+    "tandem_columns",
+]
+
 Columns = dict[str, np.ndarray]
 Extent = tuple[float, float]
 

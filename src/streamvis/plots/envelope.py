@@ -17,6 +17,20 @@ import numpy as np
 
 from .columns import Columns
 
+__all__ = [
+    "BUCKETS",
+    "DETAIL_ROWS",
+    "TAIL_ROWS",
+    "Buckets",
+    "Envelope",
+    "concat",
+    "detail",
+    "join",
+    "merge_pairs",
+    "summarize",
+    "to_columns",
+]
+
 BUCKETS = 512  # an envelope keeps from BUCKETS to 2 * BUCKETS buckets
 DETAIL_ROWS = 4 * BUCKETS  # at most this many rows are shown as they are
 TAIL_ROWS = 64  # rows not yet in a whole bucket: shown as they are up to this many

@@ -28,6 +28,19 @@ from .raster import (
     rasterize_segments,
 )
 
+__all__ = [
+    "CELL_HEIGHT",
+    "CELL_WIDTH",
+    "FIG_KWARGS",
+    "LINE_WIDTH",
+    "WEBGL_POINTS",
+    "check_fig_kwargs",
+    "make_figure",
+    "page_data",
+    "page_frame",
+    "wants_webgl",
+]
+
 CELL_WIDTH, CELL_HEIGHT = 440, 340
 LINE_WIDTH = 1  # wider lines take 2.5x as long to rasterize in a canvas drawn without a GPU
 # WebGL pays a full-canvas copy per renderer on every paint: worth it for many points only,

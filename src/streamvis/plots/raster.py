@@ -14,6 +14,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = [
+    "DEFAULT_PIXELS",
+    "MARKER_ALPHA",
+    "MARKER_SIZE",
+    "MAX_PIXELS",
+    "RANGE_PADDING",
+    "RASTER_POINTS",
+    "RASTER_SEGMENTS",
+    "Bounds",
+    "PageFrame",
+    "Viewport",
+    "auto_view",
+    "bounds_of",
+    "color_keys",
+    "packed_rgba",
+    "rasterize",
+    "rasterize_segments",
+    "viewport",
+]
+
 RASTER_POINTS = 20_000  # scatters with this many points are drawn as an image...
 RASTER_SEGMENTS = 10_000  # ...and line plots with this many segments (each paints faster)
 MARKER_SIZE = 5  # the diameter in pixels of a marker, as the page draws scatters
