@@ -97,6 +97,11 @@ def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | N
             parser.error(f"--token_file {args.token_file!r} is empty: write the token in it")
         return token
     if args.token is not None:
+        print(
+            "streamvis_server: --token shows the token to every user of `ps`; "
+            "prefer STREAMVIS_TOKEN or --token_file",
+            file=sys.stderr,
+        )
         return str(args.token) or None
     return os.environ.get("STREAMVIS_TOKEN") or None
 
