@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -214,3 +215,37 @@ def test_ports_open_before_the_stored_runs_are_read(
         assert client.flush(timeout=scaled(10))
         assert srv.hub.runs["kept"].plots["loss"].data.view()["x"].tolist() == list(range(20))
         client.close()
+
+
+def test_a_run_deleted_while_the_stored_runs_are_read_stays_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with (
+        serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as first,
+        Client(f"127.0.0.1:{first.ingest_port}", "gone") as client,
+    ):
+        client.set_layout({"loss": (0, 0, 1, 1)})
+        client.tandem_lines("loss", 0, np.zeros(2))
+        assert client.flush(timeout=10)
+    reading = threading.Event()
+
+    def slow_current(store: RunStore) -> Iterator[Frame]:
+        assert reading.wait(scaled(10))
+        yield from real_current(store)
+
+    real_current = RunStore.current
+    monkeypatch.setattr(RunStore, "current", slow_current)
+    with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path, wait_loaded=False) as srv:
+        answer: list[int] = []
+        url = f"http://127.0.0.1:{srv.bokeh_port}/runs/gone"
+        request = urllib.request.Request(url, method="DELETE")
+        deleting = threading.Thread(
+            target=lambda: answer.append(urllib.request.urlopen(request, timeout=20).status)
+        )
+        deleting.start()
+        deleting.join(0.3)
+        assert deleting.is_alive()  # it waits for the reading, which uses the run's store
+        reading.set()
+        deleting.join(scaled(10))
+        assert answer == [200]
+        assert "gone" not in srv.hub.runs and not (tmp_path / "runs" / "gone.sqlite").exists()

@@ -223,3 +223,18 @@ def test_frames_stay_stored_once_when_thinning_fails(
     again = reopened(tmp_path)
     assert again.runs["r"].plots["loss"].data.view()["x"].tolist() == list(range(20))
     again.close()
+
+
+def test_plots_the_last_layout_dropped_are_not_read_at_start(
+    tmp_path: Path, sender: Sender, caplog: pytest.LogCaptureFixture
+) -> None:
+    for step in range(100):
+        sender.tandem(step)
+    sender.send("layout", cells={"pts": [0, 0, 1, 1]})  # loss has no place any more
+    sender.scatter(3)
+    sender.hub.close()
+    with caplog.at_level(logging.WARNING):
+        again = reopened(tmp_path)
+    assert set(again.runs["r"].plots) == {"pts"}
+    assert not [r for r in caplog.records if "skipped stored frame" in r.getMessage()]
+    again.close()

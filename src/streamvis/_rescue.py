@@ -25,6 +25,16 @@ _RECORD = struct.Struct(">II")  # a 0.1 log record: length, crc32
 _DAMAGE = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}  # what damage looks like, not a lock or a limit
 
 
+def _is_damage(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the file is damaged (not locked, or short of handles)."""
+    name = getattr(exc, "sqlite_errorname", None)  # Python 3.11 and later
+    if name is not None:
+        return name in _DAMAGE
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.OperationalError
+    )
+
+
 def damage(path: Path) -> list[str]:
     """What SQLite's own integrity check finds wrong with the database at ``path`` (none:
     an empty list). Raises sqlite3.Error if it cannot tell (locked, no file handles, no
@@ -36,7 +46,7 @@ def damage(path: Path) -> list[str]:
         finally:
             db.close()
     except sqlite3.Error as exc:
-        if getattr(exc, "sqlite_errorname", None) in _DAMAGE:
+        if _is_damage(exc):
             return [str(exc)]
         raise
     return [] if problems == ["ok"] else problems

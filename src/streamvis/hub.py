@@ -9,9 +9,10 @@ messages that queue up meanwhile in one transaction.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import StreamvisError
 from .state import Admitted, RunState
@@ -40,6 +41,7 @@ class Hub:
         self._views: dict[str, set[View]] = {}
         self._writer: Writer | None = None
         self.loaded: asyncio.Future[None] | None = None  # done once the stored runs are read
+        self._appenders: dict[str, Callable[[Sequence[Any]], None]] = {}
 
     def write_behind(self) -> None:
         """Store on a thread of its own from now on (call on the serving loop)."""
@@ -59,10 +61,17 @@ class Hub:
         for run, state in self._read():
             self.runs[run] = state
 
-    async def load_behind(self) -> None:
-        """Read the stored runs on a thread, each shown once read; ingest waits meanwhile
-        (:attr:`loaded`), pages say they are loading. The loop goes on serving."""
+    def begin_loading(self) -> None:
+        """Say that the stored runs are about to be read (before the ports open)."""
         self.loaded = asyncio.get_running_loop().create_future()
+
+    async def load_behind(self) -> None:
+        """Read the stored runs on a thread, each shown once read; ingest and deletes wait
+        meanwhile (:attr:`loaded`), pages say they are loading. The loop goes on serving."""
+        if self.loaded is None or self.loaded.done():
+            self.begin_loading()
+        loaded = self.loaded
+        assert loaded is not None
         loop = asyncio.get_running_loop()
 
         def read() -> None:
@@ -71,8 +80,13 @@ class Hub:
 
         try:
             await asyncio.to_thread(read)
+        except Exception:  # a bug of ours: the server goes on with what was read
+            log.exception("reading the stored runs failed")
         finally:
-            self.loaded.set_result(None)
+            loaded.set_result(None)
+            for views in list(self._views.values()):  # pages still waiting may now say why
+                for view in list(views):
+                    view.notify({""})
 
     def _install(self, run: str, state: RunState) -> None:
         self.runs[run] = state
@@ -94,7 +108,7 @@ class Hub:
                         log.warning("run %r: skipped stored frame %d: %s", run, frame.seq, exc)
                     count += 1
                 state.merge_seqs(stored.last_seqs())
-            except StreamvisError as exc:  # one unreadable run stops no other
+            except Exception as exc:  # one unreadable run stops no other
                 log.error("run %r cannot be read: %s", run, exc)
                 continue
             log.info("loaded run %r: %d frames, %d plots", run, count, len(state.plots))
@@ -153,7 +167,17 @@ class Hub:
             else:
                 finish(None)
         else:  # off the loop, and with the messages queued behind it, in one transaction
-            writer.append(store.open(run).append, frames, run, finish)
+            writer.append(self._appender(run), frames, run, finish)
+
+    def _appender(self, run: str) -> Callable[[Sequence[Any]], None]:
+        """What appends ``run``'s frames, opening its store on the writer's thread; the same
+        object each time, so that queued appends of the run are written together."""
+        appender = self._appenders.get(run)
+        if appender is None:
+            store = self.store
+            assert store is not None
+            appender = self._appenders[run] = functools.partial(_append, store, run)
+        return appender
 
     async def delete(self, run: str) -> bool:
         """Forget a run and delete its store; False if there was no such run.
@@ -161,6 +185,8 @@ class Hub:
         Raises StreamvisError if its files could not be deleted (that failure is this
         call's: the run's clients never hear of it).
         """
+        if self.loaded is not None:
+            await asyncio.shield(self.loaded)  # the loader may be reading this run's store
         existed = self.runs.pop(run, None) is not None
         if self.store is not None:
             store = self.store
@@ -198,3 +224,7 @@ class Hub:
     def run_names(self) -> list[str]:
         """Every run the server holds, sorted."""
         return sorted(self.runs)
+
+
+def _append(store: Store, run: str, frames: Sequence[Any]) -> None:
+    store.open(run).append(frames)

@@ -175,6 +175,7 @@ class Ingest:
                 state.restoring.pop(frame.cid, None)  # restored, or resent after a reconnect
             else:
                 continue  # sent before the client heard it must restore: it resends it
+            state.senders[frame.cid] = connection
             admitted, refusal = self._admit(state, frame)
             if refusal is not None:
                 if connection not in self._restorers:

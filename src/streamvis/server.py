@@ -118,6 +118,7 @@ class StreamvisServer:
     async def start(self, *, wait_loaded: bool = False) -> None:
         """Start listening on both ports; returns at once (the loop keeps serving) while the
         stored runs are read on a thread; ``wait_loaded`` returns once they are."""
+        self.hub.begin_loading()
         sockets, self._bokeh_port = bind_sockets(self.host, self._requested_ports[1])
         try:
             hosts = [f"{h}:{self._bokeh_port}" for h in ("localhost", "127.0.0.1", self.host)]

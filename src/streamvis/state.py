@@ -200,6 +200,7 @@ class RunState:
     last_seq: dict[str, int] = field(default_factory=dict)
     # clients whose plot lost its place -> the connection that was told to restore it
     restoring: dict[str, object] = field(default_factory=dict)
+    senders: dict[str, object] = field(default_factory=dict)  # client -> its last connection
     _specs: dict[str, tuple[Any, Any, PlotSpec]] = field(default_factory=dict)
     _cells: dict[str, Cell] | None = None  # as admitted
     _placed: dict[str, _Placed] = field(default_factory=dict)  # as admitted
@@ -301,8 +302,12 @@ class RunState:
 
     def rollback(self) -> None:
         """Forget what was admitted but not applied (storing it failed, and so does storing
-        everything admitted after it)."""
+        everything admitted after it). Every client with frames among them is fenced off
+        on the connection that sent them, until it resends them (see ``restoring``)."""
         self.epoch += 1
+        for cid, seq in self._admitted.items():
+            if seq > self.last_seq.get(cid, -1) and cid in self.senders:
+                self.restoring[cid] = self.senders[cid]
         self._cells = self.cells
         self._placed = {
             name: _Placed(plot.spec, plot.shape, plot.fig_kwargs)

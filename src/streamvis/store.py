@@ -22,6 +22,7 @@ the run, and the damage is reported once with its extent. One damaged run stops 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -225,21 +226,29 @@ class RunStore:
         (layout,) = db.execute(
             "SELECT max(id) FROM frames WHERE op = 'layout' AND id > ?", (cleared,)
         ).fetchone()
+        if layout is None:
+            return  # nothing can be placed
+        (data,) = db.execute("SELECT frame FROM frames WHERE id = ?", (layout,)).fetchone()
+        try:
+            placed = sorted(protocol.decode(data, TRUSTED).opts.get("cells", {}))
+        except ProtocolError:
+            placed = []
         plots = db.execute(
             """
             WITH starts AS (
                 SELECT plot, coalesce(max(CASE WHEN replace THEN id END), :cleared) AS start,
                        max(CASE WHEN fig THEN id END) AS fig
-                FROM frames WHERE op = 'plot' AND id > :cleared GROUP BY plot
+                FROM frames WHERE op = 'plot' AND id > :cleared
+                AND plot IN (SELECT value FROM json_each(:placed)) GROUP BY plot
             )
             SELECT fig FROM starts WHERE fig < start
             UNION SELECT frames.id FROM frames JOIN starts USING (plot)
                   WHERE frames.id >= starts.start
             ORDER BY 1
             """,
-            {"cleared": cleared},
+            {"cleared": cleared, "placed": json.dumps(placed)},
         )
-        ids = ([layout] if layout is not None else []) + [row[0] for row in plots]
+        ids = [layout] + [row[0] for row in plots]
         for start in range(0, len(ids), 512):  # blobs by id, a few at a time
             chunk = ids[start : start + 512]
             marks = ",".join("?" * len(chunk))
