@@ -30,9 +30,7 @@ def _is_damage(exc: sqlite3.Error) -> bool:
     name = getattr(exc, "sqlite_errorname", None)  # Python 3.11 and later
     if name is not None:
         return name in _DAMAGE
-    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
-        exc, sqlite3.OperationalError
-    )
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
 
 
 def damage(path: Path) -> list[str]:
