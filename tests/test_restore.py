@@ -275,3 +275,52 @@ async def test_frames_resent_while_their_first_copy_is_stored_wait_for_its_fate(
     assert replies[0]["seq"] == 1 and not any("ack" in reply for reply in replies)
     await on_first
     hub.close()
+
+
+async def test_a_failed_write_fences_off_every_client_with_frames_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first_fails, other_run = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def append(store: RunStore, frames: Any) -> None:
+        calls.append(store.path.stem)
+        if store.path.stem == "r" and calls.count("r") == 1:
+            assert first_fails.wait(10)
+            raise StoreError("database or disk is full")
+        if store.path.stem == "s":
+            assert other_run.wait(10)  # another run's slow write, ahead of y's frames
+        real_append(store, frames)
+
+    real_append = RunStore.append
+    monkeypatch.setattr(RunStore, "append", append)
+    hub = Hub(Store(tmp_path))
+    hub.write_behind()
+    ingest = Ingest(hub, Guard("127.0.0.1", None), DEFAULT_LIMITS, max_connections=8)
+    x, y, z = object(), object(), object()
+    ingest._restorers |= {x, y, z}
+    cells = {"cells": {"a": [0, 0, 1, 1], "b": [0, 1, 1, 1]}}
+    for run in ("r", "s"):
+        hub.state(run).apply(Frame("layout", run, "setup", 0, opts=cells))
+    spec = PlotSpec("scatter", append=True).to_wire()
+
+    def points(run: str, cid: str, plot: str, *seqs: int) -> bytes:
+        return b"".join(
+            encode(Frame("plot", run, cid, s, plot, spec, (np.ones((1, 2)),), ack=s == seqs[-1]))
+            for s in seqs
+        )
+
+    on_x = ingest.receive(points("r", "x", "a", 1, 2), None, x)
+    await asyncio.sleep(0.05)  # the writer is storing x's frames
+    on_z = ingest.receive(points("s", "z", "a", 1), None, z)
+    on_y = ingest.receive(points("r", "y", "b", 1, 2), None, y)  # in flight behind z's
+    first_fails.set()
+    assert [r.get("code") for r in await asyncio.wait_for(on_x, 10)] == [UNSTORED]
+    later = ingest.receive(points("r", "y", "b", 3), None, y)  # y has not heard yet
+    assert await asyncio.wait_for(later, 10) == []  # ignored: it must not be stored past 1-2
+    other_run.set()
+    replies = await asyncio.wait_for(on_y, 10)
+    assert [(r.get("code"), r.get("seq")) for r in replies] == [(UNSTORED, 1)]
+    assert await asyncio.wait_for(on_z, 10) == [{"ack": 1}]
+    assert "b" not in hub.runs["r"].plots  # nothing of y's was stored or shown
+    hub.close()
