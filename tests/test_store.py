@@ -9,6 +9,7 @@ import os
 import sqlite3
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,27 @@ def test_plots_the_last_layout_dropped_are_not_read_at_start(
     assert set(again.runs["r"].plots) == {"pts"}
     assert not [r for r in caplog.records if "skipped stored frame" in r.getMessage()]
     again.close()
+
+
+def test_a_run_unreadable_at_start_is_read_when_its_client_sends(
+    tmp_path: Path, sender: Sender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for step in range(5):
+        sender.tandem(step)
+    sender.hub.close()
+    locked = [True]
+
+    def current(store: RunStore) -> Iterator[Frame]:
+        if locked[0]:
+            raise sqlite3.OperationalError("database is locked")  # a backup holds it, say
+        yield from real_current(store)
+
+    real_current = RunStore.current
+    monkeypatch.setattr(RunStore, "current", current)
+    hub = reopened(tmp_path)
+    assert "r" not in hub.runs
+    locked[0] = False
+    state = hub.state("r")  # its client's next frame: the run is read now, not started anew
+    assert state.plots["loss"].data.view()["x"].tolist() == list(range(5))
+    assert state.is_duplicate(Frame("sync", "r", "c", sender.seq - 1))  # resends are known
+    hub.close()

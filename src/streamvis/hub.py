@@ -42,6 +42,7 @@ class Hub:
         self._writer: Writer | None = None
         self.loaded: asyncio.Future[None] | None = None  # done once the stored runs are read
         self._appenders: dict[str, Callable[[Sequence[Any]], None]] = {}
+        self._unread: set[str] = set()  # stored runs that could not be read (locked, say)
 
     def write_behind(self) -> None:
         """Store on a thread of its own from now on (call on the serving loop)."""
@@ -93,30 +94,45 @@ class Hub:
         self._notify(run, {""})
 
     def _read(self) -> Iterator[tuple[str, RunState]]:
-        """Each stored run's state, as it shows now (runs that cannot be read are skipped)."""
+        """Each stored run's state, as it shows now (runs that cannot be read are skipped,
+        and tried again when a client sends to them)."""
         if self.store is None:
             return
         for run in self.store.runs():
-            try:
-                stored = self.store.open(run)
-                state = RunState(run)
-                count = 0
-                for frame in stored.current():
-                    try:
-                        state.apply(frame, replay=True)
-                    except StreamvisError as exc:
-                        log.warning("run %r: skipped stored frame %d: %s", run, frame.seq, exc)
-                    count += 1
-                state.merge_seqs(stored.last_seqs())
-            except Exception as exc:  # one unreadable run stops no other
-                log.error("run %r cannot be read: %s", run, exc)
-                continue
-            log.info("loaded run %r: %d frames, %d plots", run, count, len(state.plots))
-            yield run, state
+            state = self._read_run(run)
+            if state is not None:
+                yield run, state
+
+    def _read_run(self, run: str) -> RunState | None:
+        """The stored state of ``run`` (None if it cannot be read now)."""
+        assert self.store is not None
+        try:
+            stored = self.store.open(run)
+            state = RunState(run)
+            count = 0
+            for frame in stored.current():
+                try:
+                    state.apply(frame, replay=True)
+                except StreamvisError as exc:
+                    log.warning("run %r: skipped stored frame %d: %s", run, frame.seq, exc)
+                count += 1
+            state.merge_seqs(stored.last_seqs())
+        except Exception as exc:  # one unreadable run stops no other
+            log.error("run %r cannot be read: %s", run, exc)
+            self._unread.add(run)
+            return None
+        self._unread.discard(run)
+        log.info("loaded run %r: %d frames, %d plots", run, count, len(state.plots))
+        return state
 
     def state(self, run: str) -> RunState:
-        """The state of ``run``, created empty if new."""
+        """The state of ``run``, created empty if new. A stored run that could not be read
+        at start-up is read now (its clients' resent frames must be known as such)."""
         state = self.runs.get(run)
+        if state is None and run in self._unread:
+            state = self._read_run(run)
+            if state is not None:
+                self.runs[run] = state
         if state is None:
             state = self.runs[run] = RunState(run)
             log.info("new run %r", run)
