@@ -184,25 +184,36 @@ def test_a_full_disk_keeps_the_data_waiting_and_delivers_it_once_space_frees(
             assert run.plots["pts"].data.view()["x"][::16_384].tolist() == list(range(0, 200, 8))
 
 
+def stored_run(directory: Path, run: str, steps: int) -> None:
+    """Store ``steps`` steps of a loss plot for ``run`` in ``directory``."""
+    with (
+        serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=directory) as srv,
+        Client(f"127.0.0.1:{srv.ingest_port}", run) as client,
+    ):
+        client.set_layout({"loss": (0, 0, 1, 1)})
+        for step in range(steps):
+            client.tandem_lines("loss", step, np.zeros(2))
+        assert client.flush(timeout=10)
+
+
+def slow_reading(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Make the stored runs take until the returned event is set to read (a large run)."""
+    reading = threading.Event()
+    real_current = RunStore.current
+
+    def slow_current(store: RunStore) -> Iterator[Frame]:
+        assert reading.wait(scaled(10))
+        yield from real_current(store)
+
+    monkeypatch.setattr(RunStore, "current", slow_current)
+    return reading
+
+
 def test_ports_open_before_the_stored_runs_are_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with (
-        serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as first,
-        Client(f"127.0.0.1:{first.ingest_port}", "kept") as client,
-    ):
-        client.set_layout({"loss": (0, 0, 1, 1)})
-        for step in range(10):
-            client.tandem_lines("loss", step, np.zeros(2))
-        assert client.flush(timeout=10)
-    reading = threading.Event()
-
-    def slow_current(store: RunStore) -> Iterator[Frame]:
-        assert reading.wait(scaled(10))  # a large run, still being read
-        yield from real_current(store)
-
-    real_current = RunStore.current
-    monkeypatch.setattr(RunStore, "current", slow_current)
+    stored_run(tmp_path, "kept", 10)
+    reading = slow_reading(monkeypatch)
     with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path, wait_loaded=False) as srv:
         client = Client(f"127.0.0.1:{srv.ingest_port}", "kept", exit_timeout=5)
         assert client._transport.connected.wait(scaled(10))  # the ingest port is open...
@@ -220,21 +231,8 @@ def test_ports_open_before_the_stored_runs_are_read(
 def test_a_run_deleted_while_the_stored_runs_are_read_stays_deleted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with (
-        serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as first,
-        Client(f"127.0.0.1:{first.ingest_port}", "gone") as client,
-    ):
-        client.set_layout({"loss": (0, 0, 1, 1)})
-        client.tandem_lines("loss", 0, np.zeros(2))
-        assert client.flush(timeout=10)
-    reading = threading.Event()
-
-    def slow_current(store: RunStore) -> Iterator[Frame]:
-        assert reading.wait(scaled(10))
-        yield from real_current(store)
-
-    real_current = RunStore.current
-    monkeypatch.setattr(RunStore, "current", slow_current)
+    stored_run(tmp_path, "gone", 1)
+    reading = slow_reading(monkeypatch)
     with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path, wait_loaded=False) as srv:
         answer: list[int] = []
         url = f"http://127.0.0.1:{srv.bokeh_port}/runs/gone"
