@@ -15,10 +15,9 @@ from pathlib import Path
 from . import protocol
 from .errors import ProtocolError
 
-__all__ = ["TRUSTED", "damage", "legacy_frames", "readable", "with_layout"]
+__all__ = ["damage", "legacy_frames", "readable", "with_layout"]
 
-# Stored frames were accepted under whatever limits the server had then.
-TRUSTED = protocol.Limits(max_frame_bytes=2**62, max_header_bytes=2**30, max_arrays=2**16)
+
 _RECORD = struct.Struct(">II")  # a 0.1 log record: length, crc32
 
 
@@ -82,7 +81,7 @@ def readable(path: Path) -> Iterator[tuple[protocol.Frame, bytes]]:
                 return
             last, data = row
             try:
-                yield protocol.decode(data, TRUSTED), data
+                yield protocol.decode(data, protocol.TRUSTED_LIMITS), data
             except ProtocolError:
                 continue
     finally:
@@ -107,13 +106,13 @@ def legacy_frames(path: Path) -> Iterator[tuple[protocol.Frame, bytes]]:
     with open(path, "rb") as file:  # read a record at a time: a foreign file may be huge
         while len(prefix := file.read(_RECORD.size)) == _RECORD.size:
             length, crc = _RECORD.unpack(prefix)
-            if length > TRUSTED.max_frame_bytes:
+            if length > protocol.TRUSTED_LIMITS.max_frame_bytes:
                 return
             body = file.read(length)
             if len(body) < length or zlib.crc32(body) != crc:
                 return
             try:
-                frame = protocol.decode(body, TRUSTED)
+                frame = protocol.decode(body, protocol.TRUSTED_LIMITS)
             except ProtocolError:
                 return
             yield frame, body  # a sync record carries a client's last seq

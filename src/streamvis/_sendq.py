@@ -29,7 +29,6 @@ BATCH_FRAMES = 64
 BATCH_BYTES = 8 * 2**20
 MAX_RESTORES = 3  # times a frame is resent after its plot lost its place, at most
 RETRY = (1.0, 30.0)  # seconds before restored frames go again, while restores recur
-_TRUSTED = protocol.Limits(max_frame_bytes=2**62, max_header_bytes=2**30, max_arrays=2**16)
 
 
 class Done(Protocol):
@@ -383,7 +382,7 @@ class SendQueue:
     def _unsent(sent: Sent, refused: bool) -> Outgoing:
         """The item ``sent`` was made from, to send again (holding ``sent``'s buffer);
         ``refused`` counts one more refusal of it."""
-        frame = protocol.decode(sent.data, _TRUSTED)
+        frame = protocol.decode(sent.data, protocol.TRUSTED_LIMITS)
         return Outgoing(
             frame.op,
             frame.name,

@@ -75,7 +75,6 @@ class Transport:
         self.connected = threading.Event()
         self.reports = Reports(strict)
         self.refused: ServerError | None = None  # the server refuses this client itself
-        self.dropped = 0  # calls dropped meanwhile
         self.pool = BufferPool(min(_POOL_BYTES, max_buffer_bytes // 8))
         self.queue = SendQueue(
             run, cid, self.pool, replace_interval=replace_interval, max_bytes=max_buffer_bytes
@@ -108,7 +107,7 @@ class Transport:
         with self._lock:
             queue.keep_layout(item)
             if self.refused is not None and item.op != "sync":
-                self.dropped += 1  # kept, it would only fill the buffer until calls block
+                # dropped: kept, it would only fill the buffer until calls block
                 if item.buffer is not None:
                     self.pool.give(item.buffer)
                 return

@@ -17,6 +17,9 @@ rejection with ``"code": "unplaced"`` means the plot has no place in the run's l
 (the run was deleted, cleared or laid out anew by someone else): the server then ignores that
 client's frames from ``seq`` on, unacknowledged, until one arrives marked ``restore``, and the
 client resends them after its own layout, so nothing is lost and nothing is applied twice.
+``"code": "unstored"`` means the same for frames the server could not store (a full disk):
+the client resends them, marked ``restore``, after a pause. A client says it can do both
+with the handshake header ``X-Streamvis-Restores: 1``; others are refused as before.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import msgpack
 import numpy as np
@@ -41,6 +44,7 @@ __all__ = [
     "MAX_FRAME_HEADER",
     "OPS",
     "RESTORES_HEADER",
+    "TRUSTED_LIMITS",
     "UNPLACED",
     "UNSTORED",
     "VERSION",
@@ -56,6 +60,7 @@ __all__ = [
     "encode",
     "encode_head",
     "encode_reply",
+    "is_name",
     "padded",
 ]
 
@@ -63,9 +68,14 @@ VERSION = 1
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
 
 
+def is_name(name: object) -> TypeGuard[str]:
+    """Whether ``name`` is a valid run or plot name."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
 def check_name(name: object, what: str) -> str:
     """Return ``name`` if it is a valid run or plot name, else raise ArgumentError."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not is_name(name):
         raise ArgumentError(
             f"{what} {name!r} is not a valid name: use 1 to 64 letters, digits, '_', '.' or '-', "
             "not starting with '.' or '-'"
@@ -105,6 +115,10 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+# Stored and resent frames were accepted (or made) under whatever limits held then.
+TRUSTED_LIMITS = Limits(max_frame_bytes=2**62, max_header_bytes=2**30, max_arrays=2**16)
 
 
 @dataclass(frozen=True)

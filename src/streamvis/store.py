@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from . import protocol
-from ._rescue import TRUSTED, damage, legacy_frames, readable, with_layout
+from ._rescue import damage, legacy_frames, readable, with_layout
 from .errors import ArgumentError, ProtocolError, StoreError
-from .protocol import check_name
+from .protocol import check_name, is_name
 
 __all__ = ["DEFAULT_BUDGET", "FOLDER", "SUFFIX", "RunStore", "Store", "StoreError", "Stored"]
 
@@ -230,7 +230,7 @@ class RunStore:
             return  # nothing can be placed
         (data,) = db.execute("SELECT frame FROM frames WHERE id = ?", (layout,)).fetchone()
         try:
-            placed = sorted(protocol.decode(data, TRUSTED).opts.get("cells", {}))
+            placed = sorted(protocol.decode(data, protocol.TRUSTED_LIMITS).opts.get("cells", {}))
         except ProtocolError:
             placed = []
         plots = db.execute(
@@ -283,7 +283,7 @@ class RunStore:
         damaged: list[int] = []
         for frame_id, at, step, data in rows:
             try:
-                frame = protocol.decode(data, TRUSTED)
+                frame = protocol.decode(data, protocol.TRUSTED_LIMITS)
             except ProtocolError:  # damaged on disk, or another streamvis version's
                 damaged.append(frame_id)
                 continue
@@ -297,10 +297,6 @@ class RunStore:
                 damaged[-1],
                 self.path.name,
             )
-
-    def size(self) -> int:
-        """Bytes the run takes on disk (its database and write-ahead log)."""
-        return sum(p.stat().st_size for p in _files(self.path) if p.exists())
 
     def close(self) -> None:
         """Close the database: its readers and its writer."""
@@ -376,7 +372,7 @@ class Store:
     def runs(self) -> list[str]:
         """The runs that have a database, by name."""
         names = (p.name[: -len(SUFFIX)] for p in self.folder.glob(f"*{SUFFIX}"))
-        return sorted(n for n in names if _is_name(n))
+        return sorted(n for n in names if is_name(n))
 
     def open(self, run: str) -> RunStore:
         """The database of ``run`` (created if new; checked, and rebuilt if damaged)."""
@@ -407,7 +403,7 @@ class Store:
         """Copy the runs of streamvis 0.1 logs (``RUN.log`` beside ``runs/``) in, once."""
         for path in sorted(self.directory.glob(f"*{_LEGACY}")):
             run = path.name[: -len(_LEGACY)]
-            if not _is_name(run) or (self.folder / f"{run}{SUFFIX}").exists():
+            if not is_name(run) or (self.folder / f"{run}{SUFFIX}").exists():
                 continue
             try:
                 count = self._migrate_one(run, path)
@@ -445,14 +441,6 @@ class Store:
             if old.exists():
                 os.replace(old, new)
         return count
-
-
-def _is_name(name: str) -> bool:
-    try:
-        check_name(name, "run name")
-    except ArgumentError:
-        return False
-    return True
 
 
 def _checked(path: Path, budget: int) -> RunStore:

@@ -92,6 +92,16 @@ def _why(status: int, message: str, login: bool = False) -> dict[str, Any]:
     return {"status": status, "message": message, "login": login}
 
 
+def _other_arguments(request: httputil.HTTPServerRequest) -> list[tuple[str, str]]:
+    """The address's arguments but the token, in order."""
+    return [
+        (k, v.decode("utf-8", "replace"))
+        for k, values in request.query_arguments.items()
+        if k != "token"
+        for v in values
+    ]
+
+
 def _query_token(request: httputil.HTTPServerRequest) -> str | None:
     values = request.query_arguments.get("token")
     return values[-1].decode("utf-8", "replace") if values else None
@@ -108,11 +118,8 @@ _LOGIN_PAGE = """<!doctype html><title>streamvis: token needed</title>
 def _login_page(request: httputil.HTTPServerRequest) -> str:
     """The page asking for the token; submitting it keeps the address's other arguments."""
     fields = "".join(
-        f'<input type="hidden" name="{html.escape(k)}" '
-        f'value="{html.escape(v.decode("utf-8", "replace"))}">'
-        for k, values in request.query_arguments.items()
-        if k != "token"
-        for v in values
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in _other_arguments(request)
     )
     return _LOGIN_PAGE.format(fields=fields)
 
@@ -142,12 +149,7 @@ class _TakeToken(RequestHandler):
     def prepare(self) -> None:
         name, value = self.cookie
         self.set_cookie(name, value, httponly=True, samesite="Strict", path="/")
-        query = [
-            (k, v.decode("utf-8", "replace"))
-            for k, values in self.request.query_arguments.items()
-            if k != "token"
-            for v in values
-        ]
+        query = _other_arguments(self.request)
         path = "/" + self.request.path.lstrip("/")  # "//host/" would leave this server
         target = path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         self.redirect(target)
