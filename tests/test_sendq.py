@@ -34,6 +34,7 @@ def submit(queue: SendQueue, *items: Outgoing) -> None:
 def send(queue: SendQueue, now: float = 0.0) -> list[Sent]:
     batch, _ = queue.take(now)
     frames, errors = queue.encode(batch)
+    queue.keep(frames, batch)
     assert not errors
     return frames
 

@@ -6,7 +6,8 @@ acknowledged, gives them back to be resent after a reconnect, and acts on the se
 answers: a frame whose plot lost its place (or that could not be stored) is sent again with
 everything after it, after the client's layout (or a pause). Time comes in as ``now``;
 what to send, and what to tell the caller, go out as return values. The transport
-(:mod:`_transport`) holds a lock around every call and does the I/O.
+(:mod:`_transport`) holds a lock around every call but :meth:`SendQueue.encode`, which
+touches only the sender's own state, and does the I/O.
 """
 
 from __future__ import annotations
@@ -240,13 +241,17 @@ class SendQueue:
         return item.nbytes
 
     def encode(self, batch: list[Outgoing]) -> tuple[list[Sent], list[ServerError]]:
-        """Number and encode ``batch`` (the last frame asks for an ack) and keep the frames
-        until acknowledged; with the errors of frames that could not be (sent as syncs)."""
+        """Number and encode ``batch`` (the last frame asks for an ack); with the errors of
+        frames that could not be (sent as syncs). Only the sender calls it, so it needs no
+        lock: callers go on queueing while it copies; :meth:`keep` then holds the frames."""
         errors: list[ServerError] = []
         frames = [self._encode(item, i == len(batch) - 1, errors) for i, item in enumerate(batch)]
+        return frames, errors
+
+    def keep(self, frames: list[Sent], batch: list[Outgoing]) -> None:
+        """Keep ``batch``'s encoded ``frames`` until acknowledged."""
         self._unacked.extend(frames)
         self.buffered += sum(len(f.data) for f in frames) - sum(i.nbytes for i in batch)
-        return frames, errors
 
     def _encode(self, item: Outgoing, ack: bool, errors: list[ServerError]) -> Sent:
         seq = self._seq

@@ -309,8 +309,9 @@ class Transport:
     async def _send(self, ws: ClientConnection, batch: list[Outgoing]) -> None:
         # Every frame is numbered and kept before the first is sent: if the connection
         # drops midway, the rest of the batch is resent after reconnecting, not lost.
+        frames, errors = self.queue.encode(batch)  # outside the lock: callers are not held up
         with self._lock:
-            frames, errors = self.queue.encode(batch)
+            self.queue.keep(frames, batch)
         for error in errors:
             self.reports.report(error)
         await self._write(ws, frames)
