@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +12,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 
-from browser import COLUMN_JS, Page
+from browser import COLUMN_JS, Page, scaled
 from streamvis import Client, ColorSpec
 from streamvis.plots.envelope import BUCKETS, TAIL_ROWS
 from streamvis.plots.figures import WEBGL_POINTS
@@ -281,3 +283,34 @@ def test_a_held_back_large_replace_reaches_the_page_once_the_stream_stops(
     assert page.wait_for_line_length("loss", 40) == list(range(40))
     last = f"{COLUMN_JS}[0] === 39 && {COLUMN_JS}.length"
     assert page.wait_for(last, "pts", "x") == LARGE_POINTS
+
+
+def test_an_image_of_millions_of_segments_is_drawn_while_other_runs_go_on(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    big, other = connect("big"), connect("other")
+    big.set_layout({"segs": (0, 0, 1, 1)})
+    other.set_layout({"loss": (0, 0, 1, 1)})
+    lines = np.random.default_rng(0).uniform(0, 1, size=(64, 4097, 2)).astype(np.float32)
+    for _ in range(24):  # 6.3M segments, 256 KiB x 8 at a time: the image takes seconds
+        big.multi_lines("segs", lines, line_dims=(0,), spatial_dim=2, append=True)
+        assert big.flush(timeout=30)
+    page = browser()
+    opened = threading.Thread(
+        target=lambda: page.open(f"http://127.0.0.1:{server.bokeh_port}/?run=big")
+    )
+    opened.start()
+    waits, drawn, deadline = [], None, time.monotonic() + scaled(60)
+    for step in range(100_000):  # another run's training loop, while the image is drawn
+        started = time.monotonic()
+        other.tandem_lines("loss", step, np.array([step], np.float32))
+        assert other.flush(timeout=30)
+        waits.append(time.monotonic() - started)
+        if not opened.is_alive():
+            loaded = "window.Bokeh?.documents.length > 0"
+            drawn = page.js(f"return {loaded} && {IMAGE_JS}", "segs", 0.5, 0.5)
+            if drawn or time.monotonic() > deadline:
+                break
+    opened.join()
+    assert drawn and drawn["spot"] != 0, "the image was not drawn"
+    assert len(waits) > 5 and max(waits) < 0.5, f"flush() waited {max(waits):.2f} s"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from streamvis.plots import raster
 from streamvis.plots.raster import (
     MARKER_SIZE,
     MAX_PIXELS,
@@ -12,9 +14,11 @@ from streamvis.plots.raster import (
     Viewport,
     auto_view,
     bounds_of,
+    box_of,
     color_keys,
     packed_rgba,
     rasterize,
+    rasterize_pieces,
     rasterize_segments,
     viewport,
 )
@@ -116,3 +120,34 @@ def test_a_segment_cut_at_the_edge_of_the_view_has_no_gaps() -> None:
             a, b, c, d = (np.array([v]) for v in (x0, 0.5, x1, 0.5))
             image = rasterize_segments(a, b, c, d, view, palette)
             assert (image[150] != 0).all(), (width, x0, x1)
+
+
+def test_a_plot_in_pieces_and_batches_draws_as_it_would_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(1)
+    x0, y0 = (rng.uniform(0, 100, 3000).astype("f4") for _ in range(2))
+    x1, y1 = x0 + 2, y0 - 1  # short: within the sampling budget, which batches share
+    color = rng.integers(0, 2, 3000)
+    whole = rasterize_segments(x0, y0, x1, y1, VIEW, PALETTE, color, 2)
+    columns = {"x0": x0, "y0": y0, "x1": x1, "y1": y1, "c": color}
+    pieces = [
+        {k: v[a:b] for k, v in columns.items()} for a, b in ((0, 700), (700, 2999), (2999, 3000))
+    ]
+    for rows in (1 << 20, 1000):  # one batch, then batches of a few pieces each
+        monkeypatch.setattr(raster, "BATCH_ROWS", rows)
+        drawn = rasterize_pieces("multi_lines", pieces, VIEW, PALETTE, 2)
+        np.testing.assert_array_equal(drawn, whole)
+    points = rasterize_pieces(
+        "scatter", [{"x": x0[:10], "y": y0[:10]}, {"x": x1, "y": y1}], VIEW, PALETTE
+    )
+    both = rasterize(np.concatenate([x0[:10], x1]), np.concatenate([y0[:10], y1]), VIEW, PALETTE)
+    np.testing.assert_array_equal(points, both)
+
+
+def test_boxes_of_parts_merge_into_the_box_of_the_whole() -> None:
+    x, y = np.array([3.0, np.nan, -1.0, 7.0]), np.array([0.0, 5.0, 2.0, np.inf])
+    box = box_of(x[2:], y[2:], box_of(x[:2], y[:2]))
+    assert box == (-1.0, 3.0, 0.0, 2.0)
+    assert bounds_of(np.empty(0), np.empty(0), box) == bounds_of(x, y)
+    assert box_of(np.array([np.nan]), np.array([1.0])) is None

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import html
 import logging
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -32,7 +34,7 @@ from bokeh.models import ColumnDataSource, CustomJS, GridBox
 from bokeh.models.widgets import Div
 
 from .pageclock import PageClock
-from .plots.figures import make_figure, page_data, page_frame, wants_webgl
+from .plots.figures import image_drawer, make_figure, page_data, page_frame, wants_webgl
 from .plots.raster import viewport
 from .state import PlotState, RunState
 
@@ -85,6 +87,8 @@ class _PlotView:
     cost: float = 0.0  # seconds from sending an update with a large replace here to its echo
     window: tuple[float, float] | None = None  # the x range the page shows, once it told us
     shown: Any = None  # what the page holds of a summarized or rasterized plot (see showing)
+    drawing: Any = None  # the image being drawn off the loop: what it will show...
+    drawn: tuple[Any, dict[str, Any]] | None = None  # ...and, once drawn, it with its data
 
     def replace_wait(self, now: float) -> float:
         """Seconds until this plot may take another large replace (the least time between
@@ -240,17 +244,13 @@ class DocumentView:
         rows = None
         if view.source is None or view.version != plot.version:
             view = self._replace_figure(state, name)
+            if plot.rasterized:
+                view.caught_up(plot, None, now)
+                self._sync_image(name, view, plot, now)
+                return None
             shown = view.showing(plot)
-        elif plot.rasterized:  # an image of the page's frame: redrawn for new data or frame
-            shown = view.showing(plot)
-            if shown == view.shown:
-                return 0
-            new_data = view.generation != plot.generation or view.rows != len(plot.data)
-            wait = view.replace_wait(now)
-            if new_data and wait > 0:  # spaced as large replaces; the same data in a new view
-                # (zoom, pan, resize) is drawn at once
-                return wait
-            view.source.data = page_data(plot, view=shown[2])
+        elif plot.rasterized:
+            return self._sync_image(name, view, plot, now)
         elif view.generation != plot.generation:
             wait = view.replace_wait(now)
             if _is_large(plot) and wait > 0:
@@ -273,6 +273,50 @@ class DocumentView:
                 view.source.stream(cast(Any, plot.data.view(view.rows)))
         view.caught_up(plot, shown, now)
         return None
+
+    def _sync_image(self, name: str, view: _PlotView, plot: PlotState, now: float) -> float | None:
+        """An image of the page's frame, drawn off the loop: show the one drawn, if any, and
+        draw again if the data or the frame changed since. New data is drawn at most as
+        often as large replaces go; the same data in a new frame (zoom, pan, resize) at once.
+        Returns as :meth:`_sync` does."""
+        assert view.source is not None
+        sent = view.drawn is not None
+        if view.drawn is not None:
+            shown, view.source.data = view.drawn
+            view.drawn = None
+            view.caught_up(plot, shown, now)
+        wanted = view.showing(plot)
+        if wanted == view.shown or view.drawing is not None:
+            return None if sent else 0  # up to date, or drawing (it asks again when done)
+        wait = view.replace_wait(now)
+        if view.shown is not None and wanted[:2] != view.shown[:2] and wait > 0:
+            if not sent:
+                return wait
+            self.clock.defer(name, wait, now)
+            return None
+        view.drawing = wanted
+        job = _drawer().submit(image_drawer(plot, wanted[2]))
+        job.add_done_callback(lambda done: self._on_drawn(name, view, done))
+        return None if sent else 0
+
+    def _on_drawn(self, name: str, view: _PlotView, done: Future[dict[str, Any]]) -> None:
+        """An image finished drawing (on the drawing thread): hand it to the document."""
+
+        def take() -> None:
+            if self._views.get(name) is not view:
+                return  # the figure was replaced meanwhile: a new draw is under way
+            wanted, view.drawing = view.drawing, None
+            try:
+                view.drawn = (wanted, done.result())
+            except Exception:  # one image's failure must not stall the page: not retried
+                log.exception("drawing plot %r of run %r failed", name, self.run)
+                view.shown = wanted
+            self.notify({name})
+
+        try:
+            self.doc.add_next_tick_callback(take)
+        except Exception:  # the page closed meanwhile
+            log.debug("page of run %r closed before plot %r was drawn", self.run, name)
 
     def _replace_figure(self, state: RunState, name: str) -> _PlotView:
         assert state.cells is not None and self._grid is not None
@@ -323,6 +367,7 @@ class DocumentView:
 
     def _rebuild(self) -> None:
         state = self._lookup(self.run)
+        drawing: set[str] = set()  # images to draw once the page has its figures
         for view in self._views.values():
             view.retire()
         self._views = {}
@@ -347,7 +392,9 @@ class DocumentView:
                 fig, source = make_figure(name, cell, plot, self._gpu)
                 view = self._new_view(name, fig, source, plot)
                 if plot is not None:
-                    view.caught_up(plot, view.showing(plot), 0.0)
+                    view.caught_up(plot, None if plot.rasterized else view.showing(plot), 0.0)
+                    if plot.rasterized:
+                        drawing.add(name)
                 self._views[name] = view
                 children.append((fig, *cell))
             self._grid = GridBox(children=children, name="streamvis:grid")
@@ -356,12 +403,27 @@ class DocumentView:
         self.doc.title = f"streamvis: {self.run}"
         self.doc.add_root(root)
         self.doc.add_root(self._clock)
+        if drawing:
+            self.notify(drawing)
 
     def _header(self) -> str:
         others = [r for r in self._runs() if r != self.run]
         links = ", ".join(f'<a href="/?run={html.escape(r)}">{html.escape(r)}</a>' for r in others)
         text = f"<b>streamvis</b> &middot; run <b>{html.escape(self.run)}</b>"
         return text + (f" &middot; other runs: {links}" if links else "")
+
+
+_drawing_thread: ThreadPoolExecutor | None = None
+_drawing_lock = threading.Lock()
+
+
+def _drawer() -> ThreadPoolExecutor:
+    """The thread that draws every page's images: one, so the loop keeps a core."""
+    global _drawing_thread
+    with _drawing_lock:
+        if _drawing_thread is None:
+            _drawing_thread = ThreadPoolExecutor(1, thread_name_prefix="streamvis-draw")
+        return _drawing_thread
 
 
 def _is_large(plot: PlotState) -> bool:

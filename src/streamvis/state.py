@@ -25,7 +25,7 @@ from .plots.columns import (
 )
 from .plots.envelope import DETAIL_ROWS, Envelope
 from .plots.growing import GrowingColumns
-from .plots.raster import RASTER_POINTS, RASTER_SEGMENTS, Bounds, bounds_of
+from .plots.raster import RASTER_POINTS, RASTER_SEGMENTS, Bounds, Box, bounds_of, box_of
 from .protocol import Frame
 from .specs import (
     Cell,
@@ -69,7 +69,8 @@ class PlotState:
     _data: GrowingColumns | None = None
     _envelope: Envelope | None = None
     _summed_rows: int = 0  # rows the envelope has been given (the last whole bucket's end may lag)
-    _bounds: tuple[tuple[int, int], Bounds] | None = None  # and the (generation, rows) they hold
+    _box: Box = None  # the box around the finite points of the first _boxed rows
+    _boxed: int = 0
     was_rasterized: bool = False  # the plot it replaced was an image: half as many points do
 
     @property
@@ -130,18 +131,18 @@ class PlotState:
 
     @property
     def bounds(self) -> Bounds:
-        """The box around the finite points of a scatter or line plot (computed once per
-        change of the data)."""
-        key = (self.generation, len(self.data))
-        if self._bounds is None or self._bounds[0] != key:
-            columns = self.data.view()
-            if self.spec.kind == "multi_lines":
-                x = np.concatenate([columns["x0"], columns["x1"]])
-                y = np.concatenate([columns["y0"], columns["y1"]])
-            else:
-                x, y = columns["x"], columns["y"]
-            self._bounds = (key, bounds_of(x, y))
-        return self._bounds[1]
+        """The box around the finite points of a scatter or line plot (grown by the rows
+        appended since it was last asked for: each row is looked at once)."""
+        data = self.data
+        if self._boxed < len(data):
+            for piece in data.pieces(self._boxed):
+                if self.spec.kind == "multi_lines":
+                    self._box = box_of(piece["x0"], piece["y0"], self._box)
+                    self._box = box_of(piece["x1"], piece["y1"], self._box)
+                else:
+                    self._box = box_of(piece["x"], piece["y"], self._box)
+            self._boxed = len(data)
+        return bounds_of(np.empty(0), np.empty(0), self._box)
 
     @property
     def rasterized(self) -> bool:

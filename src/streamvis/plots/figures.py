@@ -5,9 +5,10 @@ from __future__ import annotations
 import difflib
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 from bokeh.models import ColumnDataSource, DataRange1d
 from bokeh.plotting import figure
 from bokeh.transform import linear_cmap
@@ -24,8 +25,7 @@ from .raster import (
     Viewport,
     auto_view,
     packed_rgba,
-    rasterize,
-    rasterize_segments,
+    rasterize_pieces,
 )
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "LINE_WIDTH",
     "WEBGL_POINTS",
     "check_fig_kwargs",
+    "image_drawer",
     "make_figure",
     "page_data",
     "page_frame",
@@ -219,28 +220,34 @@ def make_figure(
     return fig, source
 
 
-def page_data(
-    plot: PlotState, rows: tuple[int, int] | None = None, view: Viewport | None = None
-) -> dict[str, Any]:
+def page_data(plot: PlotState, rows: tuple[int, int] | None = None) -> dict[str, Any]:
     """All a page's source holds of ``plot``: its columns (a summary, with ``rows`` in detail,
-    once it has too many), a line plot's as one row per line, or an image of ``view``."""
+    once it has too many), a line plot's as one row per line. A rasterized plot's image is
+    drawn off the loop (:func:`image_drawer`): until then its source holds the data's bounds
+    and an empty image."""
     if plot.rasterized:
-        return _image(plot, view or auto_view(plot.bounds))
+        blank = np.zeros((1, 1), np.uint32)
+        return _image_row(blank, auto_view(plot.bounds), plot.bounds)
     columns = plot.summary(rows) if plot.summarized else plot.data.view()
     return per_line(columns) if plot.spec.kind == "tandem_lines" else dict(columns)
 
 
-def _image(plot: PlotState, view: Viewport) -> dict[str, Any]:
-    """A rasterized plot's one row: the image of ``view`` and the data's bounds."""
-    columns, color = plot.data.view(), plot.spec.color
+def image_drawer(plot: PlotState, view: Viewport) -> Callable[[], dict[str, Any]]:
+    """What draws a rasterized plot's source data (its image of ``view``) on another thread.
+    It holds the plot's rows as they are now, views of buffers that rows appended later do
+    not touch, so this call is cheap and the loop may go on appending."""
+    pieces, color, kind, levels = plot.data.pieces(), plot.spec.color, plot.spec.kind, plot.levels
     palette = packed_rgba(resolve_palette(color.palette) if color else (_DEFAULT_COLOR,))
-    c, levels = columns.get("c"), plot.levels
-    if plot.spec.kind == "multi_lines":
-        x0, y0, x1, y1 = (columns[k] for k in ("x0", "y0", "x1", "y1"))
-        image = rasterize_segments(x0, y0, x1, y1, view, palette, c, levels)
-    else:
-        image = rasterize(columns["x"], columns["y"], view, palette, c, levels)
-    b = plot.bounds
+    bounds = plot.bounds
+
+    def draw() -> dict[str, Any]:
+        return _image_row(rasterize_pieces(kind, pieces, view, palette, levels), view, bounds)
+
+    return draw
+
+
+def _image_row(image: np.ndarray, view: Viewport, b: Bounds) -> dict[str, Any]:
+    """A rasterized plot's one row: an image of ``view`` and the data's bounds."""
     return {
         "image": [image],
         "x": [view.x0],

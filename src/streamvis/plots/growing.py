@@ -54,8 +54,9 @@ class GrowingColumns:
             self._tail = {k: v[:0].copy() for k, v in self._tail.items()}
             self._tail_rows = 0
 
-    def view(self, start: int = 0, stop: int | None = None) -> Columns:
-        """Rows ``start:stop`` of every column (views where they lie in one piece)."""
+    def pieces(self, start: int = 0, stop: int | None = None) -> list[Columns]:
+        """Rows ``start:stop`` as consecutive pieces, views all: rows once written never
+        change, so another thread may read them while rows are appended."""
         stop = self._rows if stop is None else min(stop, self._rows)
         parts: list[Columns] = []
         end = self._rows
@@ -69,12 +70,17 @@ class GrowingColumns:
                 parts.append({k: v[max(start - first, 0) : stop - first] for k, v in piece.items()})
             end = first
         parts.reverse()
+        return parts
+
+    def view(self, start: int = 0, stop: int | None = None) -> Columns:
+        """Rows ``start:stop`` of every column (views where they lie in one piece)."""
+        parts = self.pieces(start, stop)
         if not parts:
             return {k: v[:0] for k, v in self._tail.items()}
         if len(parts) == 1:
             return parts[0]
         joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        if start == 0 and stop == self._rows:  # a page opened: keep the joined copy
+        if start == 0 and (stop is None or stop >= self._rows):  # a page opened: keep the copy
             self._pieces, self._tail_rows = [joined], 0
             self._tail = {k: v[:0].copy() for k, v in self._tail.items()}
         return joined

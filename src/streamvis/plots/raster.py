@@ -9,7 +9,7 @@ shows, at the page's pixel size, and draws it again when the page zooms, pans or
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,13 +23,16 @@ __all__ = [
     "RASTER_POINTS",
     "RASTER_SEGMENTS",
     "Bounds",
+    "Box",
     "PageFrame",
     "Viewport",
     "auto_view",
     "bounds_of",
+    "box_of",
     "color_keys",
     "packed_rgba",
     "rasterize",
+    "rasterize_pieces",
     "rasterize_segments",
     "viewport",
 ]
@@ -44,6 +47,7 @@ MAX_PIXELS = 2048  # larger frames get a stretched image: the cost grows with it
 # Points drawn along segments for one image, at most: per pixel, and in all (~100 ms here).
 # Past that, segments that cross one another many times over are drawn dotted.
 SAMPLES_PER_PIXEL, MAX_SAMPLES = 8, 2_000_000
+BATCH_ROWS = 1 << 20  # rows drawn at a time: the temporary arrays stay this size at any count
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,29 @@ class Viewport:
     height: int
 
 
-def bounds_of(x: np.ndarray, y: np.ndarray) -> Bounds:
-    """The box around the finite points; with none, the unit box around the origin."""
+# The least and greatest finite x and y of some points, or None if none is finite.
+Box = tuple[float, float, float, float] | None
+
+
+def box_of(x: np.ndarray, y: np.ndarray, box: Box = None) -> Box:
+    """The box around the finite points, grown to take in ``box`` (boxes of parts merge)."""
     finite = np.isfinite(x) & np.isfinite(y)
-    if not finite.any():
+    if finite.any():
+        xs, ys = x[finite], y[finite]
+        new = (float(xs.min()), float(xs.max()), float(ys.min()), float(ys.max()))
+        if box is None:
+            return new
+        return min(box[0], new[0]), max(box[1], new[1]), min(box[2], new[2]), max(box[3], new[3])
+    return box
+
+
+def bounds_of(x: np.ndarray, y: np.ndarray, box: Box = None) -> Bounds:
+    """The box around the finite points (and ``box``); with none, the unit box around the
+    origin."""
+    box = box_of(x, y, box)
+    if box is None:
         return Bounds(-0.5, 0.5, -0.5, 0.5)
-    xs, ys = x[finite], y[finite]
-    (left, right), (bottom, top) = _widened(xs.min(), xs.max()), _widened(ys.min(), ys.max())
+    (left, right), (bottom, top) = _widened(box[0], box[1]), _widened(box[2], box[3])
     return Bounds(left, right, bottom, top)
 
 
@@ -190,16 +210,68 @@ def rasterize_segments(
     palette: np.ndarray,
     color: np.ndarray | None = None,
     levels: int = 1,
+    share: float = 1.0,
 ) -> np.ndarray:
     """Draw segments as lines one pixel wide into an image of ``view`` (as :func:`rasterize`
-    draws points: colored by ``color``, a later segment over an earlier one)."""
+    draws points: colored by ``color``, a later segment over an earlier one); ``share`` is
+    the part of an image's sampling budget these segments may take."""
     column0, row0 = _pixels(x0, y0, view)
     column1, row1 = _pixels(x1, y1, view)
-    segment, column, row = _along(column0, row0, column1, row1, view.width, view.height)
+    budget = max(round(min(SAMPLES_PER_PIXEL * view.width * view.height, MAX_SAMPLES) * share), 1)
+    segment, column, row = _along(column0, row0, column1, row1, view.width, view.height, budget)
     shown = _stamp(column, row, view.width, view.height, [(0, 0)])
     if len(segment):  # each pixel's last sample -> that sample's segment
         shown = np.where(shown >= 0, segment[np.maximum(shown, 0)], -1)
     return _paint(shown, palette, color, levels)
+
+
+def rasterize_pieces(
+    kind: str,
+    pieces: Sequence[Mapping[str, np.ndarray]],
+    view: Viewport,
+    palette: np.ndarray,
+    levels: int = 1,
+) -> np.ndarray:
+    """Draw a plot's columns, given as consecutive pieces (``x, y[, c]`` for a scatter,
+    ``x0, y0, x1, y1[, c]`` for line segments), as :func:`rasterize` and
+    :func:`rasterize_segments` draw them whole, but BATCH_ROWS rows at a time, so a draw of
+    millions takes no more memory than one of a million (and the same image, up to how the
+    sampling budget of crowded segments is shared)."""
+    total = sum(len(next(iter(piece.values()))) for piece in pieces if piece)
+    image = np.zeros((view.height, view.width), np.uint32)
+    for batch in _batches(pieces, BATCH_ROWS):
+        color = batch.get("c")
+        if kind == "multi_lines":
+            x0, y0, x1, y1 = (batch[k] for k in ("x0", "y0", "x1", "y1"))
+            share = len(x0) / max(total, 1)
+            part = rasterize_segments(x0, y0, x1, y1, view, palette, color, levels, share)
+        else:
+            part = rasterize(batch["x"], batch["y"], view, palette, color, levels)
+        np.copyto(image, part, where=part != 0)  # a later batch over an earlier one
+    return image
+
+
+def _batches(
+    pieces: Sequence[Mapping[str, np.ndarray]], rows: int
+) -> Iterator[Mapping[str, np.ndarray]]:
+    """Consecutive pieces joined into batches of about ``rows`` rows (a larger piece alone)."""
+    group: list[Mapping[str, np.ndarray]] = []
+    size = 0
+    for piece in pieces:
+        length = len(next(iter(piece.values()))) if piece else 0
+        if group and size + length > rows:
+            yield _joined(group)
+            group, size = [], 0
+        group.append(piece)
+        size += length
+    if group:
+        yield _joined(group)
+
+
+def _joined(group: list[Mapping[str, np.ndarray]]) -> Mapping[str, np.ndarray]:
+    if len(group) == 1:
+        return group[0]
+    return {k: np.concatenate([piece[k] for piece in group]) for k in group[0]}
 
 
 def _pixels(x: np.ndarray, y: np.ndarray, view: Viewport) -> tuple[np.ndarray, np.ndarray]:
@@ -217,6 +289,7 @@ def _along(
     row1: np.ndarray,
     width: int,
     height: int,
+    budget: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Points half a pixel apart along each segment's part inside the image (plus a pixel):
     (the segment of each point, its column, its row)."""
@@ -232,7 +305,6 @@ def _along(
         low, high = low[kept], high[kept]
         length = (high - low) * np.maximum(np.abs(d_column[kept]), np.abs(d_row[kept]))
     counts = np.ceil(2 * length).astype(np.int64) + 1  # half a pixel apart: no pixel skipped
-    budget = min(SAMPLES_PER_PIXEL * width * height, MAX_SAMPLES)
     if counts.sum() > budget:  # long segments crossing each other: fewer points each
         counts = np.maximum(counts * budget // counts.sum(), 1)
     owner = np.repeat(np.arange(len(kept)), counts)
