@@ -20,9 +20,8 @@ import pytest
 from browser import Page, scaled
 from streamvis import Client
 from streamvis.plots.envelope import DETAIL_ROWS
-from streamvis.protocol import Frame
+from streamvis.runstore import Chunks, RunStore, Stored
 from streamvis.server import serve_in_thread
-from streamvis.store import RunStore
 
 
 def free_port() -> int:
@@ -201,9 +200,9 @@ def slow_reading(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     reading = threading.Event()
     real_current = RunStore.current
 
-    def slow_current(store: RunStore) -> Iterator[Frame]:
+    def slow_current(store: RunStore, chunks: bool = True) -> Iterator[Stored | Chunks]:
         assert reading.wait(scaled(10))
-        yield from real_current(store)
+        yield from real_current(store, chunks)
 
     monkeypatch.setattr(RunStore, "current", slow_current)
     return reading

@@ -19,9 +19,10 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import InvalidStatus
 
 from streamvis import Client, FrameTooLarge, ServerError, StreamvisError
+from streamvis.errors import StoreError
 from streamvis.protocol import Frame, Limits, decode_reply, encode
+from streamvis.runstore import RunStore
 from streamvis.server import StreamvisServer, serve_in_thread
-from streamvis.store import RunStore, StoreError
 from test_durability import free_port
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
@@ -185,10 +186,10 @@ def test_the_server_acknowledges_and_shows_frames_once_they_are_stored(
 ) -> None:
     disk = threading.Event()  # the writer thread's disk writes nothing until the test lets it
 
-    def slow_append(store: RunStore, frames: Any) -> None:
+    def slow_append(store: RunStore, frames: Any, ids: Any = None) -> None:
         if threading.current_thread().name == "streamvis-log":
             assert disk.wait(30), "the test never let the disk write"
-        real_append(store, frames)
+        real_append(store, frames, ids)
 
     real_append = RunStore.append
     monkeypatch.setattr(RunStore, "append", slow_append)
@@ -213,10 +214,10 @@ def test_frames_the_server_cannot_store_wait_in_the_client_until_space_frees(
 ) -> None:
     space = threading.Event()
 
-    def full_disk(store: RunStore, frames: Any) -> None:
+    def full_disk(store: RunStore, frames: Any, ids: Any = None) -> None:
         if not space.is_set() and any(f.op == "plot" for f, _ in frames):
             raise StoreError("cannot store frames: database or disk is full")
-        real_append(store, frames)
+        real_append(store, frames, ids)
 
     real_append = RunStore.append
     monkeypatch.setattr(RunStore, "append", full_disk)

@@ -136,10 +136,10 @@ def test_a_plot_in_pieces_and_batches_draws_as_it_would_whole(
     ]
     for rows in (1 << 20, 1000):  # one batch, then batches of a few pieces each
         monkeypatch.setattr(raster, "BATCH_ROWS", rows)
-        drawn = rasterize_pieces("multi_lines", pieces, VIEW, PALETTE, 2)
+        drawn = rasterize_pieces("multi_lines", pieces, 3000, VIEW, PALETTE, 2)
         np.testing.assert_array_equal(drawn, whole)
     points = rasterize_pieces(
-        "scatter", [{"x": x0[:10], "y": y0[:10]}, {"x": x1, "y": y1}], VIEW, PALETTE
+        "scatter", [{"x": x0[:10], "y": y0[:10]}, {"x": x1, "y": y1}], 3010, VIEW, PALETTE
     )
     both = rasterize(np.concatenate([x0[:10], x1]), np.concatenate([y0[:10], y1]), VIEW, PALETTE)
     np.testing.assert_array_equal(points, both)

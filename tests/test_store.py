@@ -17,9 +17,13 @@ import pytest
 
 from streamvis.errors import StreamvisError
 from streamvis.hub import Hub
+from streamvis.plots import growing
+from streamvis.plots.figures import image_drawer
+from streamvis.plots.raster import auto_view
 from streamvis.protocol import Frame, encode
+from streamvis.runstore import Chunks, RunStore, Stored
 from streamvis.specs import PlotSpec
-from streamvis.store import RunStore, Store
+from streamvis.store import Store
 
 LAYOUT = {"cells": {"loss": [0, 0, 1, 1], "pts": [0, 1, 1, 1]}}
 
@@ -96,7 +100,7 @@ def test_every_replace_is_kept_and_only_the_latest_is_read_at_start(
     history = list(stored.frames("pts"))
     assert [len(s.frame.arrays[0]) for s in history] == list(range(1, 51))
     assert all(a.time <= b.time for a, b in itertools.pairwise(history))
-    current = [f for f in stored.current() if f.op == "plot"]
+    current = [s.frame for s in stored.current() if isinstance(s, Stored) and s.frame.op == "plot"]
     assert [len(f.arrays[0]) for f in current] == [50]
     middle = history[24]
     at = stored.latest_at("pts", middle.id)
@@ -249,10 +253,10 @@ def test_a_run_unreadable_at_start_is_read_when_its_client_sends(
     sender.hub.close()
     locked = [True]
 
-    def current(store: RunStore) -> Iterator[Frame]:
+    def current(store: RunStore, chunks: bool = True) -> Iterator[Stored | Chunks]:
         if locked[0]:
             raise sqlite3.OperationalError("database is locked")  # a backup holds it, say
-        yield from real_current(store)
+        yield from real_current(store, chunks)
 
     real_current = RunStore.current
     monkeypatch.setattr(RunStore, "current", current)
@@ -263,3 +267,89 @@ def test_a_run_unreadable_at_start_is_read_when_its_client_sends(
     assert state.plots["loss"].data.view()["x"].tolist() == list(range(5))
     assert state.is_duplicate(Frame("sync", "r", "c", sender.seq - 1))  # resends are known
     hub.close()
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Seal rows into chunks of 64 (instead of thousands), so that a test's runs have many."""
+    monkeypatch.setattr(growing, "CHUNK_ROWS", 64)
+    return 64
+
+
+def no_persist_twin(sender: Sender) -> Sender:
+    """A hub without a store that gets the same frames: what a plot holds when all is in RAM."""
+    twin = Sender(Hub())
+    twin.send("layout", cells=LAYOUT["cells"])
+    return twin
+
+
+def test_a_long_plot_leaves_memory_once_stored_and_restarts_from_its_chunks(
+    tmp_path: Path, sender: Sender, small_chunks: int
+) -> None:
+    twin = no_persist_twin(sender)
+    for step in range(1000):
+        sender.tandem(step)
+        twin.tandem(step)
+    live = sender.hub.runs["r"].plots["loss"]
+    assert live.data.spilled >= 1000 - 2 * small_chunks  # all but the rows not yet sealed
+    sender.hub.close()
+
+    items = list(Store(tmp_path).open("r").current())
+    frames = [item for item in items if isinstance(item, Stored)]
+    assert len(frames) < 2 * small_chunks  # the layout, the first frame, those after the chunks
+    again = reopened(tmp_path)
+    plot, whole = again.runs["r"].plots["loss"], twin.hub.runs["r"].plots["loss"]
+    assert plot.data.spilled >= 1000 - 2 * small_chunks
+    for rows in (None, (100, 300)):  # the whole summary, and a window of it in detail
+        for k, v in whole.summary(rows).items():
+            np.testing.assert_array_equal(plot.summary(rows)[k], v, err_msg=k)
+    sender = Sender(again)
+    sender.seq = 10_000
+    sender.tandem(1000)
+    assert again.runs["r"].plots["loss"].data.view()["x"].tolist() == list(range(1001))
+    again.close()
+
+
+def test_appended_lines_join_on_across_a_restart_from_chunks(
+    tmp_path: Path, sender: Sender, small_chunks: int
+) -> None:
+    twin = no_persist_twin(sender)
+    spec = PlotSpec("multi_lines", append=True, line_dims=(0,), spatial_dim=2).to_wire()
+    walk = np.cumsum(np.random.default_rng(0).normal(size=(60, 3, 50, 2)), axis=2)
+
+    def send(to: Sender, i: int) -> None:
+        to.send("plot", "pts", walk[i].astype(np.float32), **spec)
+
+    for i in range(30):
+        send(sender, i)
+        send(twin, i)
+    sender.hub.close()
+    again = Sender(reopened(tmp_path))
+    again.seq = sender.seq
+    for i in range(30, 60):
+        send(again, i)
+        send(twin, i)
+    plot, whole = again.hub.runs["r"].plots["pts"], twin.hub.runs["r"].plots["pts"]
+    assert plot.data.spilled > 0
+    for k, v in whole.data.view().items():
+        np.testing.assert_array_equal(plot.data.view()[k], v, err_msg=k)
+    assert plot.bounds == whole.bounds
+    view = auto_view(whole.bounds, (200, 150))
+    np.testing.assert_array_equal(  # an image drawn from chunks read back is the same
+        image_drawer(plot, view)()["image"][0], image_drawer(whole, view)()["image"][0]
+    )
+    again.hub.close()
+
+
+def test_a_damaged_chunk_costs_nothing_the_frames_hold(
+    tmp_path: Path, sender: Sender, small_chunks: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    for step in range(500):
+        sender.tandem(step)
+    sender.hub.close()
+    with sqlite3.connect(tmp_path / "runs" / "r.sqlite") as db:
+        db.execute("UPDATE chunks SET data = x'00' WHERE first_row = 128")
+    again = reopened(tmp_path)
+    assert again.runs["r"].plots["loss"].data.view()["x"].tolist() == list(range(500))
+    assert "cannot read rows 128+ of plot 'loss'" in caplog.text
+    again.close()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from .errors import StreamvisError
 from .protocol import Limits
+from .runstore import DEFAULT_BUDGET
 from .server import StreamvisServer
-from .store import DEFAULT_BUDGET
 
 __all__ = ["main", "parse_args"]
 

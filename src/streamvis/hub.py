@@ -11,17 +11,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Protocol
 
-from .errors import StreamvisError
-from .state import Admitted, RunState
+from .errors import StoreError, StreamvisError
+from .plots.growing import Piece
+from .plots.raster import box_of_columns
+from .runstore import Chunks, RunStore
+from .state import Admitted, PlotState, RunState, chunk_mark
 from .store import Store
 from .writer import Writer
 
 __all__ = ["Hub", "View"]
 
 log = logging.getLogger("streamvis.server")
+
+_ROWS_RETRY = 5.0  # seconds after a failure to store rows as chunks before trying again
 
 
 class View(Protocol):
@@ -43,6 +49,7 @@ class Hub:
         self.loaded: asyncio.Future[None] | None = None  # done once the stored runs are read
         self._appenders: dict[str, Callable[[Sequence[Any]], None]] = {}
         self._unread: set[str] = set()  # stored runs that could not be read (locked, say)
+        self._rows_failed: dict[str, float] = {}  # run -> when to try storing its rows again
 
     def write_behind(self) -> None:
         """Store on a thread of its own from now on (call on the serving loop)."""
@@ -108,15 +115,11 @@ class Hub:
         assert self.store is not None
         try:
             stored = self.store.open(run)
-            state = RunState(run)
-            count = 0
-            for frame in stored.current():
-                try:
-                    state.apply(frame, replay=True)
-                except StreamvisError as exc:
-                    log.warning("run %r: skipped stored frame %d: %s", run, frame.seq, exc)
-                count += 1
-            state.merge_seqs(stored.last_seqs())
+            try:
+                state, count = _replayed(stored, run, chunks=True)
+            except StoreError as exc:  # its rows are in its frames too
+                log.error("run %r: %s; reading the rows from its frames instead", run, exc)
+                state, count = _replayed(stored, run, chunks=False)
         except Exception as exc:  # one unreadable run stops no other
             log.error("run %r cannot be read: %s", run, exc)
             self._unread.add(run)
@@ -163,6 +166,7 @@ class Hub:
             try:
                 for admitted, _ in batch:
                     changed |= state.commit(admitted)
+                self._store_rows(run, state, changed)
             except Exception:  # a bug of ours: what is stored stands, the replies still go
                 log.exception("applying stored frames of run %r failed", run)
             if changed:
@@ -174,16 +178,72 @@ class Hub:
             finish(None)
             return
         frames = [(admitted.frame, data) for admitted, data in batch]
+        ids = [admitted.id for admitted, _ in batch]
         writer = self._writer
         if writer is None:
             try:
-                store.open(run).append(frames)
+                store.open(run).append(frames, ids)
             except Exception as exc:
                 finish(exc)
             else:
                 finish(None)
         else:  # off the loop, and with the messages queued behind it, in one transaction
-            writer.append(self._appender(run), frames, run, finish)
+            writer.append(self._appender(run), list(zip(frames, ids, strict=True)), run, finish)
+
+    def _store_rows(self, run: str, state: RunState, names: set[str]) -> None:
+        """Store the sealed pieces of the append plots among ``names`` as chunks; once stored,
+        they leave memory (read back when a page needs them), and a restart reads them
+        instead of the frames they came from. A failure keeps them in memory, tried again
+        after a pause (the frames hold the rows: nothing is lost)."""
+        if self.store is None or time.monotonic() < self._rows_failed.get(run, 0.0):
+            return
+        for name in names:
+            plot = state.plots.get(name)
+            if plot is not None and plot.spec.append and plot.raw is None:
+                for piece in plot.data.unstored():
+                    self._store_piece(run, plot, piece)
+
+    def _store_piece(self, run: str, plot: PlotState, piece: Piece) -> None:
+        store, columns = self.store, piece.columns
+        assert store is not None and columns is not None
+        last_id, ends = chunk_mark(piece)
+        name, since, first = plot.name, plot.start_id, piece.first
+        boxed = plot.spec.kind != "tandem_lines"
+        runstore = store.open(run)
+        if piece.whole:  # one frame's rows: that frame makes them again, and is stored
+            read = plot.rows_of(
+                functools.partial(runstore.frame, name, last_id), plot.data.before(piece)
+            )
+        else:
+            read = functools.partial(runstore.read_chunk, name, since, first)
+
+        def job() -> None:
+            box = box_of_columns(columns) if boxed else None
+            kept = piece.rows if piece.whole else columns
+            store.open(run).put_chunk(name, since, first, last_id, kept, ends, box)
+
+        def stored(error: Exception | None) -> None:
+            if error is not None:
+                log.warning("run %r: rows of plot %r stay in memory for now: %s", run, name, error)
+                self._rows_failed[run] = time.monotonic() + _ROWS_RETRY
+                plot.data.keep(piece)
+                if self._writer is not None:
+                    self._writer.resume(("rows", run))
+                return
+            state = self.runs.get(run)
+            if state is not None and state.plots.get(name) is plot:
+                plot.settle()  # its bounds or envelope take these rows in before they go
+                plot.data.spill(piece, read)
+
+        if self._writer is None:
+            try:
+                job()
+            except Exception as exc:
+                stored(exc)
+            else:
+                stored(None)
+        else:
+            self._writer.submit(job, ("rows", run), stored)
 
     def _appender(self, run: str) -> Callable[[Sequence[Any]], None]:
         """What appends ``run``'s frames, opening its store on the writer's thread; the same
@@ -242,5 +302,26 @@ class Hub:
         return sorted(self.runs)
 
 
-def _append(store: Store, run: str, frames: Sequence[Any]) -> None:
-    store.open(run).append(frames)
+def _replayed(stored: RunStore, run: str, chunks: bool) -> tuple[RunState, int]:
+    """The state of a stored run, as it shows now, and how many frames that took (the rows
+    of long plots read from their chunks, if ``chunks``). Raises StoreError if a chunk
+    cannot be read."""
+    state, count = RunState(run), 0
+    for item in stored.current(chunks):
+        if isinstance(item, Chunks):  # the rows of a plot just placed, in chunks
+            plot = state.plots.get(item.plot)
+            if plot is not None:
+                plot.restore(item.chunks)
+            continue
+        try:
+            state.apply(item.frame, replay=True, frame_id=item.id)
+        except StreamvisError as exc:
+            log.warning("run %r: skipped stored frame %d: %s", run, item.id, exc)
+        count += 1
+    state.next_id = max(state.next_id, stored.last_id() + 1)
+    state.merge_seqs(stored.last_seqs())
+    return state, count
+
+
+def _append(store: Store, run: str, items: Sequence[Any]) -> None:
+    store.open(run).append([frame for frame, _ in items], [frame_id for _, frame_id in items])

@@ -34,8 +34,9 @@ from .errors import ArgumentError, StreamvisError
 from .guard import Guard, is_loopback
 from .hub import Hub
 from .ingest import INGEST_PATH, Ingest
+from .runstore import DEFAULT_BUDGET
 from .session import DocumentView
-from .store import DEFAULT_BUDGET, Store
+from .store import Store
 from .web import GuardedTornado, RunsHandler
 
 __all__ = ["INGEST_PATH", "StreamvisServer", "serve_in_thread"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,9 +23,17 @@ from .plots.columns import (
     color_levels,
     plot_columns,
 )
-from .plots.envelope import DETAIL_ROWS, Envelope
-from .plots.growing import GrowingColumns
-from .plots.raster import RASTER_POINTS, RASTER_SEGMENTS, Bounds, Box, bounds_of, box_of
+from .plots.envelope import DETAIL_ROWS, Envelope, join
+from .plots.growing import GrowingColumns, Piece
+from .plots.raster import (
+    RASTER_POINTS,
+    RASTER_SEGMENTS,
+    Bounds,
+    Box,
+    bounds_of,
+    box_of_columns,
+    merged,
+)
 from .protocol import Frame
 from .specs import (
     Cell,
@@ -38,13 +46,30 @@ from .specs import (
     normalize,
 )
 
-__all__ = ["Admitted", "PlotState", "RunState"]
+__all__ = ["Admitted", "PlotState", "RunState", "StoredRows", "chunk_mark"]
 
 log = logging.getLogger(__name__)
 
 
 # The plot kinds pages show as an image once they have this many rows (points, segments).
 _RASTER_LIMITS = {"scatter": RASTER_POINTS, "multi_lines": RASTER_SEGMENTS}
+
+
+class StoredRows(Protocol):
+    """Rows of an append plot that its run's store holds (``store.Chunk``)."""
+
+    @property
+    def rows(self) -> int: ...
+    @property
+    def last_id(self) -> int: ...
+    @property
+    def box(self) -> Box: ...
+    @property
+    def ends(self) -> Mapping[str, np.ndarray]: ...
+    @property
+    def read(self) -> Callable[[], Columns] | None: ...
+    @property
+    def frame(self) -> Callable[[], Frame]: ...
 
 
 @dataclass(eq=False)
@@ -66,6 +91,7 @@ class PlotState:
     ends: LineEnds | None = None
     version: int = 0
     generation: int = 0
+    start_id: int = 0  # the id of the frame its data starts from (its stored chunks say so)
     _data: GrowingColumns | None = None
     _envelope: Envelope | None = None
     _summed_rows: int = 0  # rows the envelope has been given (the last whole bucket's end may lag)
@@ -78,15 +104,15 @@ class PlotState:
         """The plot's columns (computed from the latest replace on first use)."""
         if self.raw is not None:
             columns, self.extent, self.ends = plot_columns(self.spec, self.raw)
-            self._data, self.raw = GrowingColumns(columns), None
+            self._data, self.raw = GrowingColumns(columns, (self.start_id, self.ends)), None
         assert self._data is not None
         return self._data
 
-    def append(self, spec: PlotSpec, arrays: tuple[np.ndarray, ...]) -> None:
+    def append(self, spec: PlotSpec, arrays: tuple[np.ndarray, ...], frame_id: int = 0) -> None:
         """Extend the columns with one append call (already checked to be compatible)."""
         data, key = self.data, self.glyph_key
         columns, _, self.ends = plot_columns(spec, arrays, self.extent, self.ends)
-        data.append(columns)
+        data.append(columns, (frame_id, self.ends))
         self.spec = spec
         if self.glyph_key != key:  # e.g. tandem_lines with another palette, or enough points
             self.version += 1
@@ -136,13 +162,57 @@ class PlotState:
         data = self.data
         if self._boxed < len(data):
             for piece in data.pieces(self._boxed):
-                if self.spec.kind == "multi_lines":
-                    self._box = box_of(piece["x0"], piece["y0"], self._box)
-                    self._box = box_of(piece["x1"], piece["y1"], self._box)
-                else:
-                    self._box = box_of(piece["x"], piece["y"], self._box)
+                self._box = box_of_columns(piece, self._box)
             self._boxed = len(data)
         return bounds_of(np.empty(0), np.empty(0), self._box)
+
+    def settle(self) -> None:
+        """Take in every row held now (its bounds, or its envelope), so that rows may leave
+        memory (:meth:`GrowingColumns.spill`) without being read back for either."""
+        if self.spec.kind == "tandem_lines":
+            self._summed_up()
+        else:
+            self.bounds  # noqa: B018 (computed for its effect)
+
+    def restore(self, chunks: Sequence[StoredRows]) -> None:
+        """Take the plot's rows from stored chunks (read once for its envelope, if a line
+        plot, then left on disk) instead of from its first frame, applied just before."""
+        first = self.data
+        data = GrowingColumns({k: v[:0] for k, v in first.view(0, 0).items()})
+        summing = self.spec.kind == "tandem_lines"
+        envelope, pending, box, before = None, None, None, None
+        for chunk in chunks:
+            read = chunk.read or self.rows_of(chunk.frame, before)
+            ends = LineEnds(chunk.ends["xy"], chunk.ends.get("c")) if "xy" in chunk.ends else None
+            before = (chunk.last_id, ends)
+            data.extend_stored(chunk.rows, before, read)
+            box = merged(box, chunk.box)
+            if summing:  # the rows an envelope has not summed up go with the next chunk
+                columns = read()
+                pending = columns if pending is None else join(pending, columns)
+                if envelope is None:
+                    envelope = Envelope(pending)
+                done = envelope.rows
+                envelope.extend(pending)
+                pending = {k: v[envelope.rows - done :] for k, v in pending.items()}
+        self._data, self._box, self._boxed = data, box, len(data)
+        if envelope is not None:
+            self._envelope, self._summed_rows = envelope, len(data)
+        if before is not None and before[1] is not None:
+            self.ends = before[1]
+
+    def rows_of(self, read_frame: Callable[[], Frame], before: Any) -> Callable[[], Columns]:
+        """What makes a piece's rows again from the one frame that brought them (read by
+        ``read_frame``); ``before`` is the mark of the piece before it (None if first)."""
+        extent = None if before is None else self.extent
+        ends = None if before is None else before[1]
+
+        def load() -> Columns:
+            frame = read_frame()
+            spec = normalize(PlotSpec.from_wire(frame.opts), [a.shape for a in frame.arrays])
+            return plot_columns(spec, frame.arrays, extent, ends)[0]
+
+        return load
 
     @property
     def rasterized(self) -> bool:
@@ -164,6 +234,15 @@ class PlotState:
         return (spec.kind, spec.color, spec.palette, self.levels, self.lines, self.rasterized)
 
 
+def chunk_mark(piece: Piece) -> tuple[int, dict[str, np.ndarray]]:
+    """What storing a sealed piece of rows takes besides its columns: the id of the last
+    frame it holds, and the line ends the append after it joins on (as columns)."""
+    last_id, ends = piece.mark
+    if ends is None:
+        return last_id, {}
+    return last_id, {"xy": ends.xy} | ({"c": ends.color} if ends.color is not None else {})
+
+
 @dataclass(frozen=True)
 class Admitted:
     """A frame checked against its run (and the frames admitted before it), to apply once
@@ -173,6 +252,7 @@ class Admitted:
     spec: PlotSpec | None = None
     fig: dict[str, Any] | None = None
     cells: dict[str, Cell] | None = None  # a layout's, as it applies
+    id: int = 0  # its place in the run's history (the store's frame id)
 
 
 @dataclass(frozen=True)
@@ -207,6 +287,7 @@ class RunState:
     _placed: dict[str, _Placed] = field(default_factory=dict)  # as admitted
     _admitted: dict[str, int] = field(default_factory=dict)  # last seq admitted per client
     epoch: int = 0  # counts rollbacks: frames admitted before one are not stored
+    next_id: int = 1  # the id the next frame admitted takes (ids only grow, gaps allowed)
 
     def _spec(self, frame: Frame) -> PlotSpec:
         """The frame's checked spec; a plot's frames mostly repeat the last one's options."""
@@ -229,13 +310,16 @@ class RunState:
         check_fig: Callable[[Mapping[str, Any]], None] | None = None,
         *,
         replay: bool = False,
+        frame_id: int | None = None,
     ) -> set[str]:
         """Admit and apply ``frame`` at once; return the names of plots that changed ('' for
         the layout). Raises ArgumentError (the frame is refused and nothing changes).
 
-        With ``replay`` (frames from the run's store, each accepted once) nothing is skipped
-        as a duplicate.
+        With ``replay`` (frames from the run's store, each accepted once, with its
+        ``frame_id``) nothing is skipped as a duplicate.
         """
+        if frame_id is not None:
+            self.next_id = max(self.next_id, frame_id)
         admitted = self.admit(frame, check_fig, replay=replay)
         return self.commit(admitted) if admitted is not None else set()
 
@@ -261,6 +345,7 @@ class RunState:
             self._admitted[frame.cid] = max(frame.seq, self._admitted.get(frame.cid, -1))
             raise
         self._admitted[frame.cid] = max(frame.seq, self._admitted.get(frame.cid, -1))
+        self.next_id += 1
         return admitted
 
     def _admit(
@@ -271,7 +356,7 @@ class RunState:
             if frame.restore and self._cells is not None:  # beside what others laid out
                 cells = merge_layout(self._cells, cells)
             self._cells = cells
-            return Admitted(frame, cells=cells)
+            return Admitted(frame, cells=cells, id=self.next_id)
         if frame.op == "clear":
             self._cells, self._placed = None, {}
         elif frame.op == "plot":
@@ -292,8 +377,8 @@ class RunState:
                 check_compatible(frame.name, old.spec, old.shape, spec, shape)
             kept_fig = fig if fig is not None else (old.fig if old is not None else {})
             self._placed[frame.name] = _Placed(spec, shape, kept_fig)
-            return Admitted(frame, spec, fig)
-        return Admitted(frame)
+            return Admitted(frame, spec, fig, id=self.next_id)
+        return Admitted(frame, id=self.next_id)
 
     def merge_seqs(self, seqs: Mapping[str, int]) -> None:
         """Take the stored last seq of each client (frames it resends are duplicates)."""
@@ -338,9 +423,9 @@ class RunState:
         spec, fig = admitted.spec, admitted.fig
         old = self.plots.get(frame.name)
         if old is not None and spec.append:
-            old.append(spec, frame.arrays)
+            old.append(spec, frame.arrays, admitted.id)
         else:
-            self._replace(frame.name, old, spec, frame.arrays)
+            self._replace(frame.name, old, spec, frame.arrays, admitted.id)
         plot = self.plots[frame.name]
         if fig is not None and fig != plot.fig_kwargs:
             plot.fig_kwargs = fig
@@ -348,7 +433,12 @@ class RunState:
         return {frame.name}
 
     def _replace(
-        self, name: str, old: PlotState | None, spec: PlotSpec, arrays: tuple[np.ndarray, ...]
+        self,
+        name: str,
+        old: PlotState | None,
+        spec: PlotSpec,
+        arrays: tuple[np.ndarray, ...],
+        frame_id: int,
     ) -> None:
         plot = PlotState(
             name=name,
@@ -361,6 +451,7 @@ class RunState:
             shape=data_shape(spec, arrays),
             version=old.version if old is not None else 0,
             generation=old.generation + 1 if old is not None else 0,
+            start_id=frame_id,
         )
         if old is not None and plot.glyph_key != old.glyph_key:
             plot.version += 1

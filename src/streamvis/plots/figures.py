@@ -234,14 +234,16 @@ def page_data(plot: PlotState, rows: tuple[int, int] | None = None) -> dict[str,
 
 def image_drawer(plot: PlotState, view: Viewport) -> Callable[[], dict[str, Any]]:
     """What draws a rasterized plot's source data (its image of ``view``) on another thread.
-    It holds the plot's rows as they are now, views of buffers that rows appended later do
-    not touch, so this call is cheap and the loop may go on appending."""
-    pieces, color, kind, levels = plot.data.pieces(), plot.spec.color, plot.spec.kind, plot.levels
+    It holds the plot's rows as they are now (rows appended later do not touch them; pieces
+    that left memory are read back as it draws), so this call is cheap and the loop may go
+    on appending."""
+    pieces, rows, color = plot.data.pieces(), len(plot.data), plot.spec.color
+    kind, levels, bounds = plot.spec.kind, plot.levels, plot.bounds
     palette = packed_rgba(resolve_palette(color.palette) if color else (_DEFAULT_COLOR,))
-    bounds = plot.bounds
 
     def draw() -> dict[str, Any]:
-        return _image_row(rasterize_pieces(kind, pieces, view, palette, levels), view, bounds)
+        image = rasterize_pieces(kind, pieces, rows, view, palette, levels)
+        return _image_row(image, view, bounds)
 
     return draw
 

@@ -1,39 +1,79 @@
-"""Columns that only grow, for appended plot data: amortized O(1) appends, views of rows."""
+"""Columns that only grow, for appended plot data: amortized O(1) appends, views of rows,
+and pieces that can leave memory once stored (the store keeps them; RAM is a cache).
+
+Rows are kept in pieces of about CHUNK_ROWS: small appends fill a tail buffer whose
+capacity doubles, sealed into a piece once it holds CHUNK_ROWS; a large append is a piece
+of its own, kept as it came. A sealed piece, once stored, may be *spilled*: replaced by a
+loader that reads it back when its rows are asked for. Each piece remembers the ``mark``
+of its last append (the run store's frame id and what the next append needs), so a run
+read back from its store starts from its stored pieces and the frames after them.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .columns import Columns
 
-__all__ = ["GrowingColumns"]
+__all__ = ["CHUNK_ROWS", "GrowingColumns", "Piece"]
 
-_PIECE_ROWS = 16384  # appends this large are kept as they came, not copied into the tail
+CHUNK_ROWS = 16384  # rows per piece: appends this large are kept as they came
+
+Loader = Callable[[], Columns]
+
+
+@dataclass(eq=False)
+class Piece:
+    """Consecutive rows: held (``columns``), or spilled (``load`` reads them back)."""
+
+    first: int  # the plot's row this piece starts at
+    rows: int
+    mark: Any  # what the last append into it was marked with
+    columns: Columns | None = None
+    load: Loader | None = None
+    taken: bool = False  # handed out to be stored (see :meth:`GrowingColumns.unstored`)
+    whole: bool = False  # the rows of one append, as it came (its frame can make them again)
+
+    def read(self) -> Columns:
+        """The piece's rows (read back from the store if spilled)."""
+        if self.columns is not None:
+            return self.columns
+        assert self.load is not None
+        return self.load()
 
 
 class GrowingColumns:
-    """Equal-length numpy columns that only grow: rows once written never change.
+    """Equal-length numpy columns that only grow: rows once written never change."""
 
-    Small appends go into a tail buffer whose capacity doubles (amortized O(1)); a large
-    append is kept as it came, usually views of the received frame, so it is never copied.
-    Reading rows concatenates just the pieces that hold them.
-    """
-
-    def __init__(self, columns: Columns) -> None:
-        self._pieces: list[Columns] = []  # sealed: large appends, and full tails
+    def __init__(self, columns: Columns, mark: Any = None) -> None:
+        self._pieces: list[Piece] = []  # sealed
         self._tail = {name: np.array(values) for name, values in columns.items()}
         self._tail_rows = self._rows = _length(columns)
+        self._mark = mark  # the last append's
+        if self._rows >= CHUNK_ROWS:
+            self._seal_tail()
+            self._pieces[-1].whole = True
 
     def __len__(self) -> int:
         return self._rows
 
-    def append(self, columns: Columns) -> None:
+    @property
+    def spilled(self) -> int:
+        """How many rows are not held in memory."""
+        return sum(p.rows for p in self._pieces if p.columns is None)
+
+    def append(self, columns: Columns, mark: Any = None) -> None:
         """Append rows; ``columns`` must have the same names."""
         rows = _length(columns)
-        if rows >= _PIECE_ROWS:
+        if rows >= CHUNK_ROWS:
             self._seal_tail()
-            self._pieces.append(dict(columns))
+            self._pieces.append(Piece(self._rows, rows, mark, dict(columns), whole=True))
             self._rows += rows
+            self._mark = mark
             return
         start, need = self._tail_rows, self._tail_rows + rows
         for name, values in columns.items():
@@ -41,49 +81,82 @@ class GrowingColumns:
             if need > len(buffer) or (
                 values.dtype != buffer.dtype and np.result_type(buffer, values) != buffer.dtype
             ):
-                grown = np.empty(max(need, 2 * len(buffer), 16), np.result_type(buffer, values))
+                size = max(need, min(2 * len(buffer), CHUNK_ROWS), 16)
+                grown = np.empty(size, np.result_type(buffer, values))
                 grown[:start] = buffer[:start]
                 self._tail[name] = buffer = grown
             buffer[start:need] = values
         self._tail_rows = need
         self._rows += rows
+        self._mark = mark
+        if need >= CHUNK_ROWS:
+            self._seal_tail()
+
+    def extend_stored(self, rows: int, mark: Any, load: Loader) -> None:
+        """Append a stored piece of ``rows`` rows, spilled (no rows may be in the tail)."""
+        assert not self._tail_rows, "stored pieces come before the appends after them"
+        self._pieces.append(Piece(self._rows, rows, mark, None, load, taken=True))
+        self._rows += rows
+        self._mark = mark
 
     def _seal_tail(self) -> None:
         if self._tail_rows:
-            self._pieces.append({k: v[: self._tail_rows] for k, v in self._tail.items()})
+            tail = {k: v[: self._tail_rows] for k, v in self._tail.items()}
+            self._pieces.append(
+                Piece(self._rows - self._tail_rows, self._tail_rows, self._mark, tail)
+            )
             self._tail = {k: v[:0].copy() for k, v in self._tail.items()}
             self._tail_rows = 0
 
-    def pieces(self, start: int = 0, stop: int | None = None) -> list[Columns]:
-        """Rows ``start:stop`` as consecutive pieces, views all: rows once written never
-        change, so another thread may read them while rows are appended."""
+    def before(self, piece: Piece) -> Any:
+        """The mark of the piece before ``piece`` (None for the first)."""
+        i = self._pieces.index(piece)
+        return self._pieces[i - 1].mark if i else None
+
+    def unstored(self) -> list[Piece]:
+        """The sealed pieces not yet handed out to be stored; handed out now."""
+        pieces = [p for p in self._pieces if not p.taken]
+        for piece in pieces:
+            piece.taken = True
+        return pieces
+
+    def spill(self, piece: Piece, load: Loader) -> None:
+        """Let ``piece`` (now stored) leave memory: ``load`` reads it back."""
+        piece.load, piece.columns = load, None
+
+    def keep(self, piece: Piece) -> None:
+        """Storing ``piece`` failed: hand it out again later."""
+        piece.taken = False
+
+    def pieces(self, start: int = 0, stop: int | None = None) -> Iterator[Columns]:
+        """Rows ``start:stop`` piece by piece, spilled pieces read back as they come. Which
+        pieces is settled at the call, and held rows are views that appends never touch, so
+        another thread may iterate while rows are appended."""
         stop = self._rows if stop is None else min(stop, self._rows)
-        parts: list[Columns] = []
-        end = self._rows
-        tail = {k: v[: self._tail_rows] for k, v in self._tail.items()}
-        for piece in (tail, *reversed(self._pieces)):
-            if end <= start:
-                break
-            size = _length(piece)
-            first = end - size
-            if size and first < stop:
-                parts.append({k: v[max(start - first, 0) : stop - first] for k, v in piece.items()})
-            end = first
-        parts.reverse()
-        return parts
+        tail = Piece(self._rows - self._tail_rows, self._tail_rows, None, self._tail_view())
+        parts = [
+            (piece, max(start - piece.first, 0), min(stop, piece.first + piece.rows) - piece.first)
+            for piece in [*self._pieces, tail]
+            if piece.rows and piece.first + piece.rows > start and piece.first < stop
+        ]
+        return ({k: v[a:b] for k, v in piece.read().items()} for piece, a, b in parts)
+
+    def _tail_view(self) -> Columns:
+        return {k: v[: self._tail_rows] for k, v in self._tail.items()}
 
     def view(self, start: int = 0, stop: int | None = None) -> Columns:
         """Rows ``start:stop`` of every column (views where they lie in one piece)."""
-        parts = self.pieces(start, stop)
+        parts = list(self.pieces(start, stop))
         if not parts:
             return {k: v[:0] for k, v in self._tail.items()}
         if len(parts) == 1:
             return parts[0]
-        joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        if start == 0 and (stop is None or stop >= self._rows):  # a page opened: keep the copy
-            self._pieces, self._tail_rows = [joined], 0
-            self._tail = {k: v[:0].copy() for k, v in self._tail.items()}
-        return joined
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    @property
+    def mark(self) -> Any:
+        """The last append's mark."""
+        return self._mark
 
 
 def _length(columns: Columns) -> int:

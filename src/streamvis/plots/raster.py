@@ -9,7 +9,7 @@ shows, at the page's pixel size, and draws it again when the page zooms, pans or
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +29,9 @@ __all__ = [
     "auto_view",
     "bounds_of",
     "box_of",
+    "box_of_columns",
     "color_keys",
+    "merged",
     "packed_rgba",
     "rasterize",
     "rasterize_pieces",
@@ -79,13 +81,25 @@ Box = tuple[float, float, float, float] | None
 def box_of(x: np.ndarray, y: np.ndarray, box: Box = None) -> Box:
     """The box around the finite points, grown to take in ``box`` (boxes of parts merge)."""
     finite = np.isfinite(x) & np.isfinite(y)
-    if finite.any():
-        xs, ys = x[finite], y[finite]
-        new = (float(xs.min()), float(xs.max()), float(ys.min()), float(ys.max()))
-        if box is None:
-            return new
-        return min(box[0], new[0]), max(box[1], new[1]), min(box[2], new[2]), max(box[3], new[3])
-    return box
+    if not finite.any():
+        return box
+    xs, ys = x[finite], y[finite]
+    return merged(box, (float(xs.min()), float(xs.max()), float(ys.min()), float(ys.max())))
+
+
+def box_of_columns(columns: Mapping[str, np.ndarray], box: Box = None) -> Box:
+    """The box around a scatter's points or a line plot's segments, given as columns."""
+    if "x0" in columns:
+        box = box_of(columns["x0"], columns["y0"], box)
+        return box_of(columns["x1"], columns["y1"], box)
+    return box_of(columns["x"], columns["y"], box)
+
+
+def merged(a: Box, b: Box) -> Box:
+    """The box around two boxes (either may be None: no points)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
 
 
 def bounds_of(x: np.ndarray, y: np.ndarray, box: Box = None) -> Bounds:
@@ -227,7 +241,8 @@ def rasterize_segments(
 
 def rasterize_pieces(
     kind: str,
-    pieces: Sequence[Mapping[str, np.ndarray]],
+    pieces: Iterable[Mapping[str, np.ndarray]],
+    total: int,
     view: Viewport,
     palette: np.ndarray,
     levels: int = 1,
@@ -236,8 +251,8 @@ def rasterize_pieces(
     ``x0, y0, x1, y1[, c]`` for line segments), as :func:`rasterize` and
     :func:`rasterize_segments` draw them whole, but BATCH_ROWS rows at a time, so a draw of
     millions takes no more memory than one of a million (and the same image, up to how the
-    sampling budget of crowded segments is shared)."""
-    total = sum(len(next(iter(piece.values()))) for piece in pieces if piece)
+    sampling budget of crowded segments is shared). ``total`` is how many rows they hold;
+    they are read one after another, so they may be read from disk as they come."""
     image = np.zeros((view.height, view.width), np.uint32)
     for batch in _batches(pieces, BATCH_ROWS):
         color = batch.get("c")
@@ -252,7 +267,7 @@ def rasterize_pieces(
 
 
 def _batches(
-    pieces: Sequence[Mapping[str, np.ndarray]], rows: int
+    pieces: Iterable[Mapping[str, np.ndarray]], rows: int
 ) -> Iterator[Mapping[str, np.ndarray]]:
     """Consecutive pieces joined into batches of about ``rows`` rows (a larger piece alone)."""
     group: list[Mapping[str, np.ndarray]] = []

@@ -1,0 +1,429 @@
+"""One run's database: every frame the run accepted, and its long plots' rows as chunks.
+
+Each message's frames are written in one transaction (:meth:`RunStore.append`): a write that
+fails (disk full, I/O error, read-only) rolls back and leaves the database as it was, and
+the server acknowledges only what committed. In WAL mode with ``synchronous=NORMAL`` a
+commit survives the process dying at any instant; a power loss may take the last commits.
+
+History is kept: every frame, with the server's time of arrival and, once clients send it,
+its step. What the pages show now (the layout, each replace plot's latest frame, each append
+plot's frames since its last replace) is read by :meth:`RunStore.current`, without the
+frames that later ones superseded. An append plot's rows are also kept in chunks of
+columns (or, for a frame of many rows, as a note that the frame holds them): a restart reads
+those, not every frame, and a page's detail is read from them, not from memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import protocol
+from ._retention import chosen
+from .errors import ProtocolError, StoreError
+
+__all__ = ["DEFAULT_BUDGET", "Chunk", "Chunks", "RunStore", "Stored"]
+
+log = logging.getLogger("streamvis.store")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS frames (
+    id INTEGER PRIMARY KEY,     -- the order of arrival
+    op TEXT NOT NULL,           -- layout, plot, clear
+    plot TEXT,
+    replace INTEGER NOT NULL,   -- a plot frame that replaces the plot's data
+    fig INTEGER NOT NULL,       -- a plot frame that sets fig_kwargs
+    step INTEGER,               -- the frame's step, once clients send one
+    time REAL NOT NULL,         -- seconds since the epoch, at arrival
+    frame BLOB NOT NULL         -- the frame as it came (protocol.encode)
+);
+CREATE INDEX IF NOT EXISTS frames_by_plot ON frames (plot, id);
+CREATE TABLE IF NOT EXISTS clients (cid TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (  -- an append plot's rows as columns: a cache of its frames
+    plot TEXT NOT NULL,
+    since INTEGER NOT NULL,     -- the id of the frame its rows start from (a replace)
+    first_row INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    last_id INTEGER NOT NULL,   -- the id of the last frame whose rows it holds
+    box_x0 REAL, box_x1 REAL, box_y0 REAL, box_y1 REAL,  -- around its finite points, if any
+    ends BLOB,                  -- what the append after it continues from (line ends)
+    data BLOB,                  -- the columns (protocol.encode); none: frame last_id has them
+    PRIMARY KEY (plot, since, first_row)
+);
+"""
+_PAGE_SIZE = 65536  # large blobs write at twice the rate of 4 KiB pages
+DEFAULT_BUDGET = 4 * 2**30  # bytes of disk a run may take before its history is thinned
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A frame read back, with where it stands in its run's history."""
+
+    id: int
+    time: float
+    step: int | None
+    frame: protocol.Frame
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Stored rows of an append plot, from its row ``first_row`` on, up to its frame
+    ``last_id``. ``read`` reads its columns (on any thread); None if they were not stored
+    as columns, being the rows of the one frame ``last_id``, which ``frame`` reads."""
+
+    plot: str
+    since: int
+    first_row: int
+    rows: int
+    last_id: int
+    box: tuple[float, float, float, float] | None
+    ends: dict[str, np.ndarray]
+    read: Callable[[], dict[str, np.ndarray]] | None
+    frame: Callable[[], protocol.Frame]
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """Where a plot's rows come from stored chunks instead of its frames (each after the
+    plot's first frame, before the frames after them): in order, from row 0."""
+
+    plot: str
+    chunks: list[Chunk]
+
+
+class RunStore:
+    """One run's database. Writes come from one thread at a time; reads from any."""
+
+    def __init__(self, path: Path, budget: int = DEFAULT_BUDGET) -> None:
+        self.path, self.budget = path, budget
+        self._written = 0  # bytes appended since the store last weighed itself
+        self._over = False  # warned that appended data alone exceeds the budget
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._writer = self._connect()
+        self._writer.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        fresh = not self.path.exists()
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if fresh:
+            db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        return db
+
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+            )
+            self._readers.append(db)
+        return db
+
+    def append(
+        self,
+        frames: Iterable[tuple[protocol.Frame, bytes | memoryview]],
+        ids: Sequence[int] | None = None,
+    ) -> None:
+        """Write ``frames`` (with their bytes) in one transaction; on failure, write none.
+        ``ids`` numbers them (later than any stored; by default, the next free ones).
+
+        Raises StoreError naming the cause (the database is then as it was before).
+        """
+        now = time.time()
+        rows, seqs = [], {}
+        for i, (frame, data) in enumerate(frames):
+            seqs[frame.cid] = frame.seq
+            if frame.op == "sync":
+                continue
+            replace = frame.op == "plot" and not frame.opts.get("append")
+            step = frame.opts.get("step")
+            rows.append(
+                (
+                    ids[i] if ids is not None else None,
+                    frame.op,
+                    frame.name,
+                    replace,
+                    "fig" in frame.opts,
+                    step if type(step) is int else None,
+                    now,
+                    data,
+                )
+            )
+        db = self._writer
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT INTO frames (id, op, plot, replace, fig, step, time, frame) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.executemany(
+                "INSERT INTO clients (cid, seq) VALUES (?, ?) "
+                "ON CONFLICT (cid) DO UPDATE SET seq = max(seq, excluded.seq)",
+                seqs.items(),
+            )
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"cannot store frames of run {self.path.stem!r}: {exc}") from exc
+        self._written += sum(len(row[-1]) for row in rows)
+        if self._written > self.budget // 16:
+            self._written = 0
+            try:
+                self.thin()
+            except sqlite3.Error as exc:  # the frames are stored: thinning waits for later
+                log.warning("run %r: could not thin its history: %s", self.path.stem, exc)
+
+    def used(self) -> int:
+        """Bytes the run's frames take in its database (free pages aside)."""
+        db = self._writer
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        (free,) = db.execute("PRAGMA freelist_count").fetchone()
+        (size,) = db.execute("PRAGMA page_size").fetchone()
+        return int((pages - free) * size)
+
+    def thin(self) -> int:
+        """Keep the run within its budget: past it, thin the history of the plots that take
+        most, evenly, keeping each one's first and latest frames (and those that set
+        fig_kwargs); a plot that takes less than its fair share keeps all of it, and appended
+        data, which pages show, is never thinned. Returns the frames deleted."""
+        excess = self.used() - self.budget
+        if excess <= 0:
+            return 0
+        db = self._writer
+        doomed = chosen(db, excess)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for start in range(0, len(doomed), 500):
+                chunk = doomed[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"DELETE FROM frames WHERE id IN ({marks})", chunk)
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            db.execute("ROLLBACK")
+            raise
+        if self.used() > self.budget and not self._over:
+            self._over = True
+            log.warning(
+                "run %r takes %d MB, over its budget of %d MB (--max_run_gb), in data that "
+                "pages show: its appends are kept whole",
+                self.path.stem,
+                self.used() // 2**20,
+                self.budget // 2**20,
+            )
+        log.info("run %r: thinned %d frames to stay within its budget", self.path.stem, len(doomed))
+        return len(doomed)
+
+    def last_seqs(self) -> dict[str, int]:
+        """The last sequence number stored of each client, to recognise what it resends."""
+        return dict(self._reader().execute("SELECT cid, seq FROM clients"))
+
+    def last_id(self) -> int:
+        """The id of the run's latest frame (0 if none): later frames are numbered above."""
+        (last,) = self._reader().execute("SELECT coalesce(max(id), 0) FROM frames").fetchone()
+        return int(last)
+
+    def current(self, chunks: bool = True) -> Iterator[Stored | Chunks]:
+        """What the run shows now: its last layout first (as it applies, with the cells
+        others laid out), then each plot's frames since its last replace (and its last
+        fig_kwargs), in order; none from before a clear. Where stored chunks hold a plot's
+        rows (and ``chunks`` says to use them), they come (as :class:`Chunks`) right after
+        its first frame, and only the frames after them follow."""
+        db = self._reader()
+        (cleared,) = db.execute(
+            "SELECT coalesce(max(id), 0) FROM frames WHERE op = 'clear'"
+        ).fetchone()
+        (layout,) = db.execute(
+            "SELECT max(id) FROM frames WHERE op = 'layout' AND id > ?", (cleared,)
+        ).fetchone()
+        if layout is None:
+            return  # nothing can be placed
+        (data,) = db.execute("SELECT frame FROM frames WHERE id = ?", (layout,)).fetchone()
+        try:
+            placed = sorted(protocol.decode(data, protocol.TRUSTED_LIMITS).opts.get("cells", {}))
+        except ProtocolError:
+            placed = []
+        starts = db.execute(
+            "SELECT plot, coalesce(max(CASE WHEN replace THEN id END), min(id)), "
+            "max(CASE WHEN fig THEN id END) FROM frames WHERE op = 'plot' AND id > ? "
+            "AND plot IN (SELECT value FROM json_each(?)) GROUP BY plot",
+            (cleared, json.dumps(placed)),
+        ).fetchall()
+        ids, chunked = [layout], {}
+        for plot, start, fig in starts:
+            if fig is not None and fig < start:
+                ids.append(fig)
+            found = self._chunks(plot, start) if chunks else []
+            after = start - 1
+            if found:
+                chunked[start] = Chunks(plot, found)
+                after = max(found[-1].last_id, start)
+                ids.append(start)
+            query = "SELECT id FROM frames WHERE plot = ? AND id > ? ORDER BY id"
+            ids += [row[0] for row in db.execute(query, (plot, after))]
+        ids = [layout, *sorted(set(ids[1:]) - {layout})]  # the layout first: it places them
+        order = {frame_id: i for i, frame_id in enumerate(ids)}
+        for first in range(0, len(ids), 512):  # blobs by id, a few at a time
+            chunk = ids[first : first + 512]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT id, time, step, frame FROM frames WHERE id IN ({marks})"
+            rows = sorted(db.execute(query, chunk), key=lambda row: order[row[0]])
+            for stored in self._stored(rows):
+                yield stored
+                if stored.id in chunked:
+                    yield chunked[stored.id]
+
+    def _chunks(self, plot: str, since: int) -> list[Chunk]:
+        """The plot's stored chunks from row 0 on, without a gap (later ones are unused)."""
+        rows = self._reader().execute(
+            "SELECT first_row, rows, last_id, box_x0, box_x1, box_y0, box_y1, ends, "
+            "data IS NOT NULL FROM chunks WHERE plot = ? AND since = ? ORDER BY first_row",
+            (plot, since),
+        )
+        chunks: list[Chunk] = []
+        for first_row, count, last_id, x0, x1, y0, y1, ends, columns in rows:
+            if first_row != (chunks[-1].first_row + chunks[-1].rows if chunks else 0):
+                break
+            box = None if x0 is None else (x0, x1, y0, y1)
+            read = functools.partial(self.read_chunk, plot, since, first_row) if columns else None
+            frame = functools.partial(self.frame, plot, last_id)
+            try:
+                at_end = _unpack(ends) if ends is not None else {}
+            except ProtocolError:
+                break
+            chunks.append(Chunk(plot, since, first_row, count, last_id, box, at_end, read, frame))
+        return chunks
+
+    def put_chunk(
+        self,
+        plot: str,
+        since: int,
+        first_row: int,
+        last_id: int,
+        columns: Mapping[str, np.ndarray] | int,
+        ends: Mapping[str, np.ndarray] | None = None,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> None:
+        """Store rows of an append plot as columns, or only how many there are if they are
+        the rows of the one frame ``last_id`` (and forget the chunks of its older data).
+        Raises StoreError if they cannot be stored (the frames still hold the rows)."""
+        if isinstance(columns, int):
+            rows, data = columns, None
+        else:
+            rows, data = len(next(iter(columns.values()))), _pack(plot, columns)
+        x0, x1, y0, y1 = box if box is not None else (None, None, None, None)
+        db = self._writer
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM chunks WHERE plot = ? AND since < ?", (plot, since))
+            db.execute(
+                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (plot, since, first_row, rows, last_id, x0, x1, y0, y1,
+                 _pack(plot, ends) if ends else None, data),
+            )  # fmt: skip
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"cannot store rows of plot {plot!r}: {exc}") from exc
+
+    def read_chunk(self, plot: str, since: int, first_row: int) -> dict[str, np.ndarray]:
+        """The columns of a stored chunk. Raises StoreError if it is gone or damaged."""
+        row = (
+            self._reader()
+            .execute(
+                "SELECT data FROM chunks WHERE plot = ? AND since = ? AND first_row = ?",
+                (plot, since, first_row),
+            )
+            .fetchone()
+        )
+        try:
+            if row is None:
+                raise ProtocolError("no such chunk")
+            return _unpack(row[0])
+        except ProtocolError as exc:
+            raise StoreError(
+                f"run {self.path.stem!r}: cannot read rows {first_row}+ of plot {plot!r}: {exc}"
+            ) from exc
+
+    def frame(self, plot: str, frame_id: int) -> protocol.Frame:
+        """The plot's frame ``frame_id``. Raises StoreError if it is gone or damaged."""
+        stored = self.latest_at(plot, frame_id)
+        if stored is None or stored.id != frame_id:
+            raise StoreError(f"run {self.path.stem!r}: frame {frame_id} of plot {plot!r} is gone")
+        return stored.frame
+
+    def latest_at(self, plot: str, frame_id: int) -> Stored | None:
+        """The plot's last frame at or before ``frame_id`` (None if it has none)."""
+        rows = self._reader().execute(
+            "SELECT id, time, step, frame FROM frames WHERE plot = ? AND id <= ? "
+            "ORDER BY id DESC LIMIT 1",
+            (plot, frame_id),
+        )
+        return next(self._stored(rows), None)
+
+    def frames(self, plot: str, first: int = 0, last: int | None = None) -> Iterator[Stored]:
+        """The plot's frames with ids in ``[first, last]``, in order."""
+        rows = self._reader().execute(
+            "SELECT id, time, step, frame FROM frames WHERE plot = ? AND id BETWEEN ? AND ? "
+            "ORDER BY id",
+            (plot, first, last if last is not None else 2**62),
+        )
+        return self._stored(rows)
+
+    def _stored(self, rows: Iterable[_Row]) -> Iterator[Stored]:
+        damaged: list[int] = []
+        for frame_id, at, step, data in rows:
+            try:
+                frame = protocol.decode(data, protocol.TRUSTED_LIMITS)
+            except ProtocolError:  # damaged on disk, or another streamvis version's
+                damaged.append(frame_id)
+                continue
+            yield Stored(frame_id, at, step, frame)
+        if damaged:
+            log.error(
+                "run %r: %d stored frames are damaged and were skipped (ids %d to %d of %s)",
+                self.path.stem,
+                len(damaged),
+                damaged[0],
+                damaged[-1],
+                self.path.name,
+            )
+
+    def close(self) -> None:
+        """Close the database: its readers and its writer."""
+        for reader in self._readers:
+            reader.close()
+        self._readers.clear()
+        self._writer.close()
+
+
+_Row = tuple[int, float, "int | None", bytes]
+
+
+def _pack(plot: str, columns: Mapping[str, np.ndarray]) -> bytes:
+    """Named columns as one blob, in the wire format (a frame only the store reads)."""
+    names = list(columns)
+    arrays = tuple(np.ascontiguousarray(columns[k]) for k in names)
+    frame = protocol.Frame("plot", "chunk", "", 0, plot, {"columns": names}, arrays)
+    return protocol.encode(frame)
+
+
+def _unpack(data: bytes) -> dict[str, np.ndarray]:
+    frame = protocol.decode(data, protocol.TRUSTED_LIMITS)
+    names = frame.opts.get("columns")
+    if not isinstance(names, list) or len(names) != len(frame.arrays):
+        raise ProtocolError("a chunk's names do not match its columns")
+    return dict(zip(names, frame.arrays, strict=True))
