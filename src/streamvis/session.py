@@ -262,6 +262,12 @@ class DocumentView:
             shown = view.showing(plot, rows)
             if shown == view.shown:
                 return 0
+            if not plot.window_ready(rows):  # read from the store off the loop, then shown
+                assert rows is not None
+                if view.drawing != rows:
+                    view.drawing = rows
+                    self._off_loop(name, view, plot.window_reader(rows), keep=False)
+                return 0
             view.source.data = page_data(plot, rows)
         elif len(plot.data) <= view.rows:
             return 0
@@ -295,22 +301,30 @@ class DocumentView:
             self.clock.defer(name, wait, now)
             return None
         view.drawing = wanted
-        job = _drawer().submit(image_drawer(plot, wanted[2]))
-        job.add_done_callback(lambda done: self._on_drawn(name, view, done))
+        self._off_loop(name, view, image_drawer(plot, wanted[2]), keep=True)
         return None if sent else 0
 
-    def _on_drawn(self, name: str, view: _PlotView, done: Future[dict[str, Any]]) -> None:
-        """An image finished drawing (on the drawing thread): hand it to the document."""
+    def _off_loop(self, name: str, view: _PlotView, work: Callable[[], Any], keep: bool) -> None:
+        """Run ``work`` (drawing an image, reading rows) on the drawing thread, then update
+        the plot again; ``keep`` its result for the view, as what it was started for."""
+        job = _drawer().submit(work)
+        job.add_done_callback(lambda done: self._on_done(name, view, done, keep))
+
+    def _on_done(self, name: str, view: _PlotView, done: Future[Any], keep: bool) -> None:
+        """Work for a plot finished (on the drawing thread): hand it to the document."""
 
         def take() -> None:
             if self._views.get(name) is not view:
-                return  # the figure was replaced meanwhile: a new draw is under way
+                return  # the figure was replaced meanwhile: new work is under way
             wanted, view.drawing = view.drawing, None
             try:
-                view.drawn = (wanted, done.result())
-            except Exception:  # one image's failure must not stall the page: not retried
-                log.exception("drawing plot %r of run %r failed", name, self.run)
+                result = done.result()
+            except Exception:  # one plot's failure must not stall the page: not retried
+                log.exception("updating plot %r of run %r failed", name, self.run)
                 view.shown = wanted
+            else:
+                if keep:
+                    view.drawn = (wanted, result)
             self.notify({name})
 
         try:

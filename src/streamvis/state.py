@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import ArgumentError, UnknownPlot
+from .errors import ArgumentError, StoreError, UnknownPlot
 from .plots.columns import (
     Columns,
     Extent,
@@ -23,7 +23,7 @@ from .plots.columns import (
     color_levels,
     plot_columns,
 )
-from .plots.envelope import DETAIL_ROWS, Envelope, join
+from .plots.envelope import DETAIL_ROWS, Envelope, detail, join
 from .plots.growing import GrowingColumns, Piece
 from .plots.raster import (
     RASTER_POINTS,
@@ -50,6 +50,8 @@ __all__ = ["Admitted", "PlotState", "RunState", "StoredRows", "chunk_mark"]
 
 log = logging.getLogger(__name__)
 
+
+_WINDOWS = 4  # windows of a long line plot kept in detail (a few pages' zooms)
 
 # The plot kinds pages show as an image once they have this many rows (points, segments).
 _RASTER_LIMITS = {"scatter": RASTER_POINTS, "multi_lines": RASTER_SEGMENTS}
@@ -98,6 +100,7 @@ class PlotState:
     _box: Box = None  # the box around the finite points of the first _boxed rows
     _boxed: int = 0
     was_rasterized: bool = False  # the plot it replaced was an image: half as many points do
+    _windows: dict[tuple[int, int], Columns] = field(default_factory=dict)  # rows in detail
 
     @property
     def data(self) -> GrowingColumns:
@@ -131,8 +134,37 @@ class PlotState:
     def summary(self, rows: tuple[int, int] | None = None) -> Columns:
         """A few thousand rows that draw like all of them; ``rows`` in finer detail."""
         envelope = self._summed_up()
-        inner = None if rows is None else self.data.view(*rows)
+        inner = None
+        if rows is not None:
+            inner = self._windows.get(rows)
+            if inner is None:
+                inner = self.window_reader(rows)()
+            if not inner:  # they could not be read: the summary alone
+                rows, inner = None, None
         return envelope.view(self.data.view(envelope.rows), rows, inner)
+
+    def window_ready(self, rows: tuple[int, int] | None) -> bool:
+        """Whether :meth:`summary` of ``rows`` reads nothing from the store."""
+        return rows is None or rows in self._windows or self.data.held(*rows)
+
+    def window_reader(self, rows: tuple[int, int]) -> Callable[[], Columns]:
+        """What reads ``rows`` in the detail a summary shows them in (from the store where
+        they left memory), on any thread, and keeps it for the summaries after: rows once
+        written never change. Call it on the loop; call what it returns anywhere."""
+        pieces = self.data.pieces(*rows)
+
+        def read() -> Columns:
+            try:
+                shown = detail(join(*pieces), rows[0])
+            except StoreError as exc:  # shown without the detail; its frames still hold it
+                log.error("plot %r: rows %d to %d cannot be read: %s", self.name, *rows, exc)
+                shown = {}
+            while len(self._windows) >= _WINDOWS:
+                self._windows.pop(next(iter(self._windows)), None)
+            self._windows[rows] = shown
+            return shown
+
+        return read
 
     def _summed_up(self) -> Envelope:
         """The envelope, given the rows appended since (each page's update asks: once will do)."""

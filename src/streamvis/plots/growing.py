@@ -108,6 +108,12 @@ class GrowingColumns:
             self._tail = {k: v[:0].copy() for k, v in self._tail.items()}
             self._tail_rows = 0
 
+    def held(self, start: int, stop: int) -> bool:
+        """Whether rows ``start:stop`` are all in memory."""
+        return not any(
+            p.columns is None and p.first < stop and p.first + p.rows > start for p in self._pieces
+        )
+
     def before(self, piece: Piece) -> Any:
         """The mark of the piece before ``piece`` (None for the first)."""
         i = self._pieces.index(piece)
