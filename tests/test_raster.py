@@ -136,11 +136,10 @@ def test_a_plot_in_pieces_and_batches_draws_as_it_would_whole(
     ]
     for rows in (1 << 20, 1000):  # one batch, then batches of a few pieces each
         monkeypatch.setattr(raster, "BATCH_ROWS", rows)
-        drawn = rasterize_pieces("multi_lines", pieces, 3000, VIEW, PALETTE, 2)
+        drawn = rasterize_pieces("multi_lines", pieces[::-1], 3000, VIEW, PALETTE, 2)
         np.testing.assert_array_equal(drawn, whole)
-    points = rasterize_pieces(
-        "scatter", [{"x": x0[:10], "y": y0[:10]}, {"x": x1, "y": y1}], 3010, VIEW, PALETTE
-    )
+    newest = [{"x": x1, "y": y1}, {"x": x0[:10], "y": y0[:10]}]  # given newest first
+    points = rasterize_pieces("scatter", newest, 3010, VIEW, PALETTE)
     both = rasterize(np.concatenate([x0[:10], x1]), np.concatenate([y0[:10], y1]), VIEW, PALETTE)
     np.testing.assert_array_equal(points, both)
 
@@ -151,3 +150,14 @@ def test_boxes_of_parts_merge_into_the_box_of_the_whole() -> None:
     assert box == (-1.0, 3.0, 0.0, 2.0)
     assert bounds_of(np.empty(0), np.empty(0), box) == bounds_of(x, y)
     assert box_of(np.array([np.nan]), np.array([1.0])) is None
+
+
+def test_a_long_drawing_shows_the_newest_rows_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(raster, "BATCH_ROWS", 1)
+    monkeypatch.setattr(raster, "PROGRESS_SECONDS", 0.0)  # every batch
+    newest = [{"x": np.array([20.5], "f4"), "y": np.array([20.5], "f4")},
+              {"x": np.array([60.5], "f4"), "y": np.array([30.5], "f4")}]  # fmt: skip
+    seen: list[np.ndarray] = []
+    whole = rasterize_pieces("scatter", newest, 2, VIEW, PALETTE, progress=seen.append)
+    assert len(seen) == 2 and seen[0][20, 20] == RED and not seen[0][30, 60]
+    np.testing.assert_array_equal(seen[1], whole)

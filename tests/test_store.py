@@ -18,7 +18,7 @@ import pytest
 from streamvis.errors import StreamvisError
 from streamvis.hub import Hub
 from streamvis.plots import growing
-from streamvis.plots.figures import image_drawer
+from streamvis.plots.figures import image_drawer, page_data
 from streamvis.plots.raster import auto_view
 from streamvis.protocol import Frame, encode
 from streamvis.runstore import Chunks, RunStore, Stored
@@ -352,4 +352,39 @@ def test_a_damaged_chunk_costs_nothing_the_frames_hold(
     again = reopened(tmp_path)
     assert again.runs["r"].plots["loss"].data.view()["x"].tolist() == list(range(500))
     assert "cannot read rows 128+ of plot 'loss'" in caplog.text
+    again.close()
+
+
+def test_an_image_is_drawn_on_from_the_last_one_and_kept_for_a_restart(
+    tmp_path: Path, sender: Sender
+) -> None:
+    spec = PlotSpec("multi_lines", append=True, line_dims=(0,), spatial_dim=2).to_wire()
+    steps = np.random.default_rng(0).normal(scale=0.02, size=(8, 3, 2000, 2))
+    walk = np.clip(np.cumsum(steps.reshape(24, 2000, 2), axis=1), -1, 1).reshape(8, 3, 2000, 2)
+    walk[0, 0, :2] = [[-1, -1], [1, 1]]  # the same bounds throughout
+    for i in range(4):
+        sender.send("plot", "pts", walk[i].astype(np.float32), **spec)
+    plot = sender.hub.runs["r"].plots["pts"]
+    assert plot.rasterized
+    view = auto_view(plot.bounds, (300, 200))
+    image, half = image_drawer(plot, view)()["image"][0], len(plot.data)
+    for i in range(4, 8):
+        sender.send("plot", "pts", walk[i].astype(np.float32), **spec)
+    plot.last_image = None
+    whole = image_drawer(plot, view)()["image"][0]
+    plot.last_image = (half, view, image)  # drawn of the first half: the rest drawn over it
+    np.testing.assert_array_equal(image_drawer(plot, view)()["image"][0], whole)
+    solid = np.full_like(whole, 7)
+    plot.last_image = (len(plot.data), view, solid)  # no row since: nothing is drawn again
+    np.testing.assert_array_equal(image_drawer(plot, view)()["image"][0], solid)
+
+    plot.last_image = (len(plot.data), view, whole)
+    sender.hub.keep_image("r", "pts")
+    sender.hub.close()
+    again = reopened(tmp_path)
+    kept = again.runs["r"].plots["pts"].last_image
+    assert kept is not None and kept[:2] == (len(plot.data), view)
+    np.testing.assert_array_equal(kept[2], whole)
+    shown = page_data(again.runs["r"].plots["pts"])  # what a page opened now gets at once
+    np.testing.assert_array_equal(shown["image"][0], whole)
     again.close()

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from .errors import StoreError, StreamvisError
 from .plots.growing import Piece
-from .plots.raster import box_of_columns
+from .plots.raster import Viewport, box_of_columns
 from .runstore import Chunks, RunStore
 from .state import Admitted, PlotState, RunState, chunk_mark
 from .store import Store
@@ -245,6 +245,31 @@ class Hub:
         else:
             self._writer.submit(job, ("rows", run), stored)
 
+    def keep_image(self, run: str, name: str) -> None:
+        """Store the last image drawn of a big plot (it took long): a restarted server shows
+        it at once, while it draws the image the page needs."""
+        state = self.runs.get(run)
+        plot = state.plots.get(name) if state is not None else None
+        if plot is None or plot.last_image is None or self.store is None:
+            return
+        rows, view, image = plot.last_image
+        store, since = self.store, plot.start_id
+        frame = (view.x0, view.x1, view.y0, view.y1, view.width, view.height)
+
+        def job() -> None:
+            store.open(run).put_image(name, since, rows, frame, image)
+
+        def kept(error: Exception | None) -> None:
+            if error is not None:
+                log.warning("run %r: the image of plot %r is not kept: %s", run, name, error)
+                if self._writer is not None:
+                    self._writer.resume(("rows", run))
+
+        if self._writer is None:
+            job()
+        else:
+            self._writer.submit(job, ("rows", run), kept)
+
     def _appender(self, run: str) -> Callable[[Sequence[Any]], None]:
         """What appends ``run``'s frames, opening its store on the writer's thread; the same
         object each time, so that queued appends of the run are written together."""
@@ -318,6 +343,11 @@ def _replayed(stored: RunStore, run: str, chunks: bool) -> tuple[RunState, int]:
         except StreamvisError as exc:
             log.warning("run %r: skipped stored frame %d: %s", run, item.id, exc)
         count += 1
+    for plot in state.plots.values():
+        kept = stored.image(plot.name, plot.start_id) if plot.rasterized else None
+        if kept is not None and kept[0] <= len(plot.data):
+            x0, x1, y0, y1, width, height = kept[1]
+            plot.last_image = (kept[0], Viewport(x0, x1, y0, y1, int(width), int(height)), kept[2])
     state.next_id = max(state.next_id, stored.last_id() + 1)
     state.merge_seqs(stored.last_seqs())
     return state, count

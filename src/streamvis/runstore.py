@@ -59,6 +59,13 @@ CREATE TABLE IF NOT EXISTS chunks (  -- an append plot's rows as columns: a cach
     data BLOB,                  -- the columns (protocol.encode); none: frame last_id has them
     PRIMARY KEY (plot, since, first_row)
 );
+CREATE TABLE IF NOT EXISTS images (  -- the last slow image of each big plot, for a restart
+    plot TEXT PRIMARY KEY,
+    since INTEGER NOT NULL,     -- as in chunks
+    rows INTEGER NOT NULL,      -- it shows the plot's first rows
+    view TEXT NOT NULL,         -- [x0, x1, y0, y1, width, height] it was drawn for (JSON)
+    image BLOB NOT NULL         -- (height, width) uint32 pixels, R G B A
+);
 """
 _PAGE_SIZE = 65536  # large blobs write at twice the rate of 4 KiB pages
 DEFAULT_BUDGET = 4 * 2**30  # bytes of disk a run may take before its history is thinned
@@ -357,6 +364,36 @@ class RunStore:
             raise StoreError(
                 f"run {self.path.stem!r}: cannot read rows {first_row}+ of plot {plot!r}: {exc}"
             ) from exc
+
+    def put_image(
+        self, plot: str, since: int, rows: int, view: Sequence[float], image: np.ndarray
+    ) -> None:
+        """Keep a plot's image of its first ``rows`` rows, drawn for ``view``, replacing the
+        one before. Raises StoreError if it cannot be stored."""
+        db = self._writer
+        try:
+            db.execute(
+                "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?)",
+                (plot, since, rows, json.dumps(list(view)), _pack(plot, {"image": image})),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot store an image of plot {plot!r}: {exc}") from exc
+
+    def image(self, plot: str, since: int) -> tuple[int, list[float], np.ndarray] | None:
+        """The plot's kept image of its data since frame ``since``: (rows, view, image)."""
+        row = (
+            self._reader()
+            .execute(
+                "SELECT rows, view, image FROM images WHERE plot = ? AND since = ?", (plot, since)
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        try:
+            return row[0], json.loads(row[1]), _unpack(row[2])["image"]
+        except (ProtocolError, ValueError, KeyError):
+            return None  # damaged: drawn again
 
     def frame(self, plot: str, frame_id: int) -> protocol.Frame:
         """The plot's frame ``frame_id``. Raises StoreError if it is gone or damaged."""

@@ -210,7 +210,13 @@ class StreamvisServer:
         raw = args.get("run", [self.run_name.encode()])[0]
         run = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         view = DocumentView(
-            doc, run, self.hub.runs.get, self.hub.run_names, self.update_interval, self._reading
+            doc,
+            run,
+            self.hub.runs.get,
+            self.hub.run_names,
+            self.update_interval,
+            self._reading,
+            self.hub.keep_image,
         )
         self.hub.attach(view)
         doc.on_session_destroyed(lambda _context: self.hub.detach(view))

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from bokeh.document import Document
@@ -38,13 +38,22 @@ from .plots.figures import image_drawer, make_figure, page_data, page_frame, wan
 from .plots.raster import viewport
 from .state import PlotState, RunState
 
-__all__ = ["LARGE_INTERVAL", "LARGE_POINTS", "LARGE_SHARE", "DocumentView"]
+__all__ = [
+    "KEEP_IMAGE_SECONDS",
+    "LARGE_INTERVAL",
+    "LARGE_POINTS",
+    "LARGE_SHARE",
+    "SIZE_WAIT",
+    "DocumentView",
+]
 
 log = logging.getLogger(__name__)
 
 LARGE_POINTS = 5000  # a replace of this many points costs the page visible work...
 LARGE_INTERVAL = 0.25  # ...so it is sent at most this often, and never holds back the rest,
 LARGE_SHARE = 0.2  # nor more often than keeps its paints under this share of the page's time
+KEEP_IMAGE_SECONDS = 1.0  # an image that took this long to draw is stored for a restart
+SIZE_WAIT = 0.5  # a new figure's first image waits this long for the page to say its size
 
 # Whether this page's WebGL runs on a GPU (software WebGL is far slower than a 2D canvas).
 _GPU_JS = """
@@ -89,6 +98,8 @@ class _PlotView:
     shown: Any = None  # what the page holds of a summarized or rasterized plot (see showing)
     drawing: Any = None  # the image being drawn off the loop: what it will show...
     drawn: tuple[Any, dict[str, Any]] | None = None  # ...and, once drawn, it with its data
+    draw_seconds: float = 0.0  # how long the last drawing took
+    created: float = field(default_factory=time.monotonic)
 
     def replace_wait(self, now: float) -> float:
         """Seconds until this plot may take another large replace (the least time between
@@ -131,9 +142,11 @@ class DocumentView:
         runs: Callable[[], list[str]],
         interval: float,
         reading: Callable[[], bool] = lambda: False,
+        keep_image: Callable[[str, str], None] = lambda run, plot: None,
     ) -> None:
         self.doc, self.run, self.interval = doc, run, interval
         self._reading = reading
+        self._keep_image = keep_image  # store a plot's last image (slow to draw) for restarts
         self._lookup, self._runs = lookup, runs
         self._views: dict[str, _PlotView] = {}
         self._grid: GridBox | None = None
@@ -245,8 +258,10 @@ class DocumentView:
         if view.source is None or view.version != plot.version:
             view = self._replace_figure(state, name)
             if plot.rasterized:
-                view.caught_up(plot, None, now)
-                self._sync_image(name, view, plot, now)
+                view.caught_up(plot, _last_drawn(plot), now)
+                wait = self._sync_image(name, view, plot, now)
+                if wait:
+                    self.clock.defer(name, wait, now)
                 return None
             shown = view.showing(plot)
         elif plot.rasterized:
@@ -291,9 +306,16 @@ class DocumentView:
             shown, view.source.data = view.drawn
             view.drawn = None
             view.caught_up(plot, shown, now)
+            if shown[0] == plot.generation:  # for other pages, and for the next draw to go on
+                plot.last_image = (shown[1], shown[2], view.source.data["image"][0])
+                if view.draw_seconds >= KEEP_IMAGE_SECONDS:
+                    self._keep_image(self.run, name)
         wanted = view.showing(plot)
         if wanted == view.shown or view.drawing is not None:
             return None if sent else 0  # up to date, or drawing (it asks again when done)
+        unsized = page_frame(view.figure, view.source.data).pixels is None
+        if unsized and now - view.created < SIZE_WAIT and not sent:
+            return view.created + SIZE_WAIT - now  # its size comes with its first paint
         wait = view.replace_wait(now)
         if view.shown is not None and wanted[:2] != view.shown[:2] and wait > 0:
             if not sent:
@@ -301,13 +323,37 @@ class DocumentView:
             self.clock.defer(name, wait, now)
             return None
         view.drawing = wanted
-        self._off_loop(name, view, image_drawer(plot, wanted[2]), keep=True)
+
+        def progress(data: dict[str, Any]) -> None:  # on the drawing thread
+            self._call_soon(lambda: self._show_partial(name, view, data))
+
+        self._off_loop(name, view, image_drawer(plot, wanted[2], progress), keep=True)
         return None if sent else 0
+
+    def _show_partial(self, name: str, view: _PlotView, data: dict[str, Any]) -> None:
+        """Show what a long drawing has drawn so far (its newest rows) until it is done."""
+        if self._views.get(name) is view and view.drawing is not None and view.source:
+            view.source.data = data
+
+    def _call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the document's thread (from any thread)."""
+        try:
+            self.doc.add_next_tick_callback(callback)
+        except Exception:  # the page closed meanwhile
+            log.debug("page of run %r closed before a callback could run", self.run)
 
     def _off_loop(self, name: str, view: _PlotView, work: Callable[[], Any], keep: bool) -> None:
         """Run ``work`` (drawing an image, reading rows) on the drawing thread, then update
         the plot again; ``keep`` its result for the view, as what it was started for."""
-        job = _drawer().submit(work)
+        started = time.monotonic()
+
+        def timed() -> Any:
+            try:
+                return work()
+            finally:
+                view.draw_seconds = time.monotonic() - started
+
+        job = _drawer().submit(timed)
         job.add_done_callback(lambda done: self._on_done(name, view, done, keep))
 
     def _on_done(self, name: str, view: _PlotView, done: Future[Any], keep: bool) -> None:
@@ -327,10 +373,7 @@ class DocumentView:
                     view.drawn = (wanted, result)
             self.notify({name})
 
-        try:
-            self.doc.add_next_tick_callback(take)
-        except Exception:  # the page closed meanwhile
-            log.debug("page of run %r closed before plot %r was drawn", self.run, name)
+        self._call_soon(take)
 
     def _replace_figure(self, state: RunState, name: str) -> _PlotView:
         assert state.cells is not None and self._grid is not None
@@ -406,7 +449,9 @@ class DocumentView:
                 fig, source = make_figure(name, cell, plot, self._gpu)
                 view = self._new_view(name, fig, source, plot)
                 if plot is not None:
-                    view.caught_up(plot, None if plot.rasterized else view.showing(plot), 0.0)
+                    view.caught_up(
+                        plot, _last_drawn(plot) if plot.rasterized else view.showing(plot), 0.0
+                    )
                     if plot.rasterized:
                         drawing.add(name)
                 self._views[name] = view
@@ -438,6 +483,14 @@ def _drawer() -> ThreadPoolExecutor:
         if _drawing_thread is None:
             _drawing_thread = ThreadPoolExecutor(1, thread_name_prefix="streamvis-draw")
         return _drawing_thread
+
+
+def _last_drawn(plot: PlotState) -> Any:
+    """What a page shown the plot's last image holds (as :meth:`_PlotView.showing` says)."""
+    if plot.last_image is None:
+        return None
+    rows, view, _ = plot.last_image
+    return plot.generation, rows, view
 
 
 def _is_large(plot: PlotState) -> bool:

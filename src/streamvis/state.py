@@ -30,6 +30,7 @@ from .plots.raster import (
     RASTER_SEGMENTS,
     Bounds,
     Box,
+    Viewport,
     bounds_of,
     box_of_columns,
     merged,
@@ -101,6 +102,8 @@ class PlotState:
     _boxed: int = 0
     was_rasterized: bool = False  # the plot it replaced was an image: half as many points do
     _windows: dict[tuple[int, int], Columns] = field(default_factory=dict)  # rows in detail
+    # The last image any page had drawn of it: of its first ``rows`` rows, for ``view``.
+    last_image: tuple[int, Viewport, np.ndarray] | None = None
 
     @property
     def data(self) -> GrowingColumns:
@@ -119,6 +122,7 @@ class PlotState:
         self.spec = spec
         if self.glyph_key != key:  # e.g. tandem_lines with another palette, or enough points
             self.version += 1
+            self.last_image = None  # drawn in other colors
 
     @property
     def summarized(self) -> bool:

@@ -226,24 +226,39 @@ def page_data(plot: PlotState, rows: tuple[int, int] | None = None) -> dict[str,
     drawn off the loop (:func:`image_drawer`): until then its source holds the data's bounds
     and an empty image."""
     if plot.rasterized:
+        if plot.last_image is not None:  # drawn before (maybe of fewer rows): shown till redrawn
+            _, view, image = plot.last_image
+            return _image_row(image, view, plot.bounds)
         blank = np.zeros((1, 1), np.uint32)
         return _image_row(blank, auto_view(plot.bounds), plot.bounds)
     columns = plot.summary(rows) if plot.summarized else plot.data.view()
     return per_line(columns) if plot.spec.kind == "tandem_lines" else dict(columns)
 
 
-def image_drawer(plot: PlotState, view: Viewport) -> Callable[[], dict[str, Any]]:
+def image_drawer(
+    plot: PlotState,
+    view: Viewport,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> Callable[[], dict[str, Any]]:
     """What draws a rasterized plot's source data (its image of ``view``) on another thread.
     It holds the plot's rows as they are now (rows appended later do not touch them; pieces
     that left memory are read back as it draws), so this call is cheap and the loop may go
-    on appending."""
-    pieces, rows, color = plot.data.pieces(), len(plot.data), plot.spec.color
+    on appending. A long drawing gives ``progress`` the image so far (the newest rows)."""
+    rows, color, last = len(plot.data), plot.spec.color, plot.last_image
+    base = last if last is not None and last[1] == view and last[0] <= rows else None
+    first = base[0] if base is not None else 0  # rows drawn later cover the earlier ones:
+    pieces = plot.data.pieces(first, newest_first=True)  # the same view: only the new ones
     kind, levels, bounds = plot.spec.kind, plot.levels, plot.bounds
     palette = packed_rgba(resolve_palette(color.palette) if color else (_DEFAULT_COLOR,))
 
-    def draw() -> dict[str, Any]:
-        image = rasterize_pieces(kind, pieces, rows, view, palette, levels)
+    def row(image: np.ndarray) -> dict[str, Any]:
+        if base is not None:
+            image = np.where(image != 0, image, base[2])
         return _image_row(image, view, bounds)
+
+    def draw() -> dict[str, Any]:
+        shown = None if progress is None else (lambda image: progress(row(image)))
+        return row(rasterize_pieces(kind, pieces, rows - first, view, palette, levels, shown))
 
     return draw
 

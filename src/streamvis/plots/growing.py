@@ -134,7 +134,9 @@ class GrowingColumns:
         """Storing ``piece`` failed: hand it out again later."""
         piece.taken = False
 
-    def pieces(self, start: int = 0, stop: int | None = None) -> Iterator[Columns]:
+    def pieces(
+        self, start: int = 0, stop: int | None = None, newest_first: bool = False
+    ) -> Iterator[Columns]:
         """Rows ``start:stop`` piece by piece, spilled pieces read back as they come. Which
         pieces is settled at the call, and held rows are views that appends never touch, so
         another thread may iterate while rows are appended."""
@@ -145,6 +147,8 @@ class GrowingColumns:
             for piece in [*self._pieces, tail]
             if piece.rows and piece.first + piece.rows > start and piece.first < stop
         ]
+        if newest_first:
+            parts.reverse()
         return ({k: v[a:b] for k, v in piece.read().items()} for piece, a, b in parts)
 
     def _tail_view(self) -> Columns:

@@ -9,7 +9,8 @@ shows, at the page's pixel size, and draws it again when the page zooms, pans or
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ __all__ = [
     "MARKER_ALPHA",
     "MARKER_SIZE",
     "MAX_PIXELS",
+    "PROGRESS_SECONDS",
     "RANGE_PADDING",
     "RASTER_POINTS",
     "RASTER_SEGMENTS",
@@ -49,7 +51,8 @@ MAX_PIXELS = 2048  # larger frames get a stretched image: the cost grows with it
 # Points drawn along segments for one image, at most: per pixel, and in all (~100 ms here).
 # Past that, segments that cross one another many times over are drawn dotted.
 SAMPLES_PER_PIXEL, MAX_SAMPLES = 8, 2_000_000
-BATCH_ROWS = 1 << 20  # rows drawn at a time: the temporary arrays stay this size at any count
+BATCH_ROWS = 1 << 18  # rows drawn at a time: the temporaries stay ~30 MB at any count
+PROGRESS_SECONDS = 1.0  # a long drawing shows what it has drawn this often
 
 
 @dataclass(frozen=True)
@@ -246,14 +249,20 @@ def rasterize_pieces(
     view: Viewport,
     palette: np.ndarray,
     levels: int = 1,
+    progress: Callable[[np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Draw a plot's columns, given as consecutive pieces (``x, y[, c]`` for a scatter,
-    ``x0, y0, x1, y1[, c]`` for line segments), as :func:`rasterize` and
+    ``x0, y0, x1, y1[, c]`` for line segments) *newest first*, as :func:`rasterize` and
     :func:`rasterize_segments` draw them whole, but BATCH_ROWS rows at a time, so a draw of
     millions takes no more memory than one of a million (and the same image, up to how the
     sampling budget of crowded segments is shared). ``total`` is how many rows they hold;
-    they are read one after another, so they may be read from disk as they come."""
+    they are read one after another, so they may be read from disk as they come.
+
+    Later rows cover earlier ones, so drawing the newest first and each older batch only
+    where nothing is yet gives the same image, and any image on the way shows the newest
+    rows: ``progress`` is given one every PROGRESS_SECONDS of drawing."""
     image = np.zeros((view.height, view.width), np.uint32)
+    shown = time.monotonic()
     for batch in _batches(pieces, BATCH_ROWS):
         color = batch.get("c")
         if kind == "multi_lines":
@@ -262,25 +271,29 @@ def rasterize_pieces(
             part = rasterize_segments(x0, y0, x1, y1, view, palette, color, levels, share)
         else:
             part = rasterize(batch["x"], batch["y"], view, palette, color, levels)
-        np.copyto(image, part, where=part != 0)  # a later batch over an earlier one
+        np.copyto(image, part, where=image == 0)  # an older batch under a newer one
+        if progress is not None and time.monotonic() - shown >= PROGRESS_SECONDS:
+            progress(image.copy())
+            shown = time.monotonic()
     return image
 
 
 def _batches(
     pieces: Iterable[Mapping[str, np.ndarray]], rows: int
 ) -> Iterator[Mapping[str, np.ndarray]]:
-    """Consecutive pieces joined into batches of about ``rows`` rows (a larger piece alone)."""
+    """Pieces, newest first, joined into batches of about ``rows`` rows (a larger piece
+    alone), each batch's rows in their order."""
     group: list[Mapping[str, np.ndarray]] = []
     size = 0
     for piece in pieces:
         length = len(next(iter(piece.values()))) if piece else 0
         if group and size + length > rows:
-            yield _joined(group)
+            yield _joined(group[::-1])
             group, size = [], 0
         group.append(piece)
         size += length
     if group:
-        yield _joined(group)
+        yield _joined(group[::-1])
 
 
 def _joined(group: list[Mapping[str, np.ndarray]]) -> Mapping[str, np.ndarray]:
