@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamvis import hub as hub_module
+from streamvis import state as state_module
 from streamvis.errors import StreamvisError
 from streamvis.hub import Hub
-from streamvis.plots import growing
+from streamvis.plots import envelope, growing
 from streamvis.plots.figures import image_drawer, page_data
 from streamvis.plots.raster import auto_view
 from streamvis.protocol import Frame, encode
@@ -387,4 +389,30 @@ def test_an_image_is_drawn_on_from_the_last_one_and_kept_for_a_restart(
     np.testing.assert_array_equal(kept[2], whole)
     shown = page_data(again.runs["r"].plots["pts"])  # what a page opened now gets at once
     np.testing.assert_array_equal(shown["image"][0], whole)
+    again.close()
+
+
+def test_a_long_line_plot_restarts_from_its_stored_summaries_alone(
+    tmp_path: Path, sender: Sender, small_chunks: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(envelope, "BUCKETS", 4)  # envelopes of 4 to 8 buckets...
+    for module in (hub_module, state_module):  # ...from stored buckets of 16 rows
+        monkeypatch.setattr(module, "SUMMARY_ROWS", 16)
+    monkeypatch.setattr(state_module, "BUCKETS", 4)
+    ys = np.random.default_rng(0).normal(size=(1000, 3))
+    spec = PlotSpec("tandem_lines", append=True, palette="Viridis256").to_wire()
+    for step in range(1000):
+        sender.send("plot", "loss", np.array(step), ys[step], **spec)
+    sender.hub.close()
+
+    def unread(*args: object) -> None:
+        raise AssertionError("a restart read a chunk's rows")
+
+    monkeypatch.setattr(RunStore, "read_chunk", unread)
+    again = reopened(tmp_path)
+    summary = again.runs["r"].plots["loss"].summary()
+    assert len(summary["x"]) <= 2 * 8 + 2 * small_chunks  # the buckets, and the rows after
+    assert (summary["x"][0], summary["x"][-1]) == (0, 999)
+    for k in range(3):  # every line keeps its extremes
+        assert (summary[f"y{k}"].min(), summary[f"y{k}"].max()) == (ys[:, k].min(), ys[:, k].max())
     again.close()

@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS chunks (  -- an append plot's rows as columns: a cach
     box_x0 REAL, box_x1 REAL, box_y0 REAL, box_y1 REAL,  -- around its finite points, if any
     ends BLOB,                  -- what the append after it continues from (line ends)
     data BLOB,                  -- the columns (protocol.encode); none: frame last_id has them
+    summary BLOB,               -- a line plot's rows summed up (envelope.columns_of)
     PRIMARY KEY (plot, since, first_row)
 );
 CREATE TABLE IF NOT EXISTS images (  -- the last slow image of each big plot, for a restart
@@ -96,6 +97,7 @@ class Chunk:
     ends: dict[str, np.ndarray]
     read: Callable[[], dict[str, np.ndarray]] | None
     frame: Callable[[], protocol.Frame]
+    summary: dict[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -296,11 +298,12 @@ class RunStore:
         """The plot's stored chunks from row 0 on, without a gap (later ones are unused)."""
         rows = self._reader().execute(
             "SELECT first_row, rows, last_id, box_x0, box_x1, box_y0, box_y1, ends, "
-            "data IS NOT NULL FROM chunks WHERE plot = ? AND since = ? ORDER BY first_row",
+            "data IS NOT NULL, summary FROM chunks WHERE plot = ? AND since = ? "
+            "ORDER BY first_row",
             (plot, since),
         )
         chunks: list[Chunk] = []
-        for first_row, count, last_id, x0, x1, y0, y1, ends, columns in rows:
+        for first_row, count, last_id, x0, x1, y0, y1, ends, columns, summed in rows:
             if first_row != (chunks[-1].first_row + chunks[-1].rows if chunks else 0):
                 break
             box = None if x0 is None else (x0, x1, y0, y1)
@@ -308,9 +311,11 @@ class RunStore:
             frame = functools.partial(self.frame, plot, last_id)
             try:
                 at_end = _unpack(ends) if ends is not None else {}
+                summary = _unpack(summed) if summed is not None else None
             except ProtocolError:
                 break
-            chunks.append(Chunk(plot, since, first_row, count, last_id, box, at_end, read, frame))
+            chunk = Chunk(plot, since, first_row, count, last_id, box, at_end, read, frame, summary)
+            chunks.append(chunk)
         return chunks
 
     def put_chunk(
@@ -322,6 +327,7 @@ class RunStore:
         columns: Mapping[str, np.ndarray] | int,
         ends: Mapping[str, np.ndarray] | None = None,
         box: tuple[float, float, float, float] | None = None,
+        summary: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         """Store rows of an append plot as columns, or only how many there are if they are
         the rows of the one frame ``last_id`` (and forget the chunks of its older data).
@@ -331,15 +337,16 @@ class RunStore:
         else:
             rows, data = len(next(iter(columns.values()))), _pack(plot, columns)
         x0, x1, y0, y1 = box if box is not None else (None, None, None, None)
+        row = (plot, since, first_row, rows, last_id, x0, x1, y0, y1,
+               _pack(plot, ends) if ends else None, data,
+               _pack(plot, summary) if summary else None)  # fmt: skip
         db = self._writer
         try:
             db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM chunks WHERE plot = ? AND since < ?", (plot, since))
             db.execute(
-                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (plot, since, first_row, rows, last_id, x0, x1, y0, y1,
-                 _pack(plot, ends) if ends else None, data),
-            )  # fmt: skip
+                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
+            )
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:

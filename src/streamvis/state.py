@@ -23,7 +23,16 @@ from .plots.columns import (
     color_levels,
     plot_columns,
 )
-from .plots.envelope import DETAIL_ROWS, Envelope, detail, join
+from .plots.envelope import (
+    BUCKETS,
+    DETAIL_ROWS,
+    SUMMARY_ROWS,
+    Envelope,
+    buckets_of,
+    concat,
+    detail,
+    join,
+)
 from .plots.growing import GrowingColumns, Piece
 from .plots.raster import (
     RASTER_POINTS,
@@ -73,6 +82,8 @@ class StoredRows(Protocol):
     def read(self) -> Callable[[], Columns] | None: ...
     @property
     def frame(self) -> Callable[[], Frame]: ...
+    @property
+    def summary(self) -> Mapping[str, np.ndarray] | None: ...
 
 
 @dataclass(eq=False)
@@ -216,7 +227,9 @@ class PlotState:
         first = self.data
         data = GrowingColumns({k: v[:0] for k, v in first.view(0, 0).items()})
         summing = self.spec.kind == "tandem_lines"
-        envelope, pending, box, before = None, None, None, None
+        summed = _summed(first.view(0, 0), chunks) if summing else None
+        summing = summing and summed is None
+        envelope, pending, box, before = summed, None, None, None
         for chunk in chunks:
             read = chunk.read or self.rows_of(chunk.frame, before)
             ends = LineEnds(chunk.ends["xy"], chunk.ends.get("c")) if "xy" in chunk.ends else None
@@ -268,6 +281,17 @@ class PlotState:
         """What the glyphs are built from besides fig_kwargs; a change bumps ``version``."""
         spec = self.spec
         return (spec.kind, spec.color, spec.palette, self.levels, self.lines, self.rasterized)
+
+
+def _summed(columns: Columns, chunks: Sequence[StoredRows]) -> Envelope | None:
+    """The envelope of a long line plot's stored chunks, from the summaries stored with them
+    (None if some have none, or the plot is too short for its buckets to be that coarse)."""
+    rows = sum(chunk.rows for chunk in chunks)
+    if rows < SUMMARY_ROWS * 2 * BUCKETS or any(c.summary is None for c in chunks):
+        return None
+    parts = [buckets_of(c.summary) for c in chunks if c.summary is not None]
+    buckets = concat(*(b for b, _ in parts))
+    return Envelope.of_buckets(columns, buckets, SUMMARY_ROWS, rows, all(m for _, m in parts))
 
 
 def chunk_mark(piece: Piece) -> tuple[int, dict[str, np.ndarray]]:

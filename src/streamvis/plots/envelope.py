@@ -11,6 +11,7 @@ Pure numpy, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,9 +21,12 @@ from .columns import Columns
 __all__ = [
     "BUCKETS",
     "DETAIL_ROWS",
+    "SUMMARY_ROWS",
     "TAIL_ROWS",
     "Buckets",
     "Envelope",
+    "buckets_of",
+    "columns_of",
     "concat",
     "detail",
     "join",
@@ -34,6 +38,7 @@ __all__ = [
 BUCKETS = 512  # an envelope keeps from BUCKETS to 2 * BUCKETS buckets
 DETAIL_ROWS = 4 * BUCKETS  # at most this many rows are shown as they are
 TAIL_ROWS = 64  # rows not yet in a whole bucket: shown as they are up to this many
+SUMMARY_ROWS = 256  # stored rows are summed up in buckets of this many, for a restart
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,26 @@ def concat(*parts: Buckets) -> Buckets:
     )
 
 
+def columns_of(b: Buckets, monotonic: bool) -> Columns:
+    """Buckets as named columns, to store (with whether x never decreased within them)."""
+    columns: Columns = {"start": b.start, "x_first": b.x_first, "x_last": b.x_last}
+    for name in ("lo", "hi", "at_lo", "at_hi"):
+        columns.update({f"{name}:{k}": v for k, v in getattr(b, name).items()})
+    columns["monotonic"] = np.array([monotonic], np.uint8)
+    return columns
+
+
+def buckets_of(columns: Mapping[str, np.ndarray]) -> tuple[Buckets, bool]:
+    """Buckets (and whether x never decreased within them) from :func:`columns_of`."""
+    lines: dict[str, dict[str, np.ndarray]] = {"lo": {}, "hi": {}, "at_lo": {}, "at_hi": {}}
+    for key, values in columns.items():
+        name, _, line = key.partition(":")
+        if line:
+            lines[name][line] = values
+    b = Buckets(columns["start"], columns["x_first"], columns["x_last"], *lines.values())
+    return b, bool(columns["monotonic"][0])
+
+
 def to_columns(b: Buckets) -> Columns:
     """Two rows per bucket: each line's extremes in the order they occurred, drawn at the
     bucket's first and last x."""
@@ -154,6 +179,21 @@ class Envelope:
         self.rows = 0  # rows summed up in buckets; later rows are shown as they are
         self.monotonic = True  # x never decreases, so a window of x is a range of rows
         self._last_x = -np.inf
+
+    @classmethod
+    def of_buckets(
+        cls, columns: Columns, buckets: Buckets, size: int, rows: int, monotonic: bool
+    ) -> Envelope:
+        """The envelope of ``rows`` rows already summed up in ``buckets`` of ``size`` rows
+        (consecutive, from row 0), merged to keep their number bounded; ``columns`` (none of
+        its rows) names the plot's columns."""
+        envelope = cls(columns)
+        envelope.monotonic = monotonic and bool(np.all(buckets.x_first[1:] >= buckets.x_last[:-1]))
+        while len(buckets) > 2 * BUCKETS:
+            buckets, size = merge_pairs(buckets), 2 * size
+        envelope.buckets, envelope.size, envelope.rows = buckets, size, rows
+        envelope._last_x = float(buckets.x_last[-1]) if len(buckets) else -np.inf
+        return envelope
 
     def extend(self, columns: Columns) -> None:
         """Sum up whole buckets of ``columns``, which must be the rows from ``self.rows`` on."""
