@@ -12,14 +12,17 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from browser import Page, scaled
-from streamvis import Client
+from streamvis import Client, protocol
+from streamvis.errors import StoreError
 from streamvis.plots.envelope import DETAIL_ROWS
+from streamvis.protocol import Frame
 from streamvis.runstore import Chunks, RunStore, Stored
 from streamvis.server import serve_in_thread
 
@@ -181,6 +184,29 @@ def test_a_full_disk_keeps_the_data_waiting_and_delivers_it_once_space_frees(
             run = again.hub.runs["full"]  # what was acknowledged is on disk, each once
             assert run.plots["loss"].data.view()["x"].tolist() == list(range(200))
             assert run.plots["pts"].data.view()["x"][::16_384].tolist() == list(range(0, 200, 8))
+
+
+def test_a_store_recovers_from_a_full_disk_smaller_than_its_write_ahead_log(
+    tmp_path: Path,
+) -> None:
+    with small_disk(tmp_path) as disk:  # SQLite copies its log only every 64 MiB
+        ballast = disk / "ballast"
+        ballast.write_bytes(b"\1" * 6 * 2**20)
+        store = RunStore(disk / "r.sqlite")
+        frame = Frame("plot", "r", "c", 0, "loss", {"append": True}, (np.zeros(16),))
+        stored = failed = 0
+        for seq in range(20_000):  # a transaction each: every one adds pages to the log
+            try:
+                store.append([(replace(frame, seq=seq), protocol.encode(frame))])
+            except StoreError:
+                failed += 1
+                ballast.unlink(missing_ok=True)  # space frees up
+            else:
+                stored += 1
+                if stored == 3_000:
+                    break
+        store.close()
+        assert stored == 3_000 and 1 <= failed < 50, (stored, failed)
 
 
 def stored_run(directory: Path, run: str, steps: int) -> None:

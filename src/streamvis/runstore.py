@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS frames (
     frame BLOB NOT NULL         -- the frame as it came (protocol.encode)
 );
 CREATE INDEX IF NOT EXISTS frames_by_plot ON frames (plot, id);
+CREATE INDEX IF NOT EXISTS frames_replacing ON frames (plot, id) WHERE replace;
+CREATE INDEX IF NOT EXISTS frames_setting_fig ON frames (plot, id) WHERE fig;
+CREATE INDEX IF NOT EXISTS frames_not_plots ON frames (op, id) WHERE op != 'plot';
 CREATE TABLE IF NOT EXISTS clients (cid TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks (  -- an append plot's rows as columns: a cache of its frames
     plot TEXT NOT NULL,
@@ -56,8 +59,8 @@ CREATE TABLE IF NOT EXISTS chunks (  -- an append plot's rows as columns: a cach
     last_id INTEGER NOT NULL,   -- the id of the last frame whose rows it holds
     box_x0 REAL, box_x1 REAL, box_y0 REAL, box_y1 REAL,  -- around its finite points, if any
     ends BLOB,                  -- what the append after it continues from (line ends)
-    data BLOB,                  -- the columns (protocol.encode); none: frame last_id has them
     summary BLOB,               -- a line plot's rows summed up (envelope.columns_of)
+    data BLOB,                  -- the columns (protocol.encode); none: frame last_id has them
     PRIMARY KEY (plot, since, first_row)
 );
 CREATE TABLE IF NOT EXISTS images (  -- the last slow image of each big plot, for a restart
@@ -68,7 +71,17 @@ CREATE TABLE IF NOT EXISTS images (  -- the last slow image of each big plot, fo
     image BLOB NOT NULL         -- (height, width) uint32 pixels, R G B A
 );
 """
+# Tables that only save work (what the frames hold, in another form): one of another form
+# than this version's is dropped at open, to be filled again. Large blobs come last in a
+# row: SQLite reads through them to reach the columns after.
+_CACHES = {
+    "chunks": ["plot", "since", "first_row", "rows", "last_id", "box_x0", "box_x1", "box_y0",
+               "box_y1", "ends", "summary", "data"],
+    "images": ["plot", "since", "rows", "view", "image"],
+}  # fmt: skip
 _PAGE_SIZE = 65536  # large blobs write at twice the rate of 4 KiB pages
+_TROUBLE_PAGES = 8  # after a failed write, the log is copied into the database this often...
+_TROUBLE_SECONDS = 60.0  # ...for this long
 DEFAULT_BUDGET = 4 * 2**30  # bytes of disk a run may take before its history is thinned
 
 
@@ -116,9 +129,14 @@ class RunStore:
         self.path, self.budget = path, budget
         self._written = 0  # bytes appended since the store last weighed itself
         self._over = False  # warned that appended data alone exceeds the budget
+        self._troubled = 0.0  # until when writes keep the log small, after a failed one
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._writer = self._connect()
+        for table, columns in _CACHES.items():
+            found = [row[1] for row in self._writer.execute(f"PRAGMA table_info({table})")]
+            if found and found != columns:
+                self._writer.execute(f"DROP TABLE {table}")
         self._writer.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
@@ -184,9 +202,9 @@ class RunStore:
             )
             db.execute("COMMIT")
         except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            self._failed()
             raise StoreError(f"cannot store frames of run {self.path.stem!r}: {exc}") from exc
+        self._untroubled()
         self._written += sum(len(row[-1]) for row in rows)
         if self._written > self.budget // 16:
             self._written = 0
@@ -194,6 +212,28 @@ class RunStore:
                 self.thin()
             except sqlite3.Error as exc:  # the frames are stored: thinning waits for later
                 log.warning("run %r: could not thin its history: %s", self.path.stem, exc)
+
+    def _failed(self) -> None:
+        """After a failed write: roll it back, and keep the log small from now on. SQLite
+        copies its log (WAL) into the database only every 1,000 pages (64 MiB), so on a disk
+        with less room it would fill what frees up and stop again, and a log that filled
+        the disk cannot be copied (that takes room too). For a while after a failure it is
+        copied every few pages, and at once where there is room for it."""
+        db = self._writer
+        self._troubled = time.monotonic() + _TROUBLE_SECONDS
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.execute(f"PRAGMA wal_autocheckpoint = {_TROUBLE_PAGES}")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:  # the disk is still full: tried again at the next failure
+            log.debug("run %r: could not shrink its log: %s", self.path.stem, exc)
+
+    def _untroubled(self) -> None:
+        """A write went through: long after the last failure, copy the log at its pace."""
+        if self._troubled and time.monotonic() > self._troubled:
+            self._troubled = 0.0
+            self._writer.execute("PRAGMA wal_autocheckpoint = 1000")
 
     def used(self) -> int:
         """Bytes the run's frames take in its database (free pages aside)."""
@@ -252,10 +292,11 @@ class RunStore:
         its first frame, and only the frames after them follow."""
         db = self._reader()
         (cleared,) = db.execute(
-            "SELECT coalesce(max(id), 0) FROM frames WHERE op = 'clear'"
+            "SELECT coalesce(max(id), 0) FROM frames WHERE op = 'clear' AND op != 'plot'"
         ).fetchone()
         (layout,) = db.execute(
-            "SELECT max(id) FROM frames WHERE op = 'layout' AND id > ?", (cleared,)
+            "SELECT max(id) FROM frames WHERE op = 'layout' AND op != 'plot' AND id > ?",
+            (cleared,),
         ).fetchone()
         if layout is None:
             return  # nothing can be placed
@@ -264,12 +305,15 @@ class RunStore:
             placed = sorted(protocol.decode(data, protocol.TRUSTED_LIMITS).opts.get("cells", {}))
         except ProtocolError:
             placed = []
-        starts = db.execute(
-            "SELECT plot, coalesce(max(CASE WHEN replace THEN id END), min(id)), "
-            "max(CASE WHEN fig THEN id END) FROM frames WHERE op = 'plot' AND id > ? "
-            "AND plot IN (SELECT value FROM json_each(?)) GROUP BY plot",
-            (cleared, json.dumps(placed)),
-        ).fetchall()
+        starts = []  # each placed plot's first frame since its last replace, and last fig
+        for plot in placed:  # by index, not by reading every frame
+            start = self._last(db, "replace", plot, cleared)
+            if start is None:
+                (start,) = db.execute(
+                    "SELECT min(id) FROM frames WHERE plot = ? AND id > ?", (plot, cleared)
+                ).fetchone()
+            if start is not None:
+                starts.append((plot, start, self._last(db, "fig", plot, cleared)))
         ids, chunked = [layout], {}
         for plot, start, fig in starts:
             if fig is not None and fig < start:
@@ -294,16 +338,23 @@ class RunStore:
                 if stored.id in chunked:
                     yield chunked[stored.id]
 
+    @staticmethod
+    def _last(db: sqlite3.Connection, flag: str, plot: str, after: int) -> int | None:
+        """The id of the plot's last frame after ``after`` with ``flag`` (replace, fig)."""
+        query = f"SELECT max(id) FROM frames WHERE plot = ? AND {flag} AND id > ?"
+        (found,) = db.execute(query, (plot, after)).fetchone()
+        return None if found is None else int(found)
+
     def _chunks(self, plot: str, since: int) -> list[Chunk]:
         """The plot's stored chunks from row 0 on, without a gap (later ones are unused)."""
         rows = self._reader().execute(
             "SELECT first_row, rows, last_id, box_x0, box_x1, box_y0, box_y1, ends, "
-            "data IS NOT NULL, summary FROM chunks WHERE plot = ? AND since = ? "
+            "summary, data IS NOT NULL FROM chunks WHERE plot = ? AND since = ? "
             "ORDER BY first_row",
             (plot, since),
         )
         chunks: list[Chunk] = []
-        for first_row, count, last_id, x0, x1, y0, y1, ends, columns, summed in rows:
+        for first_row, count, last_id, x0, x1, y0, y1, ends, summed, columns in rows:
             if first_row != (chunks[-1].first_row + chunks[-1].rows if chunks else 0):
                 break
             box = None if x0 is None else (x0, x1, y0, y1)
@@ -338,8 +389,8 @@ class RunStore:
             rows, data = len(next(iter(columns.values()))), _pack(plot, columns)
         x0, x1, y0, y1 = box if box is not None else (None, None, None, None)
         row = (plot, since, first_row, rows, last_id, x0, x1, y0, y1,
-               _pack(plot, ends) if ends else None, data,
-               _pack(plot, summary) if summary else None)  # fmt: skip
+               _pack(plot, ends) if ends else None,
+               _pack(plot, summary) if summary else None, data)  # fmt: skip
         db = self._writer
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -349,8 +400,7 @@ class RunStore:
             )
             db.execute("COMMIT")
         except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            self._failed()
             raise StoreError(f"cannot store rows of plot {plot!r}: {exc}") from exc
 
     def read_chunk(self, plot: str, since: int, first_row: int) -> dict[str, np.ndarray]:
@@ -384,6 +434,7 @@ class RunStore:
                 (plot, since, rows, json.dumps(list(view)), _pack(plot, {"image": image})),
             )
         except sqlite3.Error as exc:
+            self._failed()
             raise StoreError(f"cannot store an image of plot {plot!r}: {exc}") from exc
 
     def image(self, plot: str, since: int) -> tuple[int, list[float], np.ndarray] | None:
