@@ -416,3 +416,26 @@ def test_a_long_line_plot_restarts_from_its_stored_summaries_alone(
     for k in range(3):  # every line keeps its extremes
         assert (summary[f"y{k}"].min(), summary[f"y{k}"].max()) == (ys[:, k].min(), ys[:, k].max())
     again.close()
+
+
+def test_small_appends_leave_memory_as_their_frames_and_come_back_the_same(
+    tmp_path: Path, sender: Sender, small_chunks: int
+) -> None:
+    twin = no_persist_twin(sender)
+    spec = PlotSpec("scatter", append=True).to_wire()
+    points = np.random.default_rng(0).normal(size=(100, 10, 2)).astype(np.float32)
+    for i in range(100):  # 10 points a call: a piece holds the rows of 7 calls
+        sender.send("plot", "pts", points[i], **spec)
+        twin.send("plot", "pts", points[i], **spec)
+    plot, whole = sender.hub.runs["r"].plots["pts"], twin.hub.runs["r"].plots["pts"]
+    assert plot.data.spilled >= 1000 - 2 * small_chunks
+    for k, v in whole.data.view().items():  # read back from the frames that made them
+        np.testing.assert_array_equal(plot.data.view()[k], v, err_msg=k)
+    sender.hub.close()
+    with sqlite3.connect(tmp_path / "runs" / "r.sqlite") as db:
+        (stored,) = db.execute("SELECT count(*) FROM chunks WHERE data IS NOT NULL").fetchone()
+    assert stored == 0  # no second copy of the rows on disk
+    again = reopened(tmp_path).runs["r"].plots["pts"]
+    assert again.bounds == whole.bounds
+    for k, v in whole.data.view().items():
+        np.testing.assert_array_equal(again.data.view()[k], v, err_msg=k)

@@ -9,6 +9,7 @@ messages that queue up meanwhile in one transaction.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -21,7 +22,7 @@ from .errors import StoreError, StreamvisError
 from .plots.envelope import SUMMARY_ROWS, columns_of, summarize
 from .plots.growing import Piece
 from .plots.raster import Viewport, box_of_columns
-from .runstore import Chunks, RunStore
+from .runstore import Chunks, NewChunk, RunStore
 from .state import Admitted, PlotState, RunState, chunk_mark
 from .store import Store
 from .writer import Writer
@@ -31,6 +32,7 @@ __all__ = ["Hub", "View"]
 log = logging.getLogger("streamvis.server")
 
 _ROWS_RETRY = 5.0  # seconds after a failure to store rows as chunks before trying again
+_CHUNKS_AT_ONCE, _CHUNKS_WAIT = 16, 0.25  # pieces stored together: this many, or this late
 
 
 class View(Protocol):
@@ -53,6 +55,7 @@ class Hub:
         self._appenders: dict[str, Callable[[Sequence[Any]], None]] = {}
         self._unread: set[str] = set()  # stored runs that could not be read (locked, say)
         self._rows_failed: dict[str, float] = {}  # run -> when to try storing its rows again
+        self._chunks: dict[str, list[tuple[NewChunk, PlotState, Piece, Any]]] = {}  # to store
 
     def write_behind(self) -> None:
         """Store on a thread of its own from now on (call on the serving loop)."""
@@ -207,41 +210,51 @@ class Hub:
                     self._store_piece(run, plot, piece)
 
     def _store_piece(self, run: str, plot: PlotState, piece: Piece) -> None:
+        """Queue a sealed piece to be stored: a line plot's as columns (and summed up, for
+        a restart), other plots' as the ids of the frames that make it again."""
         store, columns = self.store, piece.columns
         assert store is not None and columns is not None
-        last_id, ends = chunk_mark(piece)
+        first_id, last_id, ends = chunk_mark(piece)
         name, since, first = plot.name, plot.start_id, piece.first
-        boxed = plot.spec.kind != "tandem_lines"
         runstore = store.open(run)
-        if piece.whole:  # one frame's rows: that frame makes them again, and is stored
-            read = plot.rows_of(
-                functools.partial(runstore.frame, name, last_id), plot.data.before(piece)
-            )
-        else:
+        new = NewChunk(name, since, first, piece.rows, first_id, last_id, ends=ends)
+        read: Callable[[], Any]
+        if plot.spec.kind == "tandem_lines":
             read = functools.partial(runstore.read_chunk, name, since, first)
+        else:
+            frames = functools.partial(runstore.frames_of, name, first_id, last_id)
+            read = plot.rows_of(frames, plot.data.before(piece), piece.rows)
+        self._chunks.setdefault(run, []).append((new, plot, piece, read))
+        if len(self._chunks[run]) >= _CHUNKS_AT_ONCE or self._writer is None:
+            self._put_chunks(run)
+        elif len(self._chunks[run]) == 1:
+            asyncio.get_running_loop().call_later(_CHUNKS_WAIT, self._put_chunks, run)
+
+    def _put_chunks(self, run: str) -> None:
+        """Store the run's queued pieces in one transaction; once stored, they leave memory
+        (their plot's bounds or envelope take them in first)."""
+        queued = self._chunks.pop(run, [])
+        if not queued or self.store is None:
+            return
+        store = self.store
 
         def job() -> None:
-            box = box_of_columns(columns) if boxed else None
-            kept = piece.rows if piece.whole else columns
-            summary = None
-            if not boxed and piece.rows % SUMMARY_ROWS == 0:  # a restart reads this instead
-                x = columns["x"]
-                monotonic = bool(np.all(x[1:] >= x[:-1]))
-                summary = columns_of(summarize(columns, first, SUMMARY_ROWS), monotonic)
-            store.open(run).put_chunk(name, since, first, last_id, kept, ends, box, summary)
+            store.open(run).put_chunks([_completed(new, piece) for new, _, piece, _ in queued])
 
         def stored(error: Exception | None) -> None:
             if error is not None:
-                log.warning("run %r: rows of plot %r stay in memory for now: %s", run, name, error)
+                log.warning("run %r: rows of its plots stay in memory for now: %s", run, error)
                 self._rows_failed[run] = time.monotonic() + _ROWS_RETRY
-                plot.data.keep(piece)
+                for _, plot, piece, _ in queued:
+                    plot.data.keep(piece)
                 if self._writer is not None:
                     self._writer.resume(("rows", run))
                 return
             state = self.runs.get(run)
-            if state is not None and state.plots.get(name) is plot:
-                plot.settle()  # its bounds or envelope take these rows in before they go
-                plot.data.spill(piece, read)
+            for new, plot, piece, read in queued:
+                if state is not None and state.plots.get(new.plot) is plot:
+                    plot.settle()
+                    plot.data.spill(piece, read)
 
         if self._writer is None:
             try:
@@ -333,6 +346,21 @@ class Hub:
     def run_names(self) -> list[str]:
         """Every run the server holds, sorted."""
         return sorted(self.runs)
+
+
+def _completed(new: NewChunk, piece: Piece) -> NewChunk:
+    """A queued piece with what the writer's thread works out: a line plot's columns and
+    their summary (what a restart reads instead), other plots' box."""
+    columns = piece.columns
+    assert columns is not None
+    if "x0" in columns or "y" in columns:  # a scatter or a line plot of segments
+        return dataclasses.replace(new, box=box_of_columns(columns))
+    summary = None
+    if piece.rows % SUMMARY_ROWS == 0:
+        x = columns["x"]
+        monotonic = bool(np.all(x[1:] >= x[:-1]))
+        summary = columns_of(summarize(columns, new.first_row, SUMMARY_ROWS), monotonic)
+    return dataclasses.replace(new, columns=columns, summary=summary)
 
 
 def _replayed(stored: RunStore, run: str, chunks: bool) -> tuple[RunState, int]:

@@ -31,7 +31,7 @@ from . import protocol
 from ._retention import chosen
 from .errors import ProtocolError, StoreError
 
-__all__ = ["DEFAULT_BUDGET", "Chunk", "Chunks", "RunStore", "Stored"]
+__all__ = ["DEFAULT_BUDGET", "Chunk", "Chunks", "NewChunk", "RunStore", "Stored"]
 
 log = logging.getLogger("streamvis.store")
 
@@ -56,11 +56,12 @@ CREATE TABLE IF NOT EXISTS chunks (  -- an append plot's rows as columns: a cach
     since INTEGER NOT NULL,     -- the id of the frame its rows start from (a replace)
     first_row INTEGER NOT NULL,
     rows INTEGER NOT NULL,
-    last_id INTEGER NOT NULL,   -- the id of the last frame whose rows it holds
+    first_id INTEGER NOT NULL,  -- the ids of the first and last frames whose rows it holds
+    last_id INTEGER NOT NULL,
     box_x0 REAL, box_x1 REAL, box_y0 REAL, box_y1 REAL,  -- around its finite points, if any
     ends BLOB,                  -- what the append after it continues from (line ends)
     summary BLOB,               -- a line plot's rows summed up (envelope.columns_of)
-    data BLOB,                  -- the columns (protocol.encode); none: frame last_id has them
+    data BLOB,                  -- the columns (protocol.encode); none: its frames make them
     PRIMARY KEY (plot, since, first_row)
 );
 CREATE TABLE IF NOT EXISTS images (  -- the last slow image of each big plot, for a restart
@@ -75,8 +76,8 @@ CREATE TABLE IF NOT EXISTS images (  -- the last slow image of each big plot, fo
 # than this version's is dropped at open, to be filled again. Large blobs come last in a
 # row: SQLite reads through them to reach the columns after.
 _CACHES = {
-    "chunks": ["plot", "since", "first_row", "rows", "last_id", "box_x0", "box_x1", "box_y0",
-               "box_y1", "ends", "summary", "data"],
+    "chunks": ["plot", "since", "first_row", "rows", "first_id", "last_id", "box_x0", "box_x1",
+               "box_y0", "box_y1", "ends", "summary", "data"],
     "images": ["plot", "since", "rows", "view", "image"],
 }  # fmt: skip
 _PAGE_SIZE = 65536  # large blobs write at twice the rate of 4 KiB pages
@@ -97,20 +98,38 @@ class Stored:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Stored rows of an append plot, from its row ``first_row`` on, up to its frame
-    ``last_id``. ``read`` reads its columns (on any thread); None if they were not stored
-    as columns, being the rows of the one frame ``last_id``, which ``frame`` reads."""
+    """Stored rows of an append plot, from its row ``first_row`` on, those of its frames
+    ``first_id`` to ``last_id``. ``read`` reads them as columns (on any thread); None if
+    they were not stored as columns: ``frames`` reads the frames, which make them again."""
 
     plot: str
     since: int
     first_row: int
     rows: int
+    first_id: int
     last_id: int
     box: tuple[float, float, float, float] | None
     ends: dict[str, np.ndarray]
     read: Callable[[], dict[str, np.ndarray]] | None
-    frame: Callable[[], protocol.Frame]
+    frames: Callable[[], list[protocol.Frame]]
     summary: dict[str, np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    """Rows of an append plot to store (:meth:`RunStore.put_chunks`); with ``columns``
+    None, only that its frames ``first_id`` to ``last_id`` hold ``rows`` rows."""
+
+    plot: str
+    since: int
+    first_row: int
+    rows: int
+    first_id: int
+    last_id: int
+    columns: Mapping[str, np.ndarray] | None = None
+    ends: Mapping[str, np.ndarray] | None = None
+    box: tuple[float, float, float, float] | None = None
+    summary: Mapping[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -348,60 +367,54 @@ class RunStore:
     def _chunks(self, plot: str, since: int) -> list[Chunk]:
         """The plot's stored chunks from row 0 on, without a gap (later ones are unused)."""
         rows = self._reader().execute(
-            "SELECT first_row, rows, last_id, box_x0, box_x1, box_y0, box_y1, ends, "
+            "SELECT first_row, rows, first_id, last_id, box_x0, box_x1, box_y0, box_y1, ends, "
             "summary, data IS NOT NULL FROM chunks WHERE plot = ? AND since = ? "
             "ORDER BY first_row",
             (plot, since),
         )
         chunks: list[Chunk] = []
-        for first_row, count, last_id, x0, x1, y0, y1, ends, summed, columns in rows:
+        for first_row, count, first_id, last_id, x0, x1, y0, y1, ends, summed, columns in rows:
             if first_row != (chunks[-1].first_row + chunks[-1].rows if chunks else 0):
                 break
             box = None if x0 is None else (x0, x1, y0, y1)
             read = functools.partial(self.read_chunk, plot, since, first_row) if columns else None
-            frame = functools.partial(self.frame, plot, last_id)
+            frames = functools.partial(self.frames_of, plot, first_id, last_id)
             try:
                 at_end = _unpack(ends) if ends is not None else {}
                 summary = _unpack(summed) if summed is not None else None
             except ProtocolError:
                 break
-            chunk = Chunk(plot, since, first_row, count, last_id, box, at_end, read, frame, summary)
+            chunk = Chunk(
+                plot, since, first_row, count, first_id, last_id, box, at_end, read, frames, summary
+            )
             chunks.append(chunk)
         return chunks
 
-    def put_chunk(
-        self,
-        plot: str,
-        since: int,
-        first_row: int,
-        last_id: int,
-        columns: Mapping[str, np.ndarray] | int,
-        ends: Mapping[str, np.ndarray] | None = None,
-        box: tuple[float, float, float, float] | None = None,
-        summary: Mapping[str, np.ndarray] | None = None,
-    ) -> None:
-        """Store rows of an append plot as columns, or only how many there are if they are
-        the rows of the one frame ``last_id`` (and forget the chunks of its older data).
-        Raises StoreError if they cannot be stored (the frames still hold the rows)."""
-        if isinstance(columns, int):
-            rows, data = columns, None
-        else:
-            rows, data = len(next(iter(columns.values()))), _pack(plot, columns)
-        x0, x1, y0, y1 = box if box is not None else (None, None, None, None)
-        row = (plot, since, first_row, rows, last_id, x0, x1, y0, y1,
-               _pack(plot, ends) if ends else None,
-               _pack(plot, summary) if summary else None, data)  # fmt: skip
+    def put_chunks(self, chunks: Sequence[NewChunk]) -> None:
+        """Store rows of append plots, in one transaction (and forget the chunks of their
+        plots' older data). Raises StoreError if they cannot be stored (the frames still
+        hold the rows)."""
+        rows = [
+            (c.plot, c.since, c.first_row, c.rows, c.first_id, c.last_id,
+             *(c.box if c.box is not None else (None, None, None, None)),
+             _pack(c.plot, c.ends) if c.ends else None,
+             _pack(c.plot, c.summary) if c.summary else None,
+             _pack(c.plot, c.columns) if c.columns is not None else None)
+            for c in chunks
+        ]  # fmt: skip
         db = self._writer
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.execute("DELETE FROM chunks WHERE plot = ? AND since < ?", (plot, since))
-            db.execute(
-                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
+            for plot, since in {(c.plot, c.since) for c in chunks}:
+                db.execute("DELETE FROM chunks WHERE plot = ? AND since < ?", (plot, since))
+            db.executemany(
+                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._failed()
-            raise StoreError(f"cannot store rows of plot {plot!r}: {exc}") from exc
+            raise StoreError(f"cannot store rows of run {self.path.stem!r}: {exc}") from exc
 
     def read_chunk(self, plot: str, since: int, first_row: int) -> dict[str, np.ndarray]:
         """The columns of a stored chunk. Raises StoreError if it is gone or damaged."""
@@ -453,12 +466,15 @@ class RunStore:
         except (ProtocolError, ValueError, KeyError):
             return None  # damaged: drawn again
 
-    def frame(self, plot: str, frame_id: int) -> protocol.Frame:
-        """The plot's frame ``frame_id``. Raises StoreError if it is gone or damaged."""
-        stored = self.latest_at(plot, frame_id)
-        if stored is None or stored.id != frame_id:
-            raise StoreError(f"run {self.path.stem!r}: frame {frame_id} of plot {plot!r} is gone")
-        return stored.frame
+    def frames_of(self, plot: str, first: int, last: int) -> list[protocol.Frame]:
+        """The plot's frames ``first`` to ``last``, which must all be there. Raises
+        StoreError if one is gone or damaged."""
+        frames = list(self.frames(plot, first, last))
+        if not frames or frames[0].id != first or frames[-1].id != last:
+            raise StoreError(
+                f"run {self.path.stem!r}: frames {first} to {last} of plot {plot!r} are gone"
+            )
+        return [stored.frame for stored in frames]
 
     def latest_at(self, plot: str, frame_id: int) -> Stored | None:
         """The plot's last frame at or before ``frame_id`` (None if it has none)."""

@@ -81,7 +81,7 @@ class StoredRows(Protocol):
     @property
     def read(self) -> Callable[[], Columns] | None: ...
     @property
-    def frame(self) -> Callable[[], Frame]: ...
+    def frames(self) -> Callable[[], Sequence[Frame]]: ...
     @property
     def summary(self) -> Mapping[str, np.ndarray] | None: ...
 
@@ -231,7 +231,7 @@ class PlotState:
         summing = summing and summed is None
         envelope, pending, box, before = summed, None, None, None
         for chunk in chunks:
-            read = chunk.read or self.rows_of(chunk.frame, before)
+            read = chunk.read or self.rows_of(chunk.frames, before, chunk.rows)
             ends = LineEnds(chunk.ends["xy"], chunk.ends.get("c")) if "xy" in chunk.ends else None
             before = (chunk.last_id, ends)
             data.extend_stored(chunk.rows, before, read)
@@ -250,16 +250,26 @@ class PlotState:
         if before is not None and before[1] is not None:
             self.ends = before[1]
 
-    def rows_of(self, read_frame: Callable[[], Frame], before: Any) -> Callable[[], Columns]:
-        """What makes a piece's rows again from the one frame that brought them (read by
-        ``read_frame``); ``before`` is the mark of the piece before it (None if first)."""
+    def rows_of(
+        self, read_frames: Callable[[], Sequence[Frame]], before: Any, rows: int
+    ) -> Callable[[], Columns]:
+        """What makes a piece's ``rows`` rows again from the frames that brought them (read
+        by ``read_frames``); ``before`` is the mark of the piece before it (None if first).
+        What it returns raises StoreError if they make other than ``rows`` rows."""
         extent = None if before is None else self.extent
         ends = None if before is None else before[1]
 
         def load() -> Columns:
-            frame = read_frame()
-            spec = normalize(PlotSpec.from_wire(frame.opts), [a.shape for a in frame.arrays])
-            return plot_columns(spec, frame.arrays, extent, ends)[0]
+            parts, used, joined = [], extent, ends
+            for frame in read_frames():  # each joins on the one before (the first: its own)
+                spec = normalize(PlotSpec.from_wire(frame.opts), [a.shape for a in frame.arrays])
+                columns, found, joined = plot_columns(spec, frame.arrays, used, joined)
+                used = found if used is None else used
+                parts.append(columns)
+            made = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+            if len(next(iter(made.values()))) != rows:
+                raise StoreError(f"plot {self.name!r}: its stored frames make other rows")
+            return made
 
         return load
 
@@ -294,13 +304,17 @@ def _summed(columns: Columns, chunks: Sequence[StoredRows]) -> Envelope | None:
     return Envelope.of_buckets(columns, buckets, SUMMARY_ROWS, rows, all(m for _, m in parts))
 
 
-def chunk_mark(piece: Piece) -> tuple[int, dict[str, np.ndarray]]:
-    """What storing a sealed piece of rows takes besides its columns: the id of the last
-    frame it holds, and the line ends the append after it joins on (as columns)."""
-    last_id, ends = piece.mark
+def chunk_mark(piece: Piece) -> tuple[int, int, dict[str, np.ndarray]]:
+    """What storing a sealed piece of rows takes besides its columns: the ids of the first
+    and last frames it holds, and the line ends the append after it joins on (as columns)."""
+    first_id, last_id, ends = piece.first_mark[0], piece.mark[0], piece.mark[1]
     if ends is None:
-        return last_id, {}
-    return last_id, {"xy": ends.xy} | ({"c": ends.color} if ends.color is not None else {})
+        return first_id, last_id, {}
+    return (
+        first_id,
+        last_id,
+        {"xy": ends.xy} | ({"c": ends.color} if ends.color is not None else {}),
+    )
 
 
 @dataclass(frozen=True)

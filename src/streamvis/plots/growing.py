@@ -36,7 +36,7 @@ class Piece:
     columns: Columns | None = None
     load: Loader | None = None
     taken: bool = False  # handed out to be stored (see :meth:`GrowingColumns.unstored`)
-    whole: bool = False  # the rows of one append, as it came (its frame can make them again)
+    first_mark: Any = None  # what the first append into it was marked with
 
     def read(self) -> Columns:
         """The piece's rows (read back from the store if spilled)."""
@@ -53,10 +53,9 @@ class GrowingColumns:
         self._pieces: list[Piece] = []  # sealed
         self._tail = {name: np.array(values) for name, values in columns.items()}
         self._tail_rows = self._rows = _length(columns)
-        self._mark = mark  # the last append's
+        self._mark = self._tail_first = mark  # the last append's, and the tail's first
         if self._rows >= CHUNK_ROWS:
             self._seal_tail()
-            self._pieces[-1].whole = True
 
     def __len__(self) -> int:
         return self._rows
@@ -71,11 +70,13 @@ class GrowingColumns:
         rows = _length(columns)
         if rows >= CHUNK_ROWS:
             self._seal_tail()
-            self._pieces.append(Piece(self._rows, rows, mark, dict(columns), whole=True))
+            self._pieces.append(Piece(self._rows, rows, mark, dict(columns), first_mark=mark))
             self._rows += rows
             self._mark = mark
             return
         start, need = self._tail_rows, self._tail_rows + rows
+        if not start:
+            self._tail_first = mark
         for name, values in columns.items():
             buffer = self._tail[name]
             if need > len(buffer) or (
@@ -102,9 +103,9 @@ class GrowingColumns:
     def _seal_tail(self) -> None:
         if self._tail_rows:
             tail = {k: v[: self._tail_rows] for k, v in self._tail.items()}
-            self._pieces.append(
-                Piece(self._rows - self._tail_rows, self._tail_rows, self._mark, tail)
-            )
+            first = self._rows - self._tail_rows
+            piece = Piece(first, self._tail_rows, self._mark, tail, first_mark=self._tail_first)
+            self._pieces.append(piece)
             self._tail = {k: v[:0].copy() for k, v in self._tail.items()}
             self._tail_rows = 0
 
