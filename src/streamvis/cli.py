@@ -109,6 +109,9 @@ def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | N
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``streamvis_server``."""
     args = parse_args(argv)
+    # The writer and drawing threads hand the GIL back and forth with the event loop at every
+    # SQLite step and numpy call; 5 ms (the default) for each hand-back starves them.
+    sys.setswitchinterval(0.0005)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
