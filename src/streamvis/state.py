@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -187,7 +187,7 @@ class PlotState:
         if self._envelope is None:
             self._envelope = Envelope(data.view(0, 0))
         if self._summed_rows != len(data):
-            self._envelope.extend(data.view(self._envelope.rows))
+            _sum_up(self._envelope, data.pieces(self._envelope.rows))
             self._summed_rows = len(data)
         return self._envelope
 
@@ -227,23 +227,17 @@ class PlotState:
         first = self.data
         data = GrowingColumns({k: v[:0] for k, v in first.view(0, 0).items()})
         summing = self.spec.kind == "tandem_lines"
-        summed = _summed(first.view(0, 0), chunks) if summing else None
-        summing = summing and summed is None
-        envelope, pending, box, before = summed, None, None, None
+        envelope = _summed(first.view(0, 0), chunks) if summing else None
+        box, before = None, None
         for chunk in chunks:
             read = chunk.read or self.rows_of(chunk.frames, before, chunk.rows)
             ends = LineEnds(chunk.ends["xy"], chunk.ends.get("c")) if "xy" in chunk.ends else None
             before = (chunk.last_id, ends)
             data.extend_stored(chunk.rows, before, read)
             box = merged(box, chunk.box)
-            if summing:  # the rows an envelope has not summed up go with the next chunk
-                columns = read()
-                pending = columns if pending is None else join(pending, columns)
-                if envelope is None:
-                    envelope = Envelope(pending)
-                done = envelope.rows
-                envelope.extend(pending)
-                pending = {k: v[envelope.rows - done :] for k, v in pending.items()}
+        if summing and envelope is None:  # no summaries stored: read each chunk once
+            envelope = Envelope(first.view(0, 0))
+            _sum_up(envelope, data.pieces())
         self._data, self._box, self._boxed = data, box, len(data)
         if envelope is not None:
             self._envelope, self._summed_rows = envelope, len(data)
@@ -291,6 +285,17 @@ class PlotState:
         """What the glyphs are built from besides fig_kwargs; a change bumps ``version``."""
         spec = self.spec
         return (spec.kind, spec.color, spec.palette, self.levels, self.lines, self.rasterized)
+
+
+def _sum_up(envelope: Envelope, pieces: Iterable[Columns]) -> None:
+    """Give ``envelope`` the rows from its ``rows`` on, piece by piece (no copy of them all):
+    the rows a piece leaves out of a whole bucket go with the next."""
+    pending: Columns | None = None
+    for piece in pieces:
+        pending = piece if pending is None else join(pending, piece)
+        done = envelope.rows
+        envelope.extend(pending)
+        pending = {k: v[envelope.rows - done :] for k, v in pending.items()}
 
 
 def _summed(columns: Columns, chunks: Sequence[StoredRows]) -> Envelope | None:
