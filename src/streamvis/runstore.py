@@ -31,7 +31,7 @@ from . import protocol
 from ._retention import chosen
 from .errors import ProtocolError, StoreError
 
-__all__ = ["DEFAULT_BUDGET", "Chunk", "Chunks", "NewChunk", "RunStore", "Stored"]
+__all__ = ["DEFAULT_BUDGET", "Chunk", "ChunkPlace", "Chunks", "NewChunk", "RunStore", "Stored"]
 
 log = logging.getLogger("streamvis.store")
 
@@ -99,10 +99,9 @@ class Stored:
 
 
 @dataclass(frozen=True)
-class Chunk:
-    """Stored rows of an append plot, from its row ``first_row`` on, those of its frames
-    ``first_id`` to ``last_id``. ``read`` reads them as columns (on any thread); None if
-    they were not stored as columns: ``frames`` reads the frames, which make them again."""
+class ChunkPlace:
+    """Where stored rows of an append plot stand: its data since frame ``since``, from its
+    row ``first_row`` on, the ``rows`` rows of its frames ``first_id`` to ``last_id``."""
 
     plot: str
     since: int
@@ -110,6 +109,13 @@ class Chunk:
     rows: int
     first_id: int
     last_id: int
+
+
+@dataclass(frozen=True)
+class Chunk(ChunkPlace):
+    """Stored rows read back. ``read`` reads them as columns (on any thread); None if they
+    were not stored as columns: ``frames`` reads the frames, which make them again."""
+
     box: tuple[float, float, float, float] | None
     ends: dict[str, np.ndarray]
     read: Callable[[], dict[str, np.ndarray]] | None
@@ -118,16 +124,9 @@ class Chunk:
 
 
 @dataclass(frozen=True)
-class NewChunk:
-    """Rows of an append plot to store (:meth:`RunStore.put_chunks`); with ``columns``
-    None, only that its frames ``first_id`` to ``last_id`` hold ``rows`` rows."""
+class NewChunk(ChunkPlace):
+    """Rows to store (:meth:`RunStore.put_chunks`); with ``columns`` None, only where."""
 
-    plot: str
-    since: int
-    first_row: int
-    rows: int
-    first_id: int
-    last_id: int
     columns: Mapping[str, np.ndarray] | None = None
     ends: Mapping[str, np.ndarray] | None = None
     box: tuple[float, float, float, float] | None = None
