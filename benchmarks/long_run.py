@@ -21,8 +21,8 @@ from bokeh.protocol import Protocol
 
 import _common
 from streamvis import protocol
+from streamvis.page.figures import make_figure, page_data
 from streamvis.plots.envelope import DETAIL_ROWS
-from streamvis.plots.figures import make_figure, page_data
 from streamvis.specs import PlotSpec
 from streamvis.state import RunState
 

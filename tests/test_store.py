@@ -19,8 +19,8 @@ from streamvis import hub as hub_module
 from streamvis import state as state_module
 from streamvis.errors import StreamvisError
 from streamvis.hub import Hub
+from streamvis.page.figures import image_drawer, page_data
 from streamvis.plots import envelope, growing
-from streamvis.plots.figures import image_drawer, page_data
 from streamvis.plots.raster import auto_view
 from streamvis.protocol import Frame, encode
 from streamvis.runstore import Chunks, RunStore, Stored

@@ -31,7 +31,7 @@ from . import protocol
 from .errors import StreamvisError, UnknownPlot
 from .guard import Guard, hide_tokens
 from .hub import Hub
-from .plots.figures import check_fig_kwargs
+from .page.figures import check_fig_kwargs
 from .state import Admitted, RunState
 
 __all__ = ["INGEST_PATH", "Ingest"]

@@ -34,8 +34,8 @@ from .errors import ArgumentError, StreamvisError
 from .guard import Guard, is_loopback
 from .hub import Hub
 from .ingest import INGEST_PATH, Ingest
+from .page.session import DocumentView
 from .runstore import DEFAULT_BUDGET
-from .session import DocumentView
 from .store import Store
 from .web import GuardedTornado, RunsHandler
 

@@ -33,10 +33,10 @@ from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, CustomJS, GridBox
 from bokeh.models.widgets import Div
 
-from .pageclock import PageClock
-from .plots.figures import image_drawer, make_figure, page_data, page_frame, wants_webgl
-from .plots.raster import viewport
-from .state import PlotState, RunState
+from ..pageclock import PageClock
+from ..plots.raster import viewport
+from ..state import PlotState, RunState
+from .figures import image_drawer, make_figure, page_data, page_frame, wants_webgl
 
 __all__ = [
     "KEEP_IMAGE_SECONDS",

@@ -14,10 +14,8 @@ from bokeh.plotting import figure
 from bokeh.transform import linear_cmap
 
 from ..errors import ArgumentError
-from ..specs import Cell, resolve_palette, sample_palette
-from ..state import PlotState
-from .columns import per_line
-from .raster import (
+from ..plots.columns import per_line
+from ..plots.raster import (
     MARKER_ALPHA,
     MARKER_SIZE,
     Bounds,
@@ -27,6 +25,8 @@ from .raster import (
     packed_rgba,
     rasterize_pieces,
 )
+from ..specs import Cell, resolve_palette, sample_palette
+from ..state import PlotState
 
 __all__ = [
     "CELL_HEIGHT",

@@ -1,0 +1,1 @@
+"""The Bokeh side: each plot's figure and glyphs, and the documents pages follow runs in."""
