@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from streamvis import ColorSpec, ShapeError, UnknownPlot
+from streamvis.plots import growing
 from streamvis.plots.envelope import DETAIL_ROWS
 from streamvis.plots.growing import GrowingColumns
 from streamvis.plots.raster import RASTER_POINTS, RASTER_SEGMENTS, Bounds
@@ -227,3 +229,23 @@ def test_replaces_near_the_image_limit_do_not_flip_the_figure_back_and_forth(
         assert run.plots["a"].rasterized is image and run.plots["a"].version == 0, n
     run.apply(send.plot("a", scatter, np.zeros((RASTER_POINTS // 2 - 1, 2), "f4")))
     assert not run.plots["a"].rasterized and run.plots["a"].version == 1
+
+
+def test_growing_columns_in_many_pieces_read_any_rows_as_they_were_appended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(growing, "CHUNK_ROWS", 8)
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 20, 60)  # some small (into the tail), some a piece of their own
+    whole = np.arange(int(sizes.sum()), dtype=np.float64)
+    cols = GrowingColumns({"x": whole[:0]})
+    start = 0
+    for size in sizes:
+        cols.append({"x": whole[start : start + size]})
+        start += size
+    for piece in cols.unstored()[::3]:  # some leave memory, read back from a copy
+        cols.spill(piece, functools.partial(dict, {k: v.copy() for k, v in piece.read().items()}))
+    assert cols.spilled > 0 and not cols.unstored()  # each piece is handed out once
+    for a, b in rng.integers(0, len(whole), (200, 2)):
+        a, b = sorted((int(a), int(b)))
+        np.testing.assert_array_equal(cols.view(a, b)["x"], whole[a:b])

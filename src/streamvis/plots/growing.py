@@ -11,6 +11,7 @@ read back from its store starts from its stored pieces and the frames after them
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,8 @@ class GrowingColumns:
 
     def __init__(self, columns: Columns, mark: Any = None) -> None:
         self._pieces: list[Piece] = []  # sealed
+        self._firsts: list[int] = []  # the row each piece starts at, to find pieces by row
+        self._unstored = 0  # the pieces before this one have all been handed out
         self._tail = {name: np.array(values) for name, values in columns.items()}
         self._tail_rows = self._rows = _length(columns)
         self._mark = self._tail_first = mark  # the last append's, and the tail's first
@@ -70,7 +73,7 @@ class GrowingColumns:
         rows = _length(columns)
         if rows >= CHUNK_ROWS:
             self._seal_tail()
-            self._pieces.append(Piece(self._rows, rows, mark, dict(columns), first_mark=mark))
+            self._add(Piece(self._rows, rows, mark, dict(columns), first_mark=mark))
             self._rows += rows
             self._mark = mark
             return
@@ -96,7 +99,7 @@ class GrowingColumns:
     def extend_stored(self, rows: int, mark: Any, load: Loader) -> None:
         """Append a stored piece of ``rows`` rows, spilled (no rows may be in the tail)."""
         assert not self._tail_rows, "stored pieces come before the appends after them"
-        self._pieces.append(Piece(self._rows, rows, mark, None, load, taken=True))
+        self._add(Piece(self._rows, rows, mark, None, load, taken=True))
         self._rows += rows
         self._mark = mark
 
@@ -105,14 +108,23 @@ class GrowingColumns:
             tail = {k: v[: self._tail_rows] for k, v in self._tail.items()}
             first = self._rows - self._tail_rows
             piece = Piece(first, self._tail_rows, self._mark, tail, first_mark=self._tail_first)
-            self._pieces.append(piece)
+            self._add(piece)
             self._tail = {k: v[:0].copy() for k, v in self._tail.items()}
             self._tail_rows = 0
+
+    def _add(self, piece: Piece) -> None:
+        self._pieces.append(piece)
+        self._firsts.append(piece.first)
+
+    def _from(self, row: int) -> int:
+        """The index of the piece that holds ``row`` (or the first after it)."""
+        return max(bisect.bisect_right(self._firsts, row) - 1, 0)
 
     def held(self, start: int, stop: int) -> bool:
         """Whether rows ``start:stop`` are all in memory."""
         return not any(
-            p.columns is None and p.first < stop and p.first + p.rows > start for p in self._pieces
+            p.columns is None and p.first < stop and p.first + p.rows > start
+            for p in self._pieces[self._from(start) :]
         )
 
     def before(self, piece: Piece) -> Any:
@@ -122,9 +134,10 @@ class GrowingColumns:
 
     def unstored(self) -> list[Piece]:
         """The sealed pieces not yet handed out to be stored; handed out now."""
-        pieces = [p for p in self._pieces if not p.taken]
+        pieces = [p for p in self._pieces[self._unstored :] if not p.taken]
         for piece in pieces:
             piece.taken = True
+        self._unstored = len(self._pieces)
         return pieces
 
     def spill(self, piece: Piece, load: Loader) -> None:
@@ -134,6 +147,7 @@ class GrowingColumns:
     def keep(self, piece: Piece) -> None:
         """Storing ``piece`` failed: hand it out again later."""
         piece.taken = False
+        self._unstored = min(self._unstored, self._from(piece.first))
 
     def pieces(
         self, start: int = 0, stop: int | None = None, newest_first: bool = False
@@ -145,7 +159,7 @@ class GrowingColumns:
         tail = Piece(self._rows - self._tail_rows, self._tail_rows, None, self._tail_view())
         parts = [
             (piece, max(start - piece.first, 0), min(stop, piece.first + piece.rows) - piece.first)
-            for piece in [*self._pieces, tail]
+            for piece in [*self._pieces[self._from(start) :], tail]
             if piece.rows and piece.first + piece.rows > start and piece.first < stop
         ]
         if newest_first:
