@@ -24,7 +24,7 @@ from streamvis.errors import StoreError
 from streamvis.plots.envelope import DETAIL_ROWS
 from streamvis.protocol import Frame
 from streamvis.runstore import Chunks, RunStore, Stored
-from streamvis.server import serve_in_thread
+from streamvis.server import StreamvisServer, serve_in_thread
 
 
 def free_port() -> int:
@@ -221,8 +221,13 @@ def stored_run(directory: Path, run: str, steps: int) -> None:
         assert client.flush(timeout=10)
 
 
-def slow_reading(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
-    """Make the stored runs take until the returned event is set to read (a large run)."""
+@contextmanager
+def serving_while_reading(
+    directory: Path, monkeypatch: pytest.MonkeyPatch, run: str, steps: int
+) -> Iterator[tuple[StreamvisServer, threading.Event]]:
+    """A server on ``directory``, where ``run`` has ``steps`` stored steps, that takes until
+    the event it gives is set to read its stored runs (as a large run would)."""
+    stored_run(directory, run, steps)
     reading = threading.Event()
     real_current = RunStore.current
 
@@ -231,15 +236,14 @@ def slow_reading(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
         yield from real_current(store, chunks)
 
     monkeypatch.setattr(RunStore, "current", slow_current)
-    return reading
+    with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=directory, wait_loaded=False) as srv:
+        yield srv, reading
 
 
 def test_ports_open_before_the_stored_runs_are_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stored_run(tmp_path, "kept", 10)
-    reading = slow_reading(monkeypatch)
-    with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path, wait_loaded=False) as srv:
+    with serving_while_reading(tmp_path, monkeypatch, "kept", 10) as (srv, reading):
         client = Client(f"127.0.0.1:{srv.ingest_port}", "kept", exit_timeout=5)
         assert client._transport.connected.wait(scaled(10))  # the ingest port is open...
         client.set_layout({"loss": (0, 0, 1, 1)})
@@ -256,9 +260,7 @@ def test_ports_open_before_the_stored_runs_are_read(
 def test_a_run_deleted_while_the_stored_runs_are_read_stays_deleted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stored_run(tmp_path, "gone", 1)
-    reading = slow_reading(monkeypatch)
-    with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path, wait_loaded=False) as srv:
+    with serving_while_reading(tmp_path, monkeypatch, "gone", 1) as (srv, reading):
         answer: list[int] = []
         url = f"http://127.0.0.1:{srv.bokeh_port}/runs/gone"
         request = urllib.request.Request(url, method="DELETE")

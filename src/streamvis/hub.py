@@ -25,7 +25,7 @@ from .plots.raster import Viewport, box_of_columns
 from .runstore import Chunks, NewChunk, RunStore
 from .state import Admitted, PlotState, RunState, chunk_mark
 from .store import Store
-from .writer import Writer
+from .writer import Done, Writer
 
 __all__ = ["Hub", "View"]
 
@@ -232,39 +232,30 @@ class Hub:
 
     def _put_chunks(self, run: str) -> None:
         """Store the run's queued pieces in one transaction; once stored, they leave memory
-        (their plot's bounds or envelope take them in first)."""
+        (their plot's bounds or envelope take them in first). If storing fails, they stay
+        and are handed out again after a pause."""
         queued = self._chunks.pop(run, [])
         if not queued or self.store is None:
             return
         store = self.store
 
-        def job() -> None:
-            store.open(run).put_chunks([_completed(new, piece) for new, _, piece, _ in queued])
+        pieces = [(new, plot.spec.kind == "tandem_lines", piece) for new, plot, piece, _ in queued]
 
-        def stored(error: Exception | None) -> None:
-            if error is not None:
-                log.warning("run %r: rows of its plots stay in memory for now: %s", run, error)
-                self._rows_failed[run] = time.monotonic() + _ROWS_RETRY
-                for _, plot, piece, _ in queued:
-                    plot.data.keep(piece)
-                if self._writer is not None:
-                    self._writer.resume(("rows", run))
-                return
+        def job() -> None:
+            store.open(run).put_chunks([_completed(*item) for item in pieces])
+
+        def stored() -> None:
             state = self.runs.get(run)
             for new, plot, piece, read in queued:
                 if state is not None and state.plots.get(new.plot) is plot:
                     plot.settle()
                     plot.data.spill(piece, read)
 
-        if self._writer is None:
-            try:
-                job()
-            except Exception as exc:
-                stored(exc)
-            else:
-                stored(None)
-        else:
-            self._writer.submit(job, ("rows", run), stored)
+        def failed() -> None:
+            for _, plot, piece, _ in queued:
+                plot.data.keep(piece)
+
+        self._store_cache(run, job, stored, failed)
 
     def keep_image(self, run: str, name: str) -> None:
         """Store the last image drawn of a big plot (it took long): a restarted server shows
@@ -276,20 +267,8 @@ class Hub:
         rows, view, image = plot.last_image
         store, since = self.store, plot.start_id
         frame = (view.x0, view.x1, view.y0, view.y1, view.width, view.height)
-
-        def job() -> None:
-            store.open(run).put_image(name, since, rows, frame, image)
-
-        def kept(error: Exception | None) -> None:
-            if error is not None:
-                log.warning("run %r: the image of plot %r is not kept: %s", run, name, error)
-                if self._writer is not None:
-                    self._writer.resume(("rows", run))
-
-        if self._writer is None:
-            job()
-        else:
-            self._writer.submit(job, ("rows", run), kept)
+        job = functools.partial(store.open(run).put_image, name, since, rows, frame, image)
+        self._store_cache(run, job, lambda: None)
 
     def _appender(self, run: str) -> Callable[[Sequence[Any]], None]:
         """What appends ``run``'s frames, opening its store on the writer's thread; the same
@@ -321,15 +300,44 @@ class Hub:
 
     async def _on_writer(self, job: Callable[[], None], key: Hashable) -> Exception | None:
         """Run ``job`` after every write before it; the exception it raised, if any."""
-        if self._writer is None:
-            try:
-                job()
-            except Exception as exc:
-                return exc
-            return None
         future: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
-        self._writer.submit(job, key, future.set_result)
+        self._submit(job, key, future.set_result)
         return await future
+
+    def _submit(self, job: Callable[[], None], key: Hashable, done: Done) -> None:
+        """Run ``job`` on the writer's thread after every write before it (at once, without
+        one), then ``done`` on the loop with the exception it raised, or None."""
+        if self._writer is not None:
+            self._writer.submit(job, key, done)
+            return
+        try:
+            job()
+        except Exception as exc:
+            done(exc)
+        else:
+            done(None)
+
+    def _store_cache(
+        self,
+        run: str,
+        job: Callable[[], None],
+        done: Callable[[], None],
+        failed: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Store what only saves work later (chunks, images), then ``done`` (or ``failed``)
+        on the loop. A failure is a warning; the run's next such write runs again."""
+
+        def stored(error: Exception | None) -> None:
+            if error is None:
+                done()
+                return
+            failed()
+            log.warning("run %r: %s (its frames are stored: nothing is lost)", run, error)
+            self._rows_failed[run] = time.monotonic() + _ROWS_RETRY
+            if self._writer is not None:
+                self._writer.resume(("rows", run))
+
+        self._submit(job, ("rows", run), stored)
 
     def _notify(self, run: str, changed: set[str]) -> None:
         for view in self._views.get(run, ()):
@@ -348,12 +356,12 @@ class Hub:
         return sorted(self.runs)
 
 
-def _completed(new: NewChunk, piece: Piece) -> NewChunk:
+def _completed(new: NewChunk, line: bool, piece: Piece) -> NewChunk:
     """A queued piece with what the writer's thread works out: a line plot's columns and
     their summary (what a restart reads instead), other plots' box."""
     columns = piece.columns
     assert columns is not None
-    if "x0" in columns or "y" in columns:  # a scatter or a line plot of segments
+    if not line:
         return dataclasses.replace(new, box=box_of_columns(columns))
     summary = None
     if piece.rows % SUMMARY_ROWS == 0:
