@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import mmap
+import os
 import selectors
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -49,10 +54,13 @@ def payload_array(nbytes: int) -> np.ndarray:
 
 
 class BareServer:
-    """A websockets server on its own thread and loop: decodes frames, drops (or keeps) them."""
+    """A websockets server on its own thread and loop: decodes frames, drops (or keeps) them;
+    or writes each message, with its crc32, to the end of the file ``write`` (on its loop:
+    the least that storing the bytes costs, with no thread to hand them to)."""
 
-    def __init__(self, keep: bool = False) -> None:
+    def __init__(self, keep: bool = False, write: Path | None = None) -> None:
         self.keep = keep
+        self._file = os.open(write, os.O_WRONLY | os.O_CREAT | os.O_APPEND) if write else None
         self.kept: list[np.ndarray] = []
         self.frames = 0
         self.port = 0
@@ -96,6 +104,8 @@ class BareServer:
             array = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
             if self.keep:
                 self.kept.append(array.copy())
+            if self._file is not None:
+                os.writev(self._file, [PREFIX.pack(zlib.crc32(view)), view])
             self.frames += 1
 
     def close(self) -> None:
@@ -103,6 +113,8 @@ class BareServer:
         if self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set_result, None)
         self._thread.join(10)
+        if self._file is not None:
+            os.close(self._file)
 
 
 async def _bare_send(port: int, array: np.ndarray, count: int) -> float:
@@ -315,11 +327,11 @@ def threads_setup(args: argparse.Namespace, duration: float, repeats: int) -> di
     return {"rows": rows, "replace": replace_rows, "storing": storing}
 
 
-def processes_setup(args: argparse.Namespace, duration: float) -> dict[str, Any]:
-    """Each server in its own process, as deployed (informational: no target)."""
-    max_bytes = 64 * 2**20 if args.smoke else 512 * 2**20
+@contextlib.contextmanager
+def bare_process(*args: str) -> Iterator[int]:
+    """A bare server (``--bare-server`` with ``args``) in a process of its own: its port."""
     bare = subprocess.Popen(
-        [sys.executable, __file__, "--bare-server"],
+        [sys.executable, __file__, "--bare-server", *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -330,24 +342,7 @@ def processes_setup(args: argparse.Namespace, duration: float) -> dict[str, Any]
             selector.register(bare.stdout, selectors.EVENT_READ)
             if not selector.select(30):
                 raise RuntimeError("the bare server process did not start in 30 s")
-        port = int(bare.stdout.readline())
-        # As deployed, the server logs every frame to its data folder; --no_persist does not.
-        with (
-            _common.ServerProcess(RUN) as server,
-            _common.ServerProcess(RUN, args=("--no_persist",)) as memory,
-            Client(server.address, RUN, exit_timeout=30) as client,
-            Client(memory.address, RUN, exit_timeout=30) as in_memory,
-        ):
-            rows = compare(
-                {
-                    "bare": lambda a, n: bare_run(port, a, n),
-                    "streamvis": lambda a, n: streamvis_run(client, a, n),
-                    "no_persist": lambda a, n: streamvis_run(in_memory, a, n),
-                },
-                duration,
-                1,
-                max_bytes,
-            )
+        yield int(bare.stdout.readline())
     finally:
         if bare.stdin is not None:
             bare.stdin.close()
@@ -356,12 +351,43 @@ def processes_setup(args: argparse.Namespace, duration: float) -> dict[str, Any]
         except subprocess.TimeoutExpired:
             bare.kill()
             bare.wait(5)
+
+
+def processes_setup(args: argparse.Namespace, duration: float) -> dict[str, Any]:
+    """Each server in its own process, as deployed."""
+    max_bytes = 64 * 2**20 if args.smoke else 512 * 2**20
+    # As deployed, the server stores every frame in its data folder; --no_persist does not.
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        bare_process() as port,
+        bare_process(str(Path(folder) / "frames")) as writing,
+        _common.ServerProcess(RUN) as server,
+        _common.ServerProcess(RUN, args=("--no_persist",)) as memory,
+        Client(server.address, RUN, exit_timeout=30) as client,
+        Client(memory.address, RUN, exit_timeout=30) as in_memory,
+    ):
+        rows = compare(
+            {
+                "bare": lambda a, n: bare_run(port, a, n),
+                "bare_write": lambda a, n: bare_run(writing, a, n),
+                "streamvis": lambda a, n: streamvis_run(client, a, n),
+                "no_persist": lambda a, n: streamvis_run(in_memory, a, n),
+            },
+            duration,
+            1,
+            max_bytes,
+        )
+    for row in rows:
+        rate = {key: row[key]["frames_per_s"] for key in ("bare", "bare_write", "no_persist")}
+        row["persist_ratio"] = row["streamvis"]["frames_per_s"] / rate["no_persist"]
+        row["write_ratio"] = rate["bare_write"] / rate["bare"]
     return {"rows": rows}
 
 
 def bare_server_process() -> None:
-    """Serve bare frames until stdin closes (at most 15 minutes); print the port first."""
-    server = BareServer()
+    """Serve bare frames until stdin closes (at most 15 minutes); print the port first.
+    With a path after ``--bare-server``, write each message to it."""
+    server = BareServer(write=Path(sys.argv[2]) if len(sys.argv) > 2 else None)
     print(server.port, flush=True)
     with selectors.DefaultSelector() as selector:
         selector.register(sys.stdin, selectors.EVENT_READ)
@@ -392,7 +418,7 @@ KEEP_HEADERS = ("keep frames/s", "keep MB/s", "sv/keep")
 
 def main() -> None:
     """Run the bare limit and streamvis ingest for every payload; print and save."""
-    if sys.argv[1:] == ["--bare-server"]:
+    if sys.argv[1:2] == ["--bare-server"]:
         bare_server_process()
         return
     args = _common.parse_args(__doc__.splitlines()[0])
@@ -438,16 +464,26 @@ def main() -> None:
         ],
     )
     _common.report(
-        "ingest, servers in their own process (informational): bare vs streamvis_server "
-        "(logging every frame, as deployed) and with --no_persist, append=True",
-        (*RATE_HEADERS, "no_persist frames/s", "MB/s", "nop/bare"),
+        "ingest, servers in their own process: bare, bare writing every message to a file, "
+        "streamvis_server storing every frame (as deployed) and with --no_persist, append=True",
+        ("payload", "bare frames/s", "bare+write", "write/bare", "sv frames/s", "sv MB/s",
+         "no_persist", "sv/no_persist"),
         [
-            (*row, r["no_persist"]["frames_per_s"], r["no_persist"]["mb_per_s"],
-             r["no_persist"]["frames_per_s"] / r["bare"]["frames_per_s"])
-            for row, r in zip(_rate_rows(processes["rows"]), processes["rows"], strict=True)
+            (r["payload"], r["bare"]["frames_per_s"], r["bare_write"]["frames_per_s"],
+             r["write_ratio"], r["streamvis"]["frames_per_s"], r["streamvis"]["mb_per_s"],
+             r["no_persist"]["frames_per_s"], r["persist_ratio"])
+            for r in processes["rows"]
         ],
     )  # fmt: skip
     targets = []
+    for r in processes["rows"]:
+        if r["bytes"] in (64, 256 * 1024):
+            detail = (
+                f"{r['streamvis']['frames_per_s']:,.0f} vs {r['no_persist']['frames_per_s']:,.0f}"
+                f" frames/s; a bare server writing them: {r['write_ratio']:.2f}x of bare"
+            )
+            name = f"storing ingest vs --no_persist, {r['payload']}"
+            targets.append(_common.target(name, r["persist_ratio"], ">=", 0.8, "x", detail))
     for r in threads["rows"]:
         if r["bytes"] <= 4096:
             name, need = f"ingest frames/s vs bare, {r['payload']}", 0.5
@@ -469,10 +505,11 @@ def main() -> None:
         "frames applied to RunState; timed from the first call until flush() returns",
         "storing: copying each payload into new memory and keeping it, as a server that "
         "keeps appends must at least (informational)",
-        "targets use the threads setup (one process, the GIL shared by client and server); "
-        "the processes setup runs each server as its own process: streamvis_server with "
-        "its default data folder (every frame logged before it is acknowledged) and with "
-        "--no_persist",
+        "the vs-bare targets use the threads setup (one process, the GIL shared by client and "
+        "server); the processes setup runs each server as its own process: streamvis_server "
+        "with its default data folder (every frame stored before it is acknowledged) and "
+        "with --no_persist; bare+write: the bare server also appends each message and its "
+        "crc32 to a file, on its loop",
         f"medians over {repeats} runs of a calibrated frame count (~{duration} s each)",
     ]
     _common.finish(

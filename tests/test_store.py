@@ -160,16 +160,16 @@ def test_damage_in_the_middle_of_a_run_costs_only_what_it_touched(
     other = Sender(sender.hub, run="other")
     other.send("layout", cells=LAYOUT["cells"])
     other.tandem(7)
-    for step in range(1000):  # ~190 B a frame: a 64 KiB page holds ~300 of them
+    for step in range(1000):  # ~190 B a frame: a 4 KiB page holds ~20 of them
         sender.tandem(step)
     sender.hub.close()
     path = tmp_path / "runs" / "r.sqlite"
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size = path.stat().st_size
-    with open(path, "r+b") as file:  # zero a page of frames, three quarters in
-        file.seek(6 * 2**16)
-        file.write(b"\0" * 2**16)
+    with open(path, "r+b") as file:  # zero four pages, three quarters in
+        file.seek(size * 3 // 4 // 4096 * 4096)
+        file.write(b"\0" * 4 * 4096)
     with caplog.at_level(logging.ERROR, logger="streamvis.store"):
         hub = reopened(tmp_path)
     damaged = [r for r in caplog.records if "damaged" in r.getMessage()]
@@ -197,8 +197,54 @@ def test_history_past_the_budget_is_thinned_from_the_largest_plot_evenly(tmp_pat
     gaps = np.diff(big)
     assert gaps.max() <= 2.5 * np.median(gaps)  # evenly, over the whole history
     assert stored.used() < 4 * 2**20
+    assert disk_taken(tmp_path / "runs" / "r.sqlite-segments") < 4 * 2**20  # freed on disk too
     sender.hub.close()
     assert reopened(tmp_path).runs["r"].plots["big"].data.view()["x"][0] == 99
+
+
+def disk_taken(directory: Path) -> int:
+    """The bytes of every file under ``directory``."""
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+def test_large_frames_are_written_once_into_segment_files(tmp_path: Path, sender: Sender) -> None:
+    sender.send("layout", cells={"big": [0, 0, 1, 1]})
+    spec = PlotSpec("scatter").to_wire()
+    for n in range(40):  # 256 KiB replaces: 10 MiB
+        sender.send("plot", "big", np.full((16_384, 2), float(n)), **spec)
+    sender.hub.close()
+    runs = tmp_path / "runs"
+    database = sum(p.stat().st_size for p in runs.glob("r.sqlite*") if p.is_file())
+    assert database < 2**20 < 10 * 2**20 < disk_taken(runs / "r.sqlite-segments")
+    again = reopened(tmp_path)
+    stored = again.store.open("r")  # type: ignore[union-attr]
+    assert [s.frame.arrays[0][-1, 1] for s in stored.frames("big")] == list(range(40))
+    assert again.runs["r"].plots["big"].data.view()["x"][0] == 39
+    again.close()
+
+
+def test_damage_in_a_segment_file_costs_only_the_frames_it_touched(
+    tmp_path: Path, sender: Sender, caplog: pytest.LogCaptureFixture
+) -> None:
+    sender.send("layout", cells={"big": [0, 0, 1, 1]})
+    spec = PlotSpec("scatter").to_wire()
+    for n in range(10):  # 128 KiB each, one after another in one file
+        sender.send("plot", "big", np.full((8192, 2), float(n)), **spec)
+    sender.hub.close()
+    (segment,) = (tmp_path / "runs" / "r.sqlite-segments").iterdir()
+    size = segment.stat().st_size
+    with open(segment, "r+b") as file:  # zero 4 KiB in the middle of the fifth frame
+        file.seek(size * 9 // 20)
+        file.write(bytes(4096))
+    again = reopened(tmp_path)
+    stored = again.store.open("r")  # type: ignore[union-attr]
+    with caplog.at_level(logging.ERROR):
+        values = [s.frame.arrays[0][0, 0] for s in stored.frames("big")]
+    assert values == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    (report,) = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert "1 stored frames" in report
+    assert segment.stat().st_size == size  # left as it was
+    again.close()
 
 
 def test_a_layout_sent_again_keeps_the_rows_before_it_after_a_restart(

@@ -11,9 +11,11 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from . import protocol
-from .errors import ProtocolError
+from ._segments import Place, Segments, close_all
+from .errors import ProtocolError, StoreError
 
 __all__ = ["damage", "legacy_frames", "readable", "with_layout"]
 
@@ -62,41 +64,58 @@ def with_layout(
     return [(layout, protocol.encode(layout)), *frames]
 
 
-def readable(path: Path) -> Iterator[tuple[protocol.Frame, bytes]]:
-    """Every frame of a damaged database that can still be read, in order."""
+def readable(path: Path, segments: Segments) -> Iterator[tuple[protocol.Frame, bytes]]:
+    """Every frame of a damaged database that can still be read, in order (with the bytes
+    of large ones from its ``segments``)."""
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error:
         return
+    files: dict[int, int] = {}
     try:
+        select = f"SELECT id, frame, {_places(db)} FROM frames"
         last = 0
         while True:
             try:
-                row = db.execute(
-                    "SELECT id, frame FROM frames WHERE id > ? ORDER BY id LIMIT 1", (last,)
-                ).fetchone()
+                query = f"{select} WHERE id > ? ORDER BY id LIMIT 1"
+                row = db.execute(query, (last,)).fetchone()
             except sqlite3.Error:
-                row = _skip_damage(db, last)
+                row = _skip_damage(db, select, last)
             if row is None:
                 return
-            last, data = row
+            last, data, *place = row
             try:
+                if place[0] is not None:
+                    data = segments.read(Place(*place), files)
                 yield protocol.decode(data, protocol.TRUSTED_LIMITS), data
-            except ProtocolError:
+            except (OSError, StoreError, ProtocolError):
                 continue
     finally:
+        close_all(files)
         db.close()
 
 
-def _skip_damage(db: sqlite3.Connection, last: int) -> tuple[int, bytes] | None:
-    """The first readable frame after ``last``, probing past a damaged stretch of ids."""
+def _places(db: sqlite3.Connection) -> str:
+    """The columns that say where a frame's bytes are, or NULLs in a database of before
+    segment files (or one too damaged to say)."""
+    try:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(frames)")}
+    except sqlite3.Error:
+        columns = set()
+    if "seg" in columns:
+        return "seg, pos, size, crc"
+    return "NULL, NULL, NULL, NULL"
+
+
+def _skip_damage(db: sqlite3.Connection, select: str, last: int) -> tuple[Any, ...] | None:
+    """The first readable row after ``last``, probing past a damaged stretch of ids."""
     for probe in range(last + 1, last + 1 + 2**16):
         try:
-            row = db.execute("SELECT id, frame FROM frames WHERE id = ?", (probe,)).fetchone()
+            row = db.execute(f"{select} WHERE id = ?", (probe,)).fetchone()
         except sqlite3.Error:
             continue
         if row is not None:
-            return int(row[0]), bytes(row[1])
+            return tuple(row)
     return None
 
 

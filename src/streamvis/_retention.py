@@ -14,8 +14,8 @@ def chosen(db: sqlite3.Connection, excess: int) -> list[int]:
     sizes = {
         plot: (total, history)
         for plot, total, history in db.execute(
-            "SELECT plot, sum(length(frame)), "
-            "sum(CASE WHEN replace AND NOT fig THEN length(frame) ELSE 0 END) "
+            "SELECT plot, sum(coalesce(size, length(frame))), "
+            "sum(CASE WHEN replace AND NOT fig THEN coalesce(size, length(frame)) ELSE 0 END) "
             "FROM frames WHERE op = 'plot' GROUP BY plot"
         )
     }

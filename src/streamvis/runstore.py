@@ -29,9 +29,12 @@ import numpy as np
 
 from . import protocol
 from ._retention import chosen
+from ._segments import SEGMENT_MIN, Place, Segments, close_all
 from .errors import ProtocolError, StoreError
 
-__all__ = ["DEFAULT_BUDGET", "Chunk", "ChunkPlace", "Chunks", "NewChunk", "RunStore", "Stored"]
+__all__ = [
+    "DEFAULT_BUDGET", "SEGMENTS", "Chunk", "ChunkPlace", "Chunks", "NewChunk", "RunStore", "Stored"
+]  # fmt: skip
 
 log = logging.getLogger("streamvis.store")
 
@@ -44,13 +47,18 @@ CREATE TABLE IF NOT EXISTS frames (
     fig INTEGER NOT NULL,       -- a plot frame that sets fig_kwargs
     step INTEGER,               -- the frame's step, once clients send one
     time REAL NOT NULL,         -- seconds since the epoch, at arrival
-    frame BLOB NOT NULL         -- the frame as it came (protocol.encode)
+    frame BLOB NOT NULL,        -- the frame as it came (protocol.encode), or empty if...
+    seg INTEGER,                -- ...its bytes are in this segment file, at pos, with crc
+    pos INTEGER,                --    (_segments.Place)
+    size INTEGER,               -- the frame's bytes (none in databases of before segments)
+    crc INTEGER
 );
 CREATE INDEX IF NOT EXISTS frames_by_plot ON frames (plot, id);
 CREATE INDEX IF NOT EXISTS frames_replacing ON frames (plot, id) WHERE replace;
 CREATE INDEX IF NOT EXISTS frames_setting_fig ON frames (plot, id) WHERE fig;
 CREATE INDEX IF NOT EXISTS frames_not_plots ON frames (op, id) WHERE op != 'plot';
 CREATE TABLE IF NOT EXISTS clients (cid TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS removed (seg INTEGER PRIMARY KEY);  -- segments nothing names now
 CREATE TABLE IF NOT EXISTS chunks (  -- an append plot's rows as columns: a cache of its frames
     plot TEXT NOT NULL,
     since INTEGER NOT NULL,     -- the id of the frame its rows start from (a replace)
@@ -80,11 +88,20 @@ _CACHES = {
                "box_y0", "box_y1", "ends", "summary", "data"],
     "images": ["plot", "since", "rows", "view", "image"],
 }  # fmt: skip
-_PAGE_SIZE = 65536  # large blobs write at twice the rate of 4 KiB pages
-_INSERT = "INSERT INTO frames (id, op, plot, replace, fig, step, time, frame) VALUES "
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
+# SQLite's log is copied into the database every 1,000 pages (4 MiB with the default 4 KiB
+# pages, which suit small rows: large frames' bytes are in segment files), and cut back to
+# this size then, instead of keeping the largest size it ever had.
+_LOG_LIMIT = 8 * 2**20
+_INSERT = (
+    "INSERT INTO frames (id, op, plot, replace, fig, step, time, frame, seg, pos, size, crc) "
+    "VALUES "
+)
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_PLACE = ["seg", "pos", "size", "crc"]  # columns of frames added since the first version
+_READ = "SELECT id, time, step, frame, seg, pos, size, crc FROM frames"  # rows for _stored
 _TROUBLE_PAGES = 8  # after a failed write, the log is copied into the database this often...
 _TROUBLE_SECONDS = 60.0  # ...for this long
+SEGMENTS = "-segments"  # the folder of a database's segment files: its name and this
 DEFAULT_BUDGET = 4 * 2**30  # bytes of disk a run may take before its history is thinned
 
 
@@ -153,19 +170,23 @@ class RunStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._writer = self._connect()
+        self._segments = Segments(path.with_name(path.name + SEGMENTS), budget // 16)
         # How many values one statement may bind: 32,766 since SQLite 3.32, 999 before.
         self._variables = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
         for table, columns in _CACHES.items():
             found = [row[1] for row in self._writer.execute(f"PRAGMA table_info({table})")]
             if found and found != columns:
                 self._writer.execute(f"DROP TABLE {table}")
+        found = [row[1] for row in self._writer.execute("PRAGMA table_info(frames)")]
+        if found and "seg" not in found:  # a database of before segment files
+            for column in _PLACE:
+                self._writer.execute(f"ALTER TABLE frames ADD COLUMN {column} INTEGER")
         self._writer.executescript(_SCHEMA)
+        self._forget_removed()
 
     def _connect(self) -> sqlite3.Connection:
-        fresh = not self.path.exists()
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        if fresh:
-            db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
+        db.execute(f"PRAGMA journal_size_limit = {_LOG_LIMIT}")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         return db
@@ -189,24 +210,32 @@ class RunStore:
 
         Raises StoreError naming the cause (the database is then as it was before).
         """
-        now = time.time()
-        rows, seqs = [], {}
+        now, seqs = time.time(), {}
+        kept = []
         for i, (frame, data) in enumerate(frames):
             seqs[frame.cid] = frame.seq
-            if frame.op == "sync":
-                continue
-            replace = frame.op == "plot" and not frame.opts.get("append")
+            if frame.op != "sync":
+                kept.append((ids[i] if ids is not None else None, frame, data))
+        large = [data for _, _, data in kept if len(data) >= SEGMENT_MIN]
+        places = self._segments.write(large) if large else []
+        rows: list[tuple[object, ...]] = []
+        at = iter(places)
+        for frame_id, frame, data in kept:
             step = frame.opts.get("step")
+            place = next(at) if len(data) >= SEGMENT_MIN else None
             rows.append(
                 (
-                    ids[i] if ids is not None else None,
+                    frame_id,
                     frame.op,
                     frame.name,
-                    replace,
+                    frame.op == "plot" and not frame.opts.get("append"),  # a replace
                     "fig" in frame.opts,
                     step if type(step) is int else None,
                     now,
-                    data,
+                    data if place is None else b"",
+                    *((place.seg, place.pos) if place is not None else (None, None)),
+                    len(data),
+                    place.crc if place is not None else None,
                 )
             )
         db = self._writer
@@ -215,7 +244,7 @@ class RunStore:
             # Many rows to a statement: sqlite3 lets go of the GIL at every step, and taking
             # it back from a busy event loop can take its switch interval (5 ms): a row a step
             # (executemany) stored 96 rows/s beside a busy thread, against 334k/s beside none.
-            per = max(self._variables // 8, 1)
+            per = max(self._variables // _ROW.count("?"), 1)
             for first in range(0, len(rows), per):
                 part = rows[first : first + per]
                 db.execute(_INSERT + ", ".join([_ROW] * len(part)), [v for r in part for v in r])
@@ -227,9 +256,10 @@ class RunStore:
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._failed()
+            self._segments.undo(places)
             raise StoreError(f"cannot store frames of run {self.path.stem!r}: {exc}") from exc
         self._untroubled()
-        self._written += sum(len(row[-1]) for row in rows)
+        self._written += sum(len(data) for _, _, data in kept)
         if self._written > self.budget // 16:
             self._written = 0
             try:
@@ -260,12 +290,18 @@ class RunStore:
             self._writer.execute("PRAGMA wal_autocheckpoint = 1000")
 
     def used(self) -> int:
-        """Bytes the run's frames take in its database (free pages aside)."""
+        """Bytes the run's frames take: in its database (free pages aside), and in segment
+        files (bytes of frames deleted aside: :meth:`_compact` frees those)."""
         db = self._writer
         (pages,) = db.execute("PRAGMA page_count").fetchone()
         (free,) = db.execute("PRAGMA freelist_count").fetchone()
         (size,) = db.execute("PRAGMA page_size").fetchone()
-        return int((pages - free) * size)
+        return int((pages - free) * size) + sum(self._held().values())
+
+    def _held(self) -> dict[int, int]:
+        """The bytes of frames each segment holds, by segment."""
+        query = "SELECT seg, sum(size) FROM frames WHERE seg IS NOT NULL GROUP BY seg"
+        return {int(seg): int(size) for seg, size in self._writer.execute(query)}
 
     def thin(self) -> int:
         """Keep the run within its budget: past it, thin the history of the plots that take
@@ -287,6 +323,7 @@ class RunStore:
         except sqlite3.Error:
             db.execute("ROLLBACK")
             raise
+        self._compact()
         if self.used() > self.budget and not self._over:
             self._over = True
             log.warning(
@@ -298,6 +335,61 @@ class RunStore:
             )
         log.info("run %r: thinned %d frames to stay within its budget", self.path.stem, len(doomed))
         return len(doomed)
+
+    def _compact(self) -> None:
+        """Free the bytes of deleted frames in segment files, down to an eighth of the budget:
+        the segments with most of them have their frames moved into the current segment,
+        and are deleted. The newest segment, still written, is left as it is."""
+        held, sizes = self._held(), self._segments.sizes()
+        newest = max(sizes, default=0)
+        dead = {seg: size - held.get(seg, 0) for seg, size in sizes.items() if seg != newest}
+        excess = sum(dead.values()) - self.budget // 8
+        for seg in sorted(dead, key=lambda seg: dead[seg] / max(sizes[seg], 1), reverse=True):
+            if excess <= 0:
+                break
+            self._move_out(seg)
+            excess -= dead[seg]
+
+    def _move_out(self, seg: int) -> None:
+        """Move the frames of segment ``seg`` into the current one, then delete it. The new
+        places commit with a note that ``seg`` is to go, so a crash before it is deleted
+        leaves it to the next open (:meth:`_forget_removed`)."""
+        db, files = self._writer, dict[int, int]()
+        query = f"SELECT id, {', '.join(_PLACE)} FROM frames WHERE seg = ? ORDER BY id"
+        rows = [(frame_id, Place(*place)) for frame_id, *place in db.execute(query, (seg,))]
+        moved: list[tuple[int, int, int]] = []
+        written: list[Place] = []
+        try:
+            for first in range(0, len(rows), 64):  # 16 MiB at a time, for 256 KiB frames
+                part = rows[first : first + 64]
+                data = [self._segments.read(place, files, check=False) for _, place in part]
+                places = self._segments.write(data)
+                written += places
+                moved += [
+                    (new.seg, new.pos, frame_id)
+                    for (frame_id, _), new in zip(part, places, strict=True)
+                ]
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("UPDATE frames SET seg = ?, pos = ? WHERE id = ?", moved)
+            db.execute("INSERT OR IGNORE INTO removed (seg) VALUES (?)", (seg,))
+            db.execute("COMMIT")
+        except (OSError, StoreError, sqlite3.Error) as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._segments.undo(written)
+            log.warning("run %r: could not free thinned bytes of segment %d: %s",
+                        self.path.stem, seg, exc)  # fmt: skip
+            return
+        finally:
+            close_all(files)
+        self._forget_removed()
+
+    def _forget_removed(self) -> None:
+        """Delete the segments nothing names any more (the moves out of them committed)."""
+        db = self._writer
+        for (seg,) in db.execute("SELECT seg FROM removed").fetchall():
+            self._segments.remove(seg)
+            db.execute("DELETE FROM removed WHERE seg = ?", (seg,))
 
     def last_seqs(self) -> dict[str, int]:
         """The last sequence number stored of each client, to recognise what it resends."""
@@ -324,11 +416,8 @@ class RunStore:
         ).fetchone()
         if layout is None:
             return  # nothing can be placed
-        (data,) = db.execute("SELECT frame FROM frames WHERE id = ?", (layout,)).fetchone()
-        try:
-            placed = sorted(protocol.decode(data, protocol.TRUSTED_LIMITS).opts.get("cells", {}))
-        except ProtocolError:
-            placed = []
+        last = next(self._stored(db.execute(f"{_READ} WHERE id = ?", (layout,))), None)
+        placed = sorted(last.frame.opts.get("cells", {})) if last is not None else []
         starts = []  # each placed plot's first frame since its last replace, and last fig
         for plot in placed:  # by index, not by reading every frame
             start = self._last(db, "replace", plot, cleared)
@@ -355,7 +444,7 @@ class RunStore:
         for first in range(0, len(ids), 512):  # blobs by id, a few at a time
             chunk = ids[first : first + 512]
             marks = ",".join("?" * len(chunk))
-            query = f"SELECT id, time, step, frame FROM frames WHERE id IN ({marks})"
+            query = f"{_READ} WHERE id IN ({marks})"
             rows = sorted(db.execute(query, chunk), key=lambda row: order[row[0]])
             for stored in self._stored(rows):
                 yield stored
@@ -484,8 +573,7 @@ class RunStore:
     def latest_at(self, plot: str, frame_id: int) -> Stored | None:
         """The plot's last frame at or before ``frame_id`` (None if it has none)."""
         rows = self._reader().execute(
-            "SELECT id, time, step, frame FROM frames WHERE plot = ? AND id <= ? "
-            "ORDER BY id DESC LIMIT 1",
+            f"{_READ} WHERE plot = ? AND id <= ? ORDER BY id DESC LIMIT 1",
             (plot, frame_id),
         )
         return next(self._stored(rows), None)
@@ -493,21 +581,29 @@ class RunStore:
     def frames(self, plot: str, first: int = 0, last: int | None = None) -> Iterator[Stored]:
         """The plot's frames with ids in ``[first, last]``, in order."""
         rows = self._reader().execute(
-            "SELECT id, time, step, frame FROM frames WHERE plot = ? AND id BETWEEN ? AND ? "
-            "ORDER BY id",
+            f"{_READ} WHERE plot = ? AND id BETWEEN ? AND ? ORDER BY id",
             (plot, first, last if last is not None else 2**62),
         )
         return self._stored(rows)
 
     def _stored(self, rows: Iterable[_Row]) -> Iterator[Stored]:
+        """The frames of ``rows`` (as :data:`_READ` selects them) that can be read; the
+        others are reported, once for the lot."""
         damaged: list[int] = []
-        for frame_id, at, step, data in rows:
-            try:
-                frame = protocol.decode(data, protocol.TRUSTED_LIMITS)
-            except ProtocolError:  # damaged on disk, or another streamvis version's
-                damaged.append(frame_id)
-                continue
-            yield Stored(frame_id, at, step, frame)
+        files: dict[int, int] = {}
+        try:
+            for frame_id, at, step, data, seg, pos, size, crc in rows:
+                try:
+                    if seg is not None and pos is not None and size is not None:
+                        data = self._payload(frame_id, Place(seg, pos, size, crc or 0), files)
+                    frame = protocol.decode(data, protocol.TRUSTED_LIMITS)
+                except (ProtocolError, StoreError) as exc:  # damaged, or another version's
+                    log.debug("run %r: frame %d: %s", self.path.stem, frame_id, exc)
+                    damaged.append(frame_id)
+                    continue
+                yield Stored(frame_id, at, step, frame)
+        finally:
+            close_all(files)
         if damaged:
             log.error(
                 "run %r: %d stored frames are damaged and were skipped (ids %d to %d of %s)",
@@ -518,15 +614,34 @@ class RunStore:
                 self.path.name,
             )
 
+    def _payload(self, frame_id: int, place: Place, files: dict[int, int]) -> bytes:
+        """A frame's bytes from its segment file; where that is gone, from where the frame
+        was moved meanwhile (:meth:`_compact`). Raises StoreError if they cannot be read."""
+        try:
+            return self._segments.read(place, files)
+        except OSError:
+            pass
+        row = self._reader().execute(f"SELECT {', '.join(_PLACE)} FROM frames WHERE id = ?",
+                                     (frame_id,)).fetchone()  # fmt: skip
+        try:
+            if row is None or row[0] is None or Place(*row) == place:
+                raise FileNotFoundError(str(self._segments.path(place.seg)))
+            return self._segments.read(Place(*row), files)
+        except OSError as exc:
+            raise StoreError(f"frame {frame_id}'s bytes are gone: {exc}") from exc
+
     def close(self) -> None:
-        """Close the database: its readers and its writer."""
+        """Close the database: its readers and its writer, and its segment file."""
         for reader in self._readers:
             reader.close()
         self._readers.clear()
         self._writer.close()
+        self._segments.close()
 
 
-_Row = tuple[int, float, "int | None", bytes]
+_Row = tuple[
+    int, float, "int | None", bytes, "int | None", "int | None", "int | None", "int | None"
+]
 
 
 def _pack(plot: str, columns: Mapping[str, np.ndarray]) -> bytes:

@@ -1,28 +1,33 @@
 """Durable runs: the folder of their databases (one per run, :mod:`runstore`).
 
-The store owns ``DATA_DIR/runs/`` and only the files it names there (``RUN.sqlite`` and
-SQLite's ``-wal`` and ``-shm`` beside it); nothing else under ``DATA_DIR`` is opened, except
+The store owns ``DATA_DIR/runs/`` and only the files it names there (``RUN.sqlite``,
+SQLite's ``-wal`` and ``-shm`` beside it, and the folder ``RUN.sqlite-segments`` of large
+frames' bytes); nothing else under ``DATA_DIR`` is opened, except
 run logs of streamvis 0.1 (``RUN.log``), which are copied in once and then renamed
 ``RUN.log.migrated``, never changed.
 
-A database that its own ``PRAGMA integrity_check`` finds damaged is kept as it is, renamed
-``RUN.sqlite.damaged-TIME``; the frames that can still be read go into a new database for
-the run, and the damage is reported once with its extent. One damaged run stops no other.
+A database that its own ``PRAGMA integrity_check`` finds damaged is kept as it is (with its
+segments), renamed ``RUN.sqlite.damaged-TIME``; the frames that can still be read go into a
+new database for the run, and the damage is reported once with its extent. One damaged run
+stops no other. Damage in a segment file costs the frames whose bytes it touched (each has
+its crc32), reported when they are read.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
 from ._rescue import damage, legacy_frames, readable, with_layout
+from ._segments import Segments
 from .errors import ArgumentError, StoreError
 from .protocol import check_name, is_name
-from .runstore import DEFAULT_BUDGET, RunStore
+from .runstore import DEFAULT_BUDGET, SEGMENTS, RunStore
 
 __all__ = ["FOLDER", "SUFFIX", "Store"]
 
@@ -34,8 +39,16 @@ _LEGACY = ".log"
 
 
 def _files(path: Path) -> list[Path]:
-    """A database's file and SQLite's files beside it."""
-    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+    """A database's file, SQLite's files beside it, and its folder of segments."""
+    return [path.with_name(path.name + end) for end in ("", "-wal", "-shm", SEGMENTS)]
+
+
+def _remove(path: Path) -> None:
+    """Delete one of a database's :func:`_files`."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class Store:
@@ -76,7 +89,7 @@ class Store:
         if store is not None:
             store.close()
         for path in _files(self.folder / f"{check_name(run, 'run name')}{SUFFIX}"):
-            path.unlink(missing_ok=True)
+            _remove(path)
 
     def close(self) -> None:
         """Close every open database."""
@@ -110,7 +123,7 @@ class Store:
         target = self.folder / f"{run}{SUFFIX}"
         partial = target.with_name(target.name + ".migrating")
         for old in _files(partial):
-            old.unlink(missing_ok=True)
+            _remove(old)
         store, count, chunk = RunStore(partial, self.budget), 0, [first]
         try:
             for frame in frames:
@@ -143,7 +156,9 @@ def _checked(path: Path, budget: int) -> RunStore:
     for old in _files(path):
         if old.exists():
             os.replace(old, kept.with_name(kept.name + old.name[len(path.name) :]))
-    rescued = with_layout(list(readable(kept)), path.stem)
+    rescued = with_layout(
+        list(readable(kept, Segments(kept.with_name(kept.name + SEGMENTS)))), path.stem
+    )
     store = RunStore(path, budget)
     if rescued:
         store.append(rescued)

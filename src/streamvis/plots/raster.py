@@ -83,6 +83,12 @@ Box = tuple[float, float, float, float] | None
 
 def box_of(x: np.ndarray, y: np.ndarray, box: Box = None) -> Box:
     """The box around the finite points, grown to take in ``box`` (boxes of parts merge)."""
+    if not len(x):
+        return box
+    with np.errstate(invalid="ignore"):  # where every value is finite (most often), four
+        found = float(x.min()), float(x.max()), float(y.min()), float(y.max())  # passes do
+    if all(math.isfinite(v) for v in found):
+        return merged(box, found)
     finite = np.isfinite(x) & np.isfinite(y)
     if not finite.any():
         return box
