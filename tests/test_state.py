@@ -113,6 +113,18 @@ def test_append_with_other_line_count_names_plot_and_shapes(run: RunState) -> No
     assert len(run.plots["b"].data) == 4 * 3  # 1 joining segment + 2 new ones per line
 
 
+def test_rows_of_a_line_plot_in_an_x_range_are_the_segments_with_an_end_in_it(
+    run: RunState,
+) -> None:
+    send = Sender()
+    lines = PlotSpec("multi_lines", append=True, line_dims=(0,), spatial_dim=2)
+    xs = np.arange(10.0)
+    run.apply(send.plot("b", lines, np.stack([xs, xs * 2], -1)[None]))  # one line, 9 segments
+    rows = run.plots["b"].rows_reader(3.5, 5.0)()
+    assert rows["x0"].tolist() == [3.0, 4.0, 5.0] and rows["x1"].tolist() == [4.0, 5.0, 6.0]
+    assert rows["y1"].tolist() == [8.0, 10.0, 12.0]
+
+
 def test_color_change_rebuilds_the_figure(run: RunState) -> None:
     send = Sender()
     run.apply(send.plot("a", PlotSpec("scatter"), np.zeros((3, 2))))

@@ -17,7 +17,7 @@ import pytest
 
 from streamvis import hub as hub_module
 from streamvis import state as state_module
-from streamvis.errors import StreamvisError
+from streamvis.errors import StreamvisError, UnknownPlot
 from streamvis.hub import Hub
 from streamvis.page.figures import image_drawer, page_data
 from streamvis.plots import envelope, growing
@@ -90,6 +90,27 @@ def test_a_restarted_hub_shows_what_was_stored(tmp_path: Path, sender: Sender) -
     assert run.plots["pts"].data.view()["x"].tolist() == [29.0] * 29
     assert run.plots["pts"].fig_kwargs == {"title": "T"}  # sent once, with the first replace
     assert run.last_seq == {"c": sender.seq - 1}  # what the client resends is a duplicate
+    again.close()
+
+
+def test_rows_in_an_x_range_come_at_full_resolution_from_memory_and_the_store(
+    tmp_path: Path, sender: Sender
+) -> None:
+    for step in range(20_000):  # past a piece of 16,384 rows: stored, it leaves memory
+        sender.tandem(step)
+    spec = PlotSpec("scatter", append=True).to_wire()
+    for n in range(3):  # a frame of 20,000 rows is a piece of its own
+        sender.send("plot", "pts", np.stack([np.arange(20_000.0) + 1e5 * n] * 2, 1), **spec)
+    sender.hub.close()
+    again = reopened(tmp_path)
+    assert not again.runs["r"].plots["loss"].data.held(0, 16_384)  # read back from the store
+    loss = asyncio.run(again.rows("r", "loss", 16_500.5, 15_000))  # either order
+    assert loss["x"].tolist() == list(range(15_000, 16_501))
+    assert loss["y2"].tolist() == [x + 2 for x in range(15_000, 16_501)]
+    pts = asyncio.run(again.rows("r", "pts", 119_990, 200_005))
+    assert pts["x"].tolist() == [*range(119_990, 120_000), *range(200_000, 200_006)]
+    with pytest.raises(UnknownPlot, match="'loss', 'pts'"):
+        asyncio.run(again.rows("r", "los", 0, 1))
     again.close()
 
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import StoreError, StreamvisError
+from .errors import StoreError, StreamvisError, UnknownPlot
 from .plots.envelope import SUMMARY_ROWS, columns_of, summarize
 from .plots.growing import Piece
 from .plots.raster import Viewport, box_of_columns
@@ -350,6 +350,17 @@ class Hub:
     def detach(self, view: View) -> None:
         """Stop updating ``view`` (its page closed)."""
         self._views.get(view.run, set()).discard(view)
+
+    async def rows(self, run: str, plot: str, x0: float, x1: float) -> dict[str, np.ndarray]:
+        """The rows of ``run``'s ``plot`` whose x is within ``[x0, x1]``, at full resolution
+        (read off the loop where they left memory). Raises UnknownPlot if there is no such
+        plot, StoreError if its stored rows cannot be read."""
+        state = self.runs.get(run)
+        found = state.plots.get(plot) if state is not None else None
+        if found is None:
+            where = f"run {run!r} has plots {sorted(state.plots)}" if state else f"no run {run!r}"
+            raise UnknownPlot(f"no plot {plot!r}: {where}")
+        return await asyncio.to_thread(found.rows_reader(x0, x1))
 
     def run_names(self) -> list[str]:
         """Every run the server holds, sorted."""

@@ -181,6 +181,30 @@ class PlotState:
 
         return read
 
+    def rows_reader(self, x0: float, x1: float) -> Callable[[], Columns]:
+        """What reads, on any thread, the plot's rows whose x is within ``[x0, x1]`` (a
+        segment's either end), at full resolution, from memory and where they left it, the
+        store: a line plot with x in order reads only the pieces that hold them. Call it on
+        the loop. What it returns raises StoreError if stored rows cannot be read."""
+        low, high = min(x0, x1), max(x0, x1)
+        data, span = self.data, None
+        if self.spec.kind == "tandem_lines":
+            span = self._summed_up().rows_between(low, high, len(data))
+        pieces = data.pieces(*(span or (0, len(data))))
+        ends = ("x0", "x1") if self.spec.kind == "multi_lines" else ("x",)
+
+        def read() -> Columns:
+            parts = []
+            for piece in pieces:
+                with np.errstate(invalid="ignore"):
+                    inside = np.zeros(len(piece[ends[0]]), bool)
+                    for end in ends:
+                        inside |= (piece[end] >= low) & (piece[end] <= high)
+                parts.append({k: v[inside] for k, v in piece.items()})
+            return join(*parts) if parts else data.view(0, 0)
+
+        return read
+
     def _summed_up(self) -> Envelope:
         """The envelope, given the rows appended since (each page's update asks: once will do)."""
         data = self.data
@@ -260,7 +284,7 @@ class PlotState:
                 columns, found, joined = plot_columns(spec, frame.arrays, used, joined)
                 used = found if used is None else used
                 parts.append(columns)
-            made = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+            made = join(*parts)
             if len(next(iter(made.values()))) != rows:
                 raise StoreError(f"plot {self.name!r}: its stored frames make other rows")
             return made

@@ -155,7 +155,7 @@ def to_columns(b: Buckets) -> Columns:
 
 def join(*parts: Columns) -> Columns:
     """Columns one after another (parts without rows are skipped)."""
-    kept = [p for p in parts if len(p["x"])] or list(parts[:1])
+    kept = [p for p in parts if len(next(iter(p.values()), ()))] or list(parts[:1])
     if len(kept) == 1:
         return kept[0]
     return {k: np.concatenate([p[k] for p in kept]) for k in kept[0]}
@@ -218,17 +218,24 @@ class Envelope:
         """The rows an x window from ``start`` to ``end`` shows (with a bucket more on each
         side, so lines run on past its edges), or None if the whole view shows them as finely
         (or x is not ordered, so no range of rows is the window)."""
+        found = self.rows_between(start, end, rows)
+        if found is None:
+            return None
+        begin, stop = found
+        if (begin == 0 and stop == rows) or 2 * (stop - begin) // (DETAIL_ROWS // 2) >= self.size:
+            return None  # all rows, or so many that in detail they would be hardly finer
+        return begin, stop
+
+    def rows_between(self, start: float, end: float, rows: int) -> tuple[int, int] | None:
+        """The rows (of ``rows``) that hold every x from ``start`` to ``end``, and a bucket
+        more on each side; None if x is not ordered (any row may)."""
         b = self.buckets
         if not self.monotonic or not len(b):
             return None
         start, end = min(start, end), max(start, end)  # an x axis may be reversed
         first = max(int(np.searchsorted(b.x_last, start, "left")) - 1, 0)
         last = int(np.searchsorted(b.x_first, end, "right")) + 1
-        begin = int(b.start[first])
-        stop = int(b.start[last]) if last < len(b) else rows
-        if (begin == 0 and stop == rows) or 2 * (stop - begin) // (DETAIL_ROWS // 2) >= self.size:
-            return None  # all rows, or so many that in detail they would be hardly finer
-        return begin, stop
+        return int(b.start[first]), int(b.start[last]) if last < len(b) else rows
 
     def view(
         self, tail: Columns, window: tuple[int, int] | None = None, inner: Columns | None = None
