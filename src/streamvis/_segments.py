@@ -105,8 +105,8 @@ class Segments:
             self._seg = max(sizes, default=0)
             if not self._seg or sizes[self._seg] >= self.max_bytes:
                 self._seg += 1
-        else:
-            self.close()
+        else:  # left to the kernel to write out: syncing 256 MiB would stall the writes 0.1 s
+            self._release(sync=False)
             self._seg += 1
         try:
             self._fd = os.open(self.path(self._seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -137,20 +137,24 @@ class Segments:
     def remove(self, seg: int) -> None:
         """Delete segment ``seg`` (one nothing names any more)."""
         if seg == self._seg:
-            self.close()
+            self._release(sync=False)
         self.path(seg).unlink(missing_ok=True)
 
     def delete(self) -> None:
         """Delete every segment, and their folder."""
-        self.close()
+        self._release(sync=False)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def close(self) -> None:
         """Sync and close the segment being written; the next write opens it again."""
+        self._release(sync=True)
+
+    def _release(self, sync: bool) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            with contextlib.suppress(OSError):  # nothing more is written; crc32s tell
-                os.fdatasync(fd)
+            if sync:
+                with contextlib.suppress(OSError):  # nothing more is written; crc32s tell
+                    os.fdatasync(fd)
             os.close(fd)
 
 

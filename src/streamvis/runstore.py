@@ -88,10 +88,11 @@ _CACHES = {
                "box_y0", "box_y1", "ends", "summary", "data"],
     "images": ["plot", "since", "rows", "view", "image"],
 }  # fmt: skip
-# SQLite's log is copied into the database every 1,000 pages (4 MiB with the default 4 KiB
-# pages, which suit small rows: large frames' bytes are in segment files), and cut back to
-# this size then, instead of keeping the largest size it ever had.
-_LOG_LIMIT = 8 * 2**20
+# SQLite's log (WAL) is copied into the database, and both synced, once it holds this many
+# bytes (SQLite's default is 1,000 pages: 4 MiB of the default 4 KiB pages, which suit small
+# rows, large frames' bytes being in segment files; syncing that often cost small frames a
+# fifth of their rate). The log is then cut back to this size if it grew past it.
+_LOG_BYTES = 64 * 2**20
 _INSERT = (
     "INSERT INTO frames (id, op, plot, replace, fig, step, time, frame, seg, pos, size, crc) "
     "VALUES "
@@ -186,10 +187,17 @@ class RunStore:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute(f"PRAGMA journal_size_limit = {_LOG_LIMIT}")
+        db.execute(f"PRAGMA journal_size_limit = {_LOG_BYTES}")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(f"PRAGMA wal_autocheckpoint = {self._log_pages(db)}")
         return db
+
+    @staticmethod
+    def _log_pages(db: sqlite3.Connection) -> int:
+        """How many pages the log holds before it is copied (databases differ in page size)."""
+        (size,) = db.execute("PRAGMA page_size").fetchone()
+        return max(_LOG_BYTES // int(size), _TROUBLE_PAGES)
 
     def _reader(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -287,7 +295,7 @@ class RunStore:
         """A write went through: long after the last failure, copy the log at its pace."""
         if self._troubled and time.monotonic() > self._troubled:
             self._troubled = 0.0
-            self._writer.execute("PRAGMA wal_autocheckpoint = 1000")
+            self._writer.execute(f"PRAGMA wal_autocheckpoint = {self._log_pages(self._writer)}")
 
     def used(self) -> int:
         """Bytes the run's frames take: in its database (free pages aside), and in segment
