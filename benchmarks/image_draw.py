@@ -2,7 +2,7 @@
 
 Issue #13's target: while one page redraws an image of a 16.8M-segment plot, another run's
 ``flush()`` p99 < 100 ms. Plots that big reach a page as an image the server draws for the
-page's view, on a drawing thread beside the event loop (``page/session.py``: ``_sync_image``);
+page's view, on a drawing thread beside the event loop (``page/shows.py``: ``Image``);
 every zoom draws it again from every segment. This measures whether that drawing holds up
 the loop that every other run's ingest and acks go through.
 

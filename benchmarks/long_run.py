@@ -21,7 +21,8 @@ from bokeh.protocol import Protocol
 
 import _common
 from streamvis import protocol
-from streamvis.page.figures import make_figure, page_data
+from streamvis.page.figures import make_figure
+from streamvis.page.shows import page_data
 from streamvis.plots.envelope import DETAIL_ROWS
 from streamvis.specs import PlotSpec
 from streamvis.state import RunState
@@ -103,7 +104,7 @@ def page_update(state: RunState, repeats: int) -> dict[str, Any]:
     (every row while the plot is short, a summary once it is long)."""
     plot = state.plots[PLOT]
     doc = Document()
-    fig, source = make_figure(PLOT, (0, 0, 1, 1), plot)  # as a page's figure starts
+    fig, source = make_figure(PLOT, (0, 0, 1, 1), plot, page_data(plot))  # as a page starts
     assert source is not None
     doc.add_root(fig)
     events: list[Any] = []

@@ -15,7 +15,7 @@ from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 from browser import COLUMN_JS, Page, scaled
 from streamvis import Client, ColorSpec
 from streamvis.page.figures import WEBGL_POINTS
-from streamvis.page.session import LARGE_POINTS
+from streamvis.page.shows import LARGE_POINTS
 from streamvis.plots.envelope import BUCKETS, TAIL_ROWS
 from streamvis.plots.raster import RASTER_POINTS, packed_rgba
 from streamvis.server import StreamvisServer

@@ -19,7 +19,7 @@ from streamvis import hub as hub_module
 from streamvis import state as state_module
 from streamvis.errors import StreamvisError, UnknownPlot
 from streamvis.hub import Hub
-from streamvis.page.figures import image_drawer, page_data
+from streamvis.page.shows import image_drawer, page_data
 from streamvis.plots import envelope, growing
 from streamvis.plots.raster import auto_view
 from streamvis.protocol import Frame, encode

@@ -5,25 +5,17 @@ from __future__ import annotations
 import difflib
 import html
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from bokeh.models import ColumnDataSource, DataRange1d
 from bokeh.plotting import figure
 from bokeh.transform import linear_cmap
 
 from ..errors import ArgumentError
-from ..plots.columns import per_line
 from ..plots.raster import (
     MARKER_ALPHA,
     MARKER_SIZE,
-    Bounds,
-    PageFrame,
-    Viewport,
-    auto_view,
-    packed_rgba,
-    rasterize_pieces,
 )
 from ..specs import Cell, resolve_palette, sample_palette
 from ..state import PlotState
@@ -31,14 +23,12 @@ from ..state import PlotState
 __all__ = [
     "CELL_HEIGHT",
     "CELL_WIDTH",
+    "DEFAULT_COLOR",
     "FIG_KWARGS",
     "LINE_WIDTH",
     "WEBGL_POINTS",
     "check_fig_kwargs",
-    "image_drawer",
     "make_figure",
-    "page_data",
-    "page_frame",
     "wants_webgl",
 ]
 
@@ -47,7 +37,7 @@ LINE_WIDTH = 1  # wider lines take 2.5x as long to rasterize in a canvas drawn w
 # WebGL pays a full-canvas copy per renderer on every paint: worth it for many points only,
 # and only on a GPU (software WebGL paints 41k markers in ~0.9 s where a canvas takes ~0.15 s).
 WEBGL_POINTS = 5000
-_DEFAULT_COLOR = "#1f77b4"
+DEFAULT_COLOR = "#1f77b4"
 
 
 # The figure() keywords a client may set: what is drawn on the canvas, or sizes and places it.
@@ -171,9 +161,14 @@ def wants_webgl(plot: PlotState | None) -> bool:
 
 
 def make_figure(
-    name: str, cell: Cell, plot: PlotState | None, gpu: bool = False
+    name: str,
+    cell: Cell,
+    plot: PlotState | None,
+    data: dict[str, Any] | None,
+    gpu: bool = False,
 ) -> tuple[Any, ColumnDataSource | None]:
-    """A figure for plot ``name`` in ``cell``, with glyphs and a source if it has data.
+    """A figure for plot ``name`` in ``cell``, with glyphs and a source of ``data`` (what
+    :func:`shows.page_data` makes) if it has any.
 
     ``gpu`` says the page has hardware WebGL, used then for plots with many points.
     """
@@ -185,11 +180,11 @@ def make_figure(
     raster = plot is not None and plot.rasterized
     fig.y_range.syncable = raster
     fig.x_range.syncable = raster or (plot is not None and plot.spec.kind == "tandem_lines")
-    if plot is None:
+    if plot is None or data is None:
         return fig, None
-    source = ColumnDataSource(data=page_data(plot), name=name)
+    source = ColumnDataSource(data=data, name=name)
     spec = plot.spec
-    color: Any = _DEFAULT_COLOR
+    color: Any = DEFAULT_COLOR
     if spec.color is not None:
         color = linear_cmap("c", resolve_palette(spec.color.palette), 0, max(plot.levels - 1, 1))
     if raster:
@@ -218,79 +213,3 @@ def make_figure(
         line_color = linear_cmap("c", colors, 0, max(plot.lines - 1, 1))
         fig.multi_line("xs", "ys", source=source, line_color=line_color, line_width=LINE_WIDTH)
     return fig, source
-
-
-def page_data(plot: PlotState, rows: tuple[int, int] | None = None) -> dict[str, Any]:
-    """All a page's source holds of ``plot``: its columns (a summary, with ``rows`` in detail,
-    once it has too many), a line plot's as one row per line. A rasterized plot's image is
-    drawn off the loop (:func:`image_drawer`): until then its source holds the data's bounds
-    and an empty image."""
-    if plot.rasterized:
-        if plot.last_image is not None:  # drawn before (maybe of fewer rows): shown till redrawn
-            _, view, image = plot.last_image
-            return _image_row(image, view, plot.bounds)
-        blank = np.zeros((1, 1), np.uint32)
-        return _image_row(blank, auto_view(plot.bounds), plot.bounds)
-    columns = plot.summary(rows) if plot.summarized else plot.data.view()
-    return per_line(columns) if plot.spec.kind == "tandem_lines" else dict(columns)
-
-
-def image_drawer(
-    plot: PlotState,
-    view: Viewport,
-    progress: Callable[[dict[str, Any]], None] | None = None,
-) -> Callable[[], dict[str, Any]]:
-    """What draws a rasterized plot's source data (its image of ``view``) on another thread.
-    It holds the plot's rows as they are now (rows appended later do not touch them; pieces
-    that left memory are read back as it draws), so this call is cheap and the loop may go
-    on appending. A long drawing gives ``progress`` the image so far (the newest rows)."""
-    rows, color, last = len(plot.data), plot.spec.color, plot.last_image
-    base = last if last is not None and last[1] == view and last[0] <= rows else None
-    first = base[0] if base is not None else 0  # rows drawn later cover the earlier ones:
-    pieces = plot.data.pieces(first, newest_first=True)  # the same view: only the new ones
-    kind, levels, bounds = plot.spec.kind, plot.levels, plot.bounds
-    palette = packed_rgba(resolve_palette(color.palette) if color else (_DEFAULT_COLOR,))
-
-    def row(image: np.ndarray) -> dict[str, Any]:
-        if base is not None:
-            image = np.where(image != 0, image, base[2])
-        return _image_row(image, view, bounds)
-
-    def draw() -> dict[str, Any]:
-        shown = None if progress is None else (lambda image: progress(row(image)))
-        return row(rasterize_pieces(kind, pieces, rows - first, view, palette, levels, shown))
-
-    return draw
-
-
-def _image_row(image: np.ndarray, view: Viewport, b: Bounds) -> dict[str, Any]:
-    """A rasterized plot's one row: an image of ``view`` and the data's bounds."""
-    return {
-        "image": [image],
-        "x": [view.x0],
-        "y": [view.y0],
-        "dw": [view.x1 - view.x0],
-        "dh": [view.y1 - view.y0],
-        "left": [b.left],
-        "right": [b.right],
-        "bottom": [b.bottom],
-        "top": [b.top],
-    }
-
-
-def page_frame(fig: Any, data: dict[str, Any]) -> PageFrame:
-    """What the page has said of a rasterized plot's frame, and the bounds it was sent."""
-    ranges = []
-    for axis_range in (fig.x_range, fig.y_range):
-        start, end = axis_range.start, axis_range.end
-        numeric = isinstance(start, int | float) and isinstance(end, int | float)
-        ranges.append((float(start), float(end)) if numeric else None)
-    try:
-        width, height = fig.inner_width, fig.inner_height
-    except ValueError:  # read-only values the page sets after its first layout
-        width = height = 0
-    sent = None
-    if "left" in data:
-        sent = Bounds(*(float(data[k][0]) for k in ("left", "right", "bottom", "top")))
-    pixels = (width, height) if width and height else None
-    return PageFrame(ranges[0], ranges[1], pixels, sent)

@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from bokeh.document import Document
@@ -34,26 +33,13 @@ from bokeh.models import ColumnDataSource, CustomJS, GridBox
 from bokeh.models.widgets import Div
 
 from ..pageclock import PageClock
-from ..plots.raster import viewport
 from ..state import PlotState, RunState
-from .figures import image_drawer, make_figure, page_data, page_frame, wants_webgl
+from .figures import make_figure, wants_webgl
+from .shows import Image, PlotView, follow, is_large, page_data, show_of
 
-__all__ = [
-    "KEEP_IMAGE_SECONDS",
-    "LARGE_INTERVAL",
-    "LARGE_POINTS",
-    "LARGE_SHARE",
-    "SIZE_WAIT",
-    "DocumentView",
-]
+__all__ = ["DocumentView"]
 
 log = logging.getLogger(__name__)
-
-LARGE_POINTS = 5000  # a replace of this many points costs the page visible work...
-LARGE_INTERVAL = 0.25  # ...so it is sent at most this often, and never holds back the rest,
-LARGE_SHARE = 0.2  # nor more often than keeps its paints under this share of the page's time
-KEEP_IMAGE_SECONDS = 1.0  # an image that took this long to draw is stored for a restart
-SIZE_WAIT = 0.5  # a new figure's first image waits this long for the page to say its size
 
 # Whether this page's WebGL runs on a GPU (software WebGL is far slower than a 2D canvas).
 _GPU_JS = """
@@ -85,52 +71,6 @@ requestAnimationFrame(() => { clock.text = `${tick} ${gpu}`; });
 _READY_JS = _GPU_JS + "clock.text = `${clock.tags[0]} ${gpu} ready`;"
 
 
-@dataclass(eq=False)
-class _PlotView:
-    figure: Any
-    source: ColumnDataSource | None
-    version: int = -1
-    generation: int = -1
-    rows: int = 0
-    replaced_at: float = 0.0
-    cost: float = 0.0  # seconds from sending an update with a large replace here to its echo
-    window: tuple[float, float] | None = None  # the x range the page shows, once it told us
-    shown: Any = None  # what the page holds of a summarized or rasterized plot (see showing)
-    drawing: Any = None  # the image being drawn off the loop: what it will show...
-    drawn: tuple[Any, dict[str, Any]] | None = None  # ...and, once drawn, it with its data
-    draw_seconds: float = 0.0  # how long the last drawing took
-    created: float = field(default_factory=time.monotonic)
-
-    def replace_wait(self, now: float) -> float:
-        """Seconds until this plot may take another large replace (the least time between
-        two is LARGE_INTERVAL, or more if their paints took more than LARGE_SHARE)."""
-        return self.replaced_at + max(LARGE_INTERVAL, self.cost / LARGE_SHARE) - now
-
-    def showing(self, plot: PlotState, rows: tuple[int, int] | None = None) -> Any:
-        """What the page holds of ``plot`` once sent it as it is now (``rows`` in detail, if
-        summarized; an image drawn for the page's frame, if rasterized), to compare with
-        ``shown``. Ask before sending: a rasterized plot's frame depends on what was sent."""
-        if plot.rasterized and self.source is not None:
-            frame = page_frame(self.figure, self.source.data)
-            return plot.generation, len(plot.data), viewport(plot.bounds, frame)
-        return _shown(plot, rows)
-
-    def caught_up(self, plot: PlotState, shown: Any, now: float) -> None:
-        """Record that the page now holds ``plot`` as it is, as ``shown``."""
-        self.version, self.generation, self.rows = plot.version, plot.generation, len(plot.data)
-        self.replaced_at, self.shown = now, shown
-
-    def retire(self) -> Any:
-        """Unname this view's models before they leave the page; return the figure.
-
-        The page keeps removed models around, and names must stay unique for lookups.
-        """
-        self.figure.name = None
-        if self.source is not None:
-            self.source.name = None
-        return self.figure
-
-
 class DocumentView:
     """Shows run ``run`` in ``doc``; ``lookup`` returns the run's current state (or None)."""
 
@@ -148,7 +88,7 @@ class DocumentView:
         self._reading = reading
         self._keep_image = keep_image  # store a plot's last image (slow to draw) for restarts
         self._lookup, self._runs = lookup, runs
-        self._views: dict[str, _PlotView] = {}
+        self._views: dict[str, PlotView] = {}
         self._grid: GridBox | None = None
         self.clock = PageClock(interval)
         self._scheduled: Any = None  # the pending callback, if any...
@@ -241,108 +181,41 @@ class DocumentView:
                 continue
             if wait is None:
                 changed = True
-                if _is_large(state.plots[name]):
+                if is_large(state.plots[name]):
                     large.append(name)
             elif wait > 0:
                 self.clock.defer(name, wait, now)
         return large if changed else None
 
     def _sync(self, state: RunState, name: str, now: float) -> float | None:
-        """Bring one plot up to date. Returns None if it sent something, 0 if there was
-        nothing to send, or the seconds after which a large replace may be sent."""
+        """Bring one plot up to date, as its representation does (:mod:`shows`); a plot
+        whose figure changed gets a new one first. Returns None if it sent something, 0
+        if there was nothing to send, or the seconds after which a large replace may go."""
         plot = state.plots.get(name)
         view = self._views.get(name)
         if plot is None or view is None or state.cells is None:
             return 0
-        rows = None
         if view.source is None or view.version != plot.version:
             view = self._replace_figure(state, name)
-            if plot.rasterized:
-                view.caught_up(plot, _last_drawn(plot), now)
-                wait = self._sync_image(name, view, plot, now)
-                if wait:
-                    self.clock.defer(name, wait, now)
-                return None
-            shown = view.showing(plot)
-        elif plot.rasterized:
-            return self._sync_image(name, view, plot, now)
-        elif view.generation != plot.generation:
-            wait = view.replace_wait(now)
-            if _is_large(plot) and wait > 0:
-                return wait
-            shown = view.showing(plot)
-            view.source.data = page_data(plot)
-        elif plot.summarized:
-            rows = plot.summary_rows(view.window)
-            shown = view.showing(plot, rows)
-            if shown == view.shown:
-                return 0
-            if not plot.window_ready(rows):  # read from the store off the loop, then shown
-                assert rows is not None
-                if view.drawing != rows:
-                    view.drawing = rows
-                    self._off_loop(name, view, plot.window_reader(rows), keep=False)
-                return 0
-            view.source.data = page_data(plot, rows)
-        elif len(plot.data) <= view.rows:
-            return 0
-        else:
-            shown = view.showing(plot)
-            if plot.spec.kind == "tandem_lines":  # a row per line: new rows lengthen every row
-                view.source.data = page_data(plot)
-            else:
-                view.source.stream(cast(Any, plot.data.view(view.rows)))
-        view.caught_up(plot, shown, now)
-        return None
+        wait: float | None = show_of(plot).sync(self, name, view, plot, now)
+        return wait
 
-    def _sync_image(self, name: str, view: _PlotView, plot: PlotState, now: float) -> float | None:
-        """An image of the page's frame, drawn off the loop: show the one drawn, if any, and
-        draw again if the data or the frame changed since. New data is drawn at most as
-        often as large replaces go; the same data in a new frame (zoom, pan, resize) at once.
-        Returns as :meth:`_sync` does."""
-        assert view.source is not None
-        sent = view.drawn is not None
-        if view.drawn is not None:
-            shown, view.source.data = view.drawn
-            view.drawn = None
-            view.caught_up(plot, shown, now)
-            if shown[0] == plot.generation:  # for other pages, and for the next draw to go on
-                plot.last_image = (shown[1], shown[2], view.source.data["image"][0])
-                if view.draw_seconds >= KEEP_IMAGE_SECONDS:
-                    self._keep_image(self.run, name)
-        wanted = view.showing(plot)
-        if wanted == view.shown or view.drawing is not None:
-            return None if sent else 0  # up to date, or drawing (it asks again when done)
-        unsized = page_frame(view.figure, view.source.data).pixels is None
-        if unsized and now - view.created < SIZE_WAIT and not sent:
-            return view.created + SIZE_WAIT - now  # its size comes with its first paint
-        wait = view.replace_wait(now)
-        if view.shown is not None and wanted[:2] != view.shown[:2] and wait > 0:
-            if not sent:
-                return wait
-            self.clock.defer(name, wait, now)
-            return None
-        view.drawing = wanted
+    def is_current(self, name: str, view: PlotView) -> bool:
+        """Whether ``view`` is still the page's figure of plot ``name``."""
+        return self._views.get(name) is view
 
-        def progress(data: dict[str, Any]) -> None:  # on the drawing thread
-            self._call_soon(lambda: self._show_partial(name, view, data))
+    def keep_image(self, name: str) -> None:
+        """Store the plot's last image, slow to draw, for a restarted server to show."""
+        self._keep_image(self.run, name)
 
-        self._off_loop(name, view, image_drawer(plot, wanted[2], progress), keep=True)
-        return None if sent else 0
-
-    def _show_partial(self, name: str, view: _PlotView, data: dict[str, Any]) -> None:
-        """Show what a long drawing has drawn so far (its newest rows) until it is done."""
-        if self._views.get(name) is view and view.drawing is not None and view.source:
-            view.source.data = data
-
-    def _call_soon(self, callback: Callable[[], None]) -> None:
+    def call_soon(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the document's thread (from any thread)."""
         try:
             self.doc.add_next_tick_callback(callback)
         except Exception:  # the page closed meanwhile
             log.debug("page of run %r closed before a callback could run", self.run)
 
-    def _off_loop(self, name: str, view: _PlotView, work: Callable[[], Any], keep: bool) -> None:
+    def off_loop(self, name: str, view: PlotView, work: Callable[[], Any], keep: bool) -> None:
         """Run ``work`` (drawing an image, reading rows) on the drawing thread, then update
         the plot again; ``keep`` its result for the view, as what it was started for."""
         started = time.monotonic()
@@ -356,7 +229,7 @@ class DocumentView:
         job = _drawer().submit(timed)
         job.add_done_callback(lambda done: self._on_done(name, view, done, keep))
 
-    def _on_done(self, name: str, view: _PlotView, done: Future[Any], keep: bool) -> None:
+    def _on_done(self, name: str, view: PlotView, done: Future[Any], keep: bool) -> None:
         """Work for a plot finished (on the drawing thread): hand it to the document."""
 
         def take() -> None:
@@ -373,13 +246,13 @@ class DocumentView:
                     view.drawn = (wanted, result)
             self.notify({name})
 
-        self._call_soon(take)
+        self.call_soon(take)
 
-    def _replace_figure(self, state: RunState, name: str) -> _PlotView:
+    def _replace_figure(self, state: RunState, name: str) -> PlotView:
         assert state.cells is not None and self._grid is not None
         cell = state.cells[name]
         plot = state.plots.get(name)
-        fig, source = make_figure(name, cell, plot, self._gpu)
+        fig, source = self._figure(name, cell, plot)
         previous = self._views[name]
         old = previous.retire()
         self._views[name] = self._new_view(name, fig, source, plot)
@@ -389,37 +262,16 @@ class DocumentView:
         ]
         return self._views[name]
 
+    def _figure(self, name: str, cell: Any, plot: PlotState | None) -> tuple[Any, Any]:
+        data = page_data(plot) if plot is not None else None
+        return make_figure(name, cell, plot, data, self._gpu)
+
     def _new_view(
         self, name: str, fig: Any, source: ColumnDataSource | None, plot: PlotState | None
-    ) -> _PlotView:
-        """A view of a new figure; a line plot's follows the page's x range, to show the rows
-        in it in detail once it has too many to show them all; an image is drawn again for
-        the page's frame as it zooms, pans or resizes."""
-        view = _PlotView(fig, source)
-        if plot is not None and plot.rasterized:
-
-            def reframed(attr: str, old: Any, new: Any) -> None:
-                self.notify({name})
-
-            for model, attrs in (
-                (fig.x_range, ("start", "end")),
-                (fig.y_range, ("start", "end")),
-                (fig, ("inner_width", "inner_height")),
-            ):
-                for attr in attrs:
-                    model.on_change(attr, reframed)
-            return view
-        if plot is None or plot.spec.kind != "tandem_lines":
-            return view
-
-        def moved(attr: str, old: Any, new: Any) -> None:
-            start, end = fig.x_range.start, fig.x_range.end
-            if isinstance(start, int | float) and isinstance(end, int | float):
-                view.window = (float(start), float(end))
-                self.notify({name})
-
-        fig.x_range.on_change("start", moved)
-        fig.x_range.on_change("end", moved)
+    ) -> PlotView:
+        """A view of a new figure, which tells the server what its representation needs."""
+        view = PlotView(fig, source)
+        follow(self, name, view, plot)
         return view
 
     def _rebuild(self) -> None:
@@ -446,13 +298,12 @@ class DocumentView:
             children: list[Any] = []
             for name, cell in state.cells.items():
                 plot = state.plots.get(name)
-                fig, source = make_figure(name, cell, plot, self._gpu)
+                fig, source = self._figure(name, cell, plot)
                 view = self._new_view(name, fig, source, plot)
                 if plot is not None:
-                    view.caught_up(
-                        plot, _last_drawn(plot) if plot.rasterized else view.showing(plot), 0.0
-                    )
-                    if plot.rasterized:
+                    show = show_of(plot)
+                    view.caught_up(plot, show.first(view, plot), 0.0)
+                    if isinstance(show, Image):
                         drawing.add(name)
                 self._views[name] = view
                 children.append((fig, *cell))
@@ -483,25 +334,3 @@ def _drawer() -> ThreadPoolExecutor:
         if _drawing_thread is None:
             _drawing_thread = ThreadPoolExecutor(1, thread_name_prefix="streamvis-draw")
         return _drawing_thread
-
-
-def _last_drawn(plot: PlotState) -> Any:
-    """What a page shown the plot's last image holds (as :meth:`_PlotView.showing` says)."""
-    if plot.last_image is None:
-        return None
-    rows, view, _ = plot.last_image
-    return plot.generation, rows, view
-
-
-def _is_large(plot: PlotState) -> bool:
-    """Whether sending all of ``plot`` costs the page visible work (a summary never does;
-    an image does, if far less than its points would)."""
-    return plot.points >= LARGE_POINTS and not plot.summarized
-
-
-def _shown(plot: PlotState, rows: tuple[int, int] | None) -> Any:
-    """What a page holds of a summarized plot: the rows it shows in detail, and the row count
-    when the summary reaches the last row (so new rows change it)."""
-    if not plot.summarized:
-        return None
-    return rows if rows is not None and rows[1] < len(plot.data) else (rows, len(plot.data))

@@ -1,0 +1,377 @@
+"""How a page shows a plot, one class per representation: its points, a long line plot's
+envelope, or an image of a big plot.
+
+Each builds the page data from the plot's state, says what the page holds once sent it (a
+page is stale when that differs from what it holds), and brings a page's figure up to date;
+:mod:`session` picks one per plot (:func:`show_of`) and does the document's I/O through
+:class:`Page`. ``sync`` returns None if it sent something, 0 if there was nothing to send,
+or the seconds after which a large replace may go.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+import numpy as np
+from bokeh.models import ColumnDataSource
+
+from ..pageclock import PageClock
+from ..plots.columns import per_line
+from ..plots.raster import (
+    Bounds,
+    PageFrame,
+    Viewport,
+    auto_view,
+    packed_rgba,
+    rasterize_pieces,
+    viewport,
+)
+from ..specs import resolve_palette
+from ..state import PlotState
+from .figures import DEFAULT_COLOR
+
+__all__ = [
+    "KEEP_IMAGE_SECONDS",
+    "LARGE_INTERVAL",
+    "LARGE_POINTS",
+    "LARGE_SHARE",
+    "SIZE_WAIT",
+    "Envelope",
+    "Image",
+    "Page",
+    "PlotView",
+    "Points",
+    "follow",
+    "image_drawer",
+    "is_large",
+    "page_data",
+    "page_frame",
+    "show_of",
+]
+
+LARGE_POINTS = 5000  # a replace of this many points costs the page visible work...
+LARGE_INTERVAL = 0.25  # ...so it is sent at most this often, and never holds back the rest,
+LARGE_SHARE = 0.2  # nor more often than keeps its paints under this share of the page's time
+KEEP_IMAGE_SECONDS = 1.0  # an image that took this long to draw is stored for a restart
+SIZE_WAIT = 0.5  # a new figure's first image waits this long for the page to say its size
+
+
+@dataclass(eq=False)
+class PlotView:
+    """One plot's figure on a page, and what the page holds of it."""
+
+    figure: Any
+    source: ColumnDataSource | None
+    version: int = -1
+    generation: int = -1
+    rows: int = 0
+    replaced_at: float = 0.0
+    cost: float = 0.0  # seconds from sending an update with a large replace here to its echo
+    window: tuple[float, float] | None = None  # the x range the page shows, once it told us
+    shown: Any = None  # what the page holds of an envelope or image (Show.showing)
+    drawing: Any = None  # what the work off the loop (an image, rows) will show...
+    drawn: tuple[Any, dict[str, Any]] | None = None  # ...and, once done, it with its data
+    draw_seconds: float = 0.0  # how long the last drawing took
+    created: float = field(default_factory=time.monotonic)
+
+    def replace_wait(self, now: float) -> float:
+        """Seconds until this plot may take another large replace (the least time between
+        two is LARGE_INTERVAL, or more if their paints took more than LARGE_SHARE)."""
+        return self.replaced_at + max(LARGE_INTERVAL, self.cost / LARGE_SHARE) - now
+
+    def caught_up(self, plot: PlotState, shown: Any, now: float) -> None:
+        """Record that the page now holds ``plot`` as it is, as ``shown``."""
+        self.version, self.generation, self.rows = plot.version, plot.generation, len(plot.data)
+        self.replaced_at, self.shown = now, shown
+
+    def retire(self) -> Any:
+        """Unname this view's models before they leave the page; return the figure (the
+        page keeps removed models around, and names must stay unique for lookups)."""
+        self.figure.name = None
+        if self.source is not None:
+            self.source.name = None
+        return self.figure
+
+
+class Page(Protocol):
+    """What a representation needs of the page session showing it."""
+
+    run: str
+    clock: PageClock
+
+    def notify(self, names: set[str]) -> None: ...
+    def off_loop(self, name: str, view: PlotView, work: Callable[[], Any], keep: bool) -> None: ...
+    def call_soon(self, callback: Callable[[], None]) -> None: ...
+    def is_current(self, name: str, view: PlotView) -> bool: ...
+    def keep_image(self, name: str) -> None: ...
+
+
+class Points:
+    """A plot's points (or segments, or lines), sent whole on a replace and streamed as
+    they are appended. The other representations take how new figures and replaces go."""
+
+    def data(self, plot: PlotState, rows: tuple[int, int] | None = None) -> dict[str, Any]:
+        """All the page's source holds of ``plot`` (``rows`` in detail, for an envelope)."""
+        columns = plot.data.view()
+        return per_line(columns) if plot.spec.kind == "tandem_lines" else dict(columns)
+
+    def showing(self, view: PlotView, plot: PlotState, rows: tuple[int, int] | None = None) -> Any:
+        """What the page holds of ``plot`` once sent it as it is now, to compare with
+        ``view.shown`` (points: nothing to compare; their row count says)."""
+        return None
+
+    def first(self, view: PlotView, plot: PlotState) -> Any:
+        """What a new figure's page holds, built with :meth:`data`."""
+        return self.showing(view, plot)
+
+    def sync(self, page: Page, name: str, view: PlotView, plot: PlotState, now: float) -> Any:
+        """Bring ``view`` up to date with ``plot``; returns as the module says."""
+        assert view.source is not None
+        if view.version != plot.version:  # a new figure, built with the data
+            view.caught_up(plot, self.first(view, plot), now)
+            return None
+        if view.generation != plot.generation:  # a replace
+            wait = view.replace_wait(now)
+            if is_large(plot) and wait > 0:
+                return wait
+            shown = self.showing(view, plot)
+            view.source.data = self.data(plot)
+        else:
+            shown = self.appended(page, name, view, plot)
+            if shown is _NOTHING:
+                return 0
+        view.caught_up(plot, shown, now)
+        return None
+
+    def appended(self, page: Page, name: str, view: PlotView, plot: PlotState) -> Any:
+        """Send the rows appended since the page was last sent any; what it holds then
+        (_NOTHING: nothing to send)."""
+        assert view.source is not None
+        if len(plot.data) <= view.rows:
+            return _NOTHING
+        if plot.spec.kind == "tandem_lines":  # a row per line: new rows lengthen every row
+            view.source.data = self.data(plot)
+        else:
+            view.source.stream(cast(Any, plot.data.view(view.rows)))
+        return None
+
+
+_NOTHING = object()
+
+
+class Envelope(Points):
+    """A line plot with too many rows to send: a summary that draws like all of them, with
+    the rows in the page's x window in detail (read from the store off the loop where they
+    left memory)."""
+
+    def data(self, plot: PlotState, rows: tuple[int, int] | None = None) -> dict[str, Any]:
+        return per_line(plot.summary(rows))
+
+    def showing(self, view: PlotView, plot: PlotState, rows: tuple[int, int] | None = None) -> Any:
+        """The rows shown in detail, and the row count when the summary reaches the last row
+        (so that new rows change it)."""
+        return rows if rows is not None and rows[1] < len(plot.data) else (rows, len(plot.data))
+
+    def appended(self, page: Page, name: str, view: PlotView, plot: PlotState) -> Any:
+        assert view.source is not None
+        rows = plot.summary_rows(view.window)
+        shown = self.showing(view, plot, rows)
+        if shown == view.shown:
+            return _NOTHING
+        if not plot.window_ready(rows):  # read off the loop, then shown
+            assert rows is not None
+            if view.drawing != rows:
+                view.drawing = rows
+                page.off_loop(name, view, plot.window_reader(rows), keep=False)
+            return _NOTHING
+        view.source.data = self.data(plot, rows)
+        return shown
+
+
+class Image(Points):
+    """A scatter or line plot of too many points to draw one by one: an image drawn off the
+    loop for the page's ranges and pixel size, drawn again when they or the data change."""
+
+    def data(self, plot: PlotState, rows: tuple[int, int] | None = None) -> dict[str, Any]:
+        """The last image drawn of the plot (maybe of fewer rows: shown till redrawn), or a
+        blank one; with the data's bounds, which the page's auto ranges follow."""
+        if plot.last_image is not None:
+            _, view, image = plot.last_image
+            return _image_row(image, view, plot.bounds)
+        return _image_row(np.zeros((1, 1), np.uint32), auto_view(plot.bounds), plot.bounds)
+
+    def showing(self, view: PlotView, plot: PlotState, rows: tuple[int, int] | None = None) -> Any:
+        """The data's generation and rows, and the view drawn for the page's frame (ask
+        before sending: the frame depends on the bounds sent)."""
+        assert view.source is not None
+        frame = page_frame(view.figure, view.source.data)
+        return plot.generation, len(plot.data), viewport(plot.bounds, frame)
+
+    def first(self, view: PlotView, plot: PlotState) -> Any:
+        if plot.last_image is None:
+            return None
+        rows, drawn, _ = plot.last_image
+        return plot.generation, rows, drawn
+
+    def sync(self, page: Page, name: str, view: PlotView, plot: PlotState, now: float) -> Any:
+        """Show the image drawn, if any, and draw again if the data or the frame changed
+        since: new data at most as often as large replaces go, a new frame (zoom, pan,
+        resize) at once."""
+        assert view.source is not None
+        if view.version != plot.version:
+            view.caught_up(plot, self.first(view, plot), now)
+            wait = self._draw(page, name, view, plot, now)
+            if wait:
+                page.clock.defer(name, wait, now)
+            return None
+        return self._draw(page, name, view, plot, now)
+
+    def _draw(self, page: Page, name: str, view: PlotView, plot: PlotState, now: float) -> Any:
+        assert view.source is not None
+        sent = view.drawn is not None
+        if view.drawn is not None:
+            shown, view.source.data = view.drawn
+            view.drawn = None
+            view.caught_up(plot, shown, now)
+            if shown[0] == plot.generation:  # for other pages, and for the next draw to go on
+                plot.last_image = (shown[1], shown[2], view.source.data["image"][0])
+                if view.draw_seconds >= KEEP_IMAGE_SECONDS:
+                    page.keep_image(name)
+        wanted = self.showing(view, plot)
+        if wanted == view.shown or view.drawing is not None:
+            return None if sent else 0  # up to date, or drawing (it asks again when done)
+        unsized = page_frame(view.figure, view.source.data).pixels is None
+        if unsized and now - view.created < SIZE_WAIT and not sent:
+            return view.created + SIZE_WAIT - now  # its size comes with its first paint
+        wait = view.replace_wait(now)
+        if view.shown is not None and wanted[:2] != view.shown[:2] and wait > 0:
+            if not sent:
+                return wait
+            page.clock.defer(name, wait, now)
+            return None
+        view.drawing = wanted
+
+        def progress(data: dict[str, Any]) -> None:  # on the drawing thread: the newest rows
+            def show() -> None:
+                if page.is_current(name, view) and view.drawing is not None and view.source:
+                    view.source.data = data
+
+            page.call_soon(show)
+
+        page.off_loop(name, view, image_drawer(plot, wanted[2], progress), keep=True)
+        return None if sent else 0
+
+
+_SHOWS = {"points": Points(), "envelope": Envelope(), "image": Image()}
+
+
+def show_of(plot: PlotState) -> Points:
+    """How pages show ``plot`` now (a line plot turns into an envelope as it grows; a plot
+    turns into an image with a new figure)."""
+    if plot.rasterized:
+        return _SHOWS["image"]
+    return _SHOWS["envelope" if plot.summarized else "points"]
+
+
+def page_data(plot: PlotState, rows: tuple[int, int] | None = None) -> dict[str, Any]:
+    """All a page's source holds of ``plot``, as it shows now."""
+    return show_of(plot).data(plot, rows)
+
+
+def is_large(plot: PlotState) -> bool:
+    """Whether sending all of ``plot`` costs the page visible work (an envelope never does;
+    an image does, if far less than its points would)."""
+    return plot.points >= LARGE_POINTS and not plot.summarized
+
+
+def follow(page: Page, name: str, view: PlotView, plot: PlotState | None) -> None:
+    """Have a new figure tell the server what it needs: an image, the page's ranges and
+    size (to draw it for them); a line plot, its x range (to show the rows in it in detail
+    once it is an envelope)."""
+    fig = view.figure
+    if plot is not None and plot.rasterized:
+
+        def reframed(attr: str, old: Any, new: Any) -> None:
+            page.notify({name})
+
+        for model, attrs in (
+            (fig.x_range, ("start", "end")),
+            (fig.y_range, ("start", "end")),
+            (fig, ("inner_width", "inner_height")),
+        ):
+            for attr in attrs:
+                model.on_change(attr, reframed)
+    elif plot is not None and plot.spec.kind == "tandem_lines":
+
+        def moved(attr: str, old: Any, new: Any) -> None:
+            start, end = fig.x_range.start, fig.x_range.end
+            if isinstance(start, int | float) and isinstance(end, int | float):
+                view.window = (float(start), float(end))
+                page.notify({name})
+
+        fig.x_range.on_change("start", moved)
+        fig.x_range.on_change("end", moved)
+
+
+def image_drawer(
+    plot: PlotState,
+    view: Viewport,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> Callable[[], dict[str, Any]]:
+    """What draws a rasterized plot's source data (its image of ``view``) on another thread.
+    It holds the plot's rows as they are now (rows appended later do not touch them; pieces
+    that left memory are read back as it draws), so this call is cheap and the loop may go
+    on appending. A long drawing gives ``progress`` the image so far (the newest rows)."""
+    rows, color, last = len(plot.data), plot.spec.color, plot.last_image
+    base = last if last is not None and last[1] == view and last[0] <= rows else None
+    first = base[0] if base is not None else 0  # rows drawn later cover the earlier ones:
+    pieces = plot.data.pieces(first, newest_first=True)  # the same view: only the new ones
+    kind, levels, bounds = plot.spec.kind, plot.levels, plot.bounds
+    palette = packed_rgba(resolve_palette(color.palette) if color else (DEFAULT_COLOR,))
+
+    def row(image: np.ndarray) -> dict[str, Any]:
+        if base is not None:
+            image = np.where(image != 0, image, base[2])
+        return _image_row(image, view, bounds)
+
+    def draw() -> dict[str, Any]:
+        shown = None if progress is None else (lambda image: progress(row(image)))
+        return row(rasterize_pieces(kind, pieces, rows - first, view, palette, levels, shown))
+
+    return draw
+
+
+def _image_row(image: np.ndarray, view: Viewport, b: Bounds) -> dict[str, Any]:
+    """An image's one row: the image of ``view``, and the data's bounds."""
+    return {
+        "image": [image],
+        "x": [view.x0],
+        "y": [view.y0],
+        "dw": [view.x1 - view.x0],
+        "dh": [view.y1 - view.y0],
+        "left": [b.left],
+        "right": [b.right],
+        "bottom": [b.bottom],
+        "top": [b.top],
+    }
+
+
+def page_frame(fig: Any, data: dict[str, Any]) -> PageFrame:
+    """What the page has said of an image's frame, and the bounds it was sent."""
+    ranges = []
+    for axis_range in (fig.x_range, fig.y_range):
+        start, end = axis_range.start, axis_range.end
+        numeric = isinstance(start, int | float) and isinstance(end, int | float)
+        ranges.append((float(start), float(end)) if numeric else None)
+    try:
+        width, height = fig.inner_width, fig.inner_height
+    except ValueError:  # read-only values the page sets after its first layout
+        width = height = 0
+    sent = None
+    if "left" in data:
+        sent = Bounds(*(float(data[k][0]) for k in ("left", "right", "bottom", "top")))
+    pixels = (width, height) if width and height else None
+    return PageFrame(ranges[0], ranges[1], pixels, sent)
