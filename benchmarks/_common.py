@@ -226,7 +226,7 @@ def report(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) ->
 
 
 class ServerProcess:
-    """``python -m streamvis.cli`` on free loopback ports, as its own process."""
+    """``python -m streamvis`` on free loopback ports, as its own process."""
 
     def __init__(
         self, run_name: str = "default", timeout: float = 30.0, args: tuple[str, ...] = ()
@@ -243,7 +243,7 @@ class ServerProcess:
             [
                 sys.executable,
                 "-m",
-                "streamvis.cli",
+                "streamvis",
                 "--rest_port",
                 str(self.ingest_port),
                 "--bokeh_port",

@@ -6,7 +6,7 @@ page's view, on a drawing thread beside the event loop (``page/shows.py``: ``Ima
 every zoom draws it again from every segment. This measures whether that drawing holds up
 the loop that every other run's ingest and acks go through.
 
-The server runs as its own process (``python -m streamvis.cli``), persisting into a data
+The server runs as its own process (``python -m streamvis``), persisting into a data
 folder in its temporary working directory. Run "big" appends float32 ``(64, 512, 2)``
 multi_lines frames of 256 KiB (64 random walks in y over x = step) up to 16.8M segments
 (smoke: 1M). Run "other" loops like a training loop: ``tandem_lines`` of 4 values, then
@@ -214,7 +214,7 @@ def main() -> None:
         server_mb=memory,
         server_cores_during_redraws=server_cores,
         notes=[
-            "server: python -m streamvis.cli, its own process, persisting (its default data "
+            "server: python -m streamvis, its own process, persisting (its default data "
             "folder, in a temporary working directory)",
             "a redraw: from before the wheel event to the page showing an image whose ranges "
             "and pixel size are the figure's (polled every 50 ms)",

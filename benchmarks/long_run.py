@@ -20,12 +20,12 @@ from bokeh.document import Document
 from bokeh.protocol import Protocol
 
 import _common
-from streamvis import protocol
-from streamvis.page.figures import make_figure
-from streamvis.page.shows import page_data
-from streamvis.plots.envelope import DETAIL_ROWS
-from streamvis.specs import PlotSpec
-from streamvis.state import RunState
+from streamvis import _protocol as protocol
+from streamvis._page.figures import make_figure
+from streamvis._page.shows import page_data
+from streamvis._plots.envelope import DETAIL_ROWS
+from streamvis._specs import PlotSpec
+from streamvis._state import RunState
 
 RUN, CID, PLOT, LINES = "long", "bench-client", "loss", 40
 TIMED_FRAMES, CHUNKS, REFERENCE_ROWS = 500, 5, 1_000

@@ -7,7 +7,7 @@ starts and a page shows the run's data < 3 s after; its RSS (peak, and with the 
 showing data) stays < 300 MB. With 2,000 steps of a 256 KiB replace plot in a run's
 history: RSS < 300 MB, and any one of those steps reads back from the store in < 20 ms.
 
-Each run is built the realistic way: a persisting ``python -m streamvis.cli`` (its own
+Each run is built the realistic way: a persisting ``python -m streamvis`` (its own
 process) on a temporary data folder, a real ``Client`` sending, ``flush()``, SIGTERM. Then
 a fresh server starts on the same folder: timed from just before its process starts to
 both ports accepting a TCP connection, to its "open" line, to its log's "loaded run" line
@@ -38,7 +38,7 @@ import _common
 from browser import Page
 from image_draw import IMAGE_JS
 from streamvis import Client
-from streamvis.runstore import RunStore
+from streamvis._runstore import RunStore
 
 LINES, POINTS = 64, 512  # a multi_lines frame: (64, 512, 2) float32 = 256 KiB
 TANDEM_LINES = 40
@@ -288,7 +288,7 @@ def main() -> None:
         built=built,
         started=started,
         notes=[
-            "each run built by a persisting python -m streamvis.cli and a Client, then a fresh "
+            "each run built by a persisting python -m streamvis and a Client, then a fresh "
             "server started on the same data folder; times from just before its Popen",
             "ports accept: a TCP connect to both ports succeeds (polled every 2 ms); Chromium, "
             "started beforehand, opens the page then; page plot: its source of the plot exists "

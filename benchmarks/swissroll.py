@@ -1,6 +1,6 @@
 """The swissroll dashboard (examples/swissroll.py) as fast as it goes, without and with a page.
 
-The server runs as its own process (``python -m streamvis.cli``), so its RSS is its own.
+The server runs as its own process (``python -m streamvis``), so its RSS is its own.
 Each phase sends steps for a fixed time, then calls ``flush()``; steps/s counts that too.
 With a page, headless Chromium records when each new loss point arrives (the source's
 ``data`` changing: a line plot's page source is one row per line, replaced on each update)
@@ -308,7 +308,7 @@ def main() -> None:
         duration=duration,
         phases=phases,
         notes=[
-            "server: python -m streamvis.cli, a fresh process per phase (its working "
+            "server: python -m streamvis, a fresh process per phase (its working "
             "directory a temporary folder); RSS from /proc/PID/status (VmRSS at the end, "
             "VmHWM peak)",
             "latency: page Date.now() at the first animation frame holding step s minus "

@@ -38,7 +38,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 import _common
 from streamvis import Client
-from streamvis.server import StreamvisServer, serve_in_thread
+from streamvis._server import StreamvisServer, serve_in_thread
 
 PAYLOADS = (("64 B", 64), ("4 KiB", 4096), ("256 KiB", 256 * 1024), ("4 MiB", 4 * 2**20))
 MAX_SIZE = 256 * 2**20

@@ -36,7 +36,7 @@ def main() -> None:
     data_dir = tempfile.mkdtemp(prefix="streamvis-demo-")  # each demo starts from a clean run
     ports = ["--rest_port", str(args.rest_port), "--bokeh_port", str(args.bokeh_port)]
     options = ["--run_name", "swissroll", "--log_level", "WARNING", "--data_dir", data_dir]
-    server = subprocess.Popen([sys.executable, "-m", "streamvis.cli", *ports, *options])
+    server = subprocess.Popen([sys.executable, "-m", "streamvis", *ports, *options])
     children = [server]
     try:
         wait_for_port(args.bokeh_port, server)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamvis import Client
-from streamvis.server import StreamvisServer, serve_in_thread
+from streamvis._server import StreamvisServer, serve_in_thread
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))

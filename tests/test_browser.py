@@ -14,12 +14,12 @@ from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 
 from browser import COLUMN_JS, Page, scaled
 from streamvis import Client, ColorSpec
-from streamvis.page.figures import WEBGL_POINTS
-from streamvis.page.shows import LARGE_POINTS
-from streamvis.plots.envelope import BUCKETS, TAIL_ROWS
-from streamvis.plots.raster import RASTER_POINTS, packed_rgba
-from streamvis.server import StreamvisServer
-from streamvis.specs import resolve_palette, sample_palette
+from streamvis._page.figures import WEBGL_POINTS
+from streamvis._page.shows import LARGE_POINTS
+from streamvis._plots.envelope import BUCKETS, TAIL_ROWS
+from streamvis._plots.raster import RASTER_POINTS, packed_rgba
+from streamvis._server import StreamvisServer
+from streamvis._specs import resolve_palette, sample_palette
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
 RANGES = (

@@ -244,7 +244,7 @@ def test_flush_and_close_keep_their_timeout_when_the_buffer_is_full() -> None:
 
 
 def test_a_dropped_client_still_delivers_at_exit() -> None:
-    from streamvis.server import serve_in_thread
+    from streamvis._server import serve_in_thread
 
     with serve_in_thread(ingest_port=0, bokeh_port=0) as srv:
         script = (

@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamvis import ColorSpec, GridSpec
-from streamvis.plots.columns import (
+from streamvis._plots.columns import (
     extent_of,
     line_columns,
     per_line,
     scatter_columns,
     tandem_columns,
 )
-from streamvis.specs import PlotSpec, normalize
+from streamvis._specs import PlotSpec, normalize
 
 
 def spec(kind: str, shape: tuple[int, ...], **kwargs: object) -> PlotSpec:

@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 
 from browser import Page, scaled
-from streamvis import Client, protocol
-from streamvis.errors import StoreError
-from streamvis.plots.envelope import DETAIL_ROWS
-from streamvis.protocol import Frame
-from streamvis.runstore import Chunks, RunStore, Stored
-from streamvis.server import StreamvisServer, serve_in_thread
+from streamvis import Client
+from streamvis import _protocol as protocol
+from streamvis._errors import StoreError
+from streamvis._plots.envelope import DETAIL_ROWS
+from streamvis._protocol import Frame
+from streamvis._runstore import Chunks, RunStore, Stored
+from streamvis._server import StreamvisServer, serve_in_thread
 
 
 def free_port() -> int:
@@ -49,7 +50,7 @@ def server_process(rest: int, bokeh: int, data_dir: Path) -> Iterator[subprocess
     """``streamvis_server`` as users run it, in its own process."""
     ports = ["--rest_port", str(rest), "--bokeh_port", str(bokeh)]
     options = ["--run_name", "fault", "--data_dir", str(data_dir), "--log_level", "WARNING"]
-    proc = subprocess.Popen([sys.executable, "-m", "streamvis.cli", *ports, *options])
+    proc = subprocess.Popen([sys.executable, "-m", "streamvis", *ports, *options])
     try:
         wait_for_listener(rest, proc)
         wait_for_listener(bokeh, proc)

@@ -22,9 +22,9 @@ from websockets.asyncio.client import connect as ws_connect
 
 from browser import scaled
 from streamvis import ArgumentError, Client, ServerError
-from streamvis.cli import parse_args
-from streamvis.protocol import Frame, decode_reply, encode
-from streamvis.server import StreamvisServer, serve_in_thread
+from streamvis._cli import parse_args
+from streamvis._protocol import Frame, decode_reply, encode
+from streamvis._server import StreamvisServer, serve_in_thread
 from test_durability import free_port, wait_for_listener
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
@@ -43,7 +43,7 @@ def xs(server: StreamvisServer, run: str, plot: str) -> list[float]:
 
 
 def cli(*args: str) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "streamvis.cli", *args]
+    command = [sys.executable, "-m", "streamvis", *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -308,7 +308,7 @@ def test_idle_connections_cannot_lock_out_a_client() -> None:
 
 def test_idle_connections_cannot_exhaust_the_servers_files() -> None:
     rest, bokeh = free_port(), free_port()
-    server = [sys.executable, "-m", "streamvis.cli", "--rest_port", str(rest)]
+    server = [sys.executable, "-m", "streamvis", "--rest_port", str(rest)]
     server += ["--bokeh_port", str(bokeh), "--no_persist"]
     few_files = ["sh", "-c", 'ulimit -n 128 && exec "$@"', "sh"]  # 128 file descriptors
     proc = subprocess.Popen(

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamvis.plots import envelope
-from streamvis.plots.envelope import Envelope
-from streamvis.plots.growing import GrowingColumns
+from streamvis._plots import envelope
+from streamvis._plots.envelope import Envelope
+from streamvis._plots.growing import GrowingColumns
 
 
 def rows(n: int, lines: int = 3, seed: int = 0) -> dict[str, np.ndarray]:

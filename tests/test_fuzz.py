@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect as ws_connect
 
 from streamvis import Client, ProtocolError, StreamvisError
-from streamvis.protocol import Frame, decode, encode
-from streamvis.server import StreamvisServer
-from streamvis.specs import ColorSpec, GridSpec, PlotSpec
-from streamvis.state import RunState
+from streamvis._protocol import Frame, decode, encode
+from streamvis._server import StreamvisServer
+from streamvis._specs import ColorSpec, GridSpec, PlotSpec
+from streamvis._state import RunState
 
 SCATTER = PlotSpec("scatter", color=ColorSpec("Viridis256", 0), grid=GridSpec(1, 2))
 TANDEM = PlotSpec("tandem_lines", append=True, palette="Viridis256")

@@ -19,10 +19,10 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import InvalidStatus
 
 from streamvis import Client, FrameTooLarge, ServerError, StreamvisError
-from streamvis.errors import StoreError
-from streamvis.protocol import Frame, Limits, decode_reply, encode
-from streamvis.runstore import RunStore
-from streamvis.server import StreamvisServer, serve_in_thread
+from streamvis._errors import StoreError
+from streamvis._protocol import Frame, Limits, decode_reply, encode
+from streamvis._runstore import RunStore
+from streamvis._server import StreamvisServer, serve_in_thread
 from test_durability import free_port
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamvis.pageclock import ACK_TIMEOUT, PageClock
+from streamvis._pageclock import ACK_TIMEOUT, PageClock
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from streamvis import FrameTooLarge, ProtocolError, UnsupportedVersion
-from streamvis.protocol import (
+from streamvis._protocol import (
     BadFrame,
     Frame,
     Limits,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamvis.plots import raster
-from streamvis.plots.raster import (
+from streamvis._plots import raster
+from streamvis._plots.raster import (
     MARKER_SIZE,
     MAX_PIXELS,
     Bounds,

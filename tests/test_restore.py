@@ -18,15 +18,15 @@ from websockets.http11 import Request, Response
 
 from browser import Page, scaled
 from streamvis import Client
-from streamvis.errors import StoreError
-from streamvis.guard import Guard
-from streamvis.hub import Hub
-from streamvis.ingest import Ingest
-from streamvis.protocol import DEFAULT_LIMITS, UNPLACED, UNSTORED, Frame, encode
-from streamvis.runstore import RunStore
-from streamvis.server import StreamvisServer, serve_in_thread
-from streamvis.specs import PlotSpec
-from streamvis.store import Store
+from streamvis._errors import StoreError
+from streamvis._guard import Guard
+from streamvis._hub import Hub
+from streamvis._ingest import Ingest
+from streamvis._protocol import DEFAULT_LIMITS, UNPLACED, UNSTORED, Frame, encode
+from streamvis._runstore import RunStore
+from streamvis._server import StreamvisServer, serve_in_thread
+from streamvis._specs import PlotSpec
+from streamvis._store import Store
 from test_durability import free_port
 
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}

@@ -23,9 +23,9 @@ from websockets.exceptions import InvalidStatus
 
 from browser import Page, scaled
 from streamvis import Client, ServerError
-from streamvis.protocol import Frame, decode_reply, encode
-from streamvis.server import StreamvisServer, serve_in_thread
-from streamvis.specs import PlotSpec
+from streamvis._protocol import Frame, decode_reply, encode
+from streamvis._server import StreamvisServer, serve_in_thread
+from streamvis._specs import PlotSpec
 
 LAYOUT = {"pts": (0, 0, 1, 1)}
 EVIL = "http://evil.example"

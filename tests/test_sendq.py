@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from streamvis._pool import BufferPool
+from streamvis._protocol import UNPLACED, UNSTORED, decode
 from streamvis._sendq import MAX_RESTORES, RETRY, Outgoing, SendQueue, Sent
-from streamvis.protocol import UNPLACED, UNSTORED, decode
 
 LAYOUT = {"cells": {"a": [0, 0, 1, 1]}}
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from streamvis import ColorSpec, ShapeError, UnknownPlot
-from streamvis.plots import growing
-from streamvis.plots.envelope import DETAIL_ROWS
-from streamvis.plots.growing import GrowingColumns
-from streamvis.plots.raster import RASTER_POINTS, RASTER_SEGMENTS, Bounds
-from streamvis.protocol import Frame, Op
-from streamvis.specs import PlotSpec
-from streamvis.state import RunState
+from streamvis._plots import growing
+from streamvis._plots.envelope import DETAIL_ROWS
+from streamvis._plots.growing import GrowingColumns
+from streamvis._plots.raster import RASTER_POINTS, RASTER_SEGMENTS, Bounds
+from streamvis._protocol import Frame, Op
+from streamvis._specs import PlotSpec
+from streamvis._state import RunState
 
 
 class Sender:

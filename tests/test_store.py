@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamvis import hub as hub_module
-from streamvis import state as state_module
-from streamvis.errors import StreamvisError, UnknownPlot
-from streamvis.hub import Hub
-from streamvis.page.shows import image_drawer, page_data
-from streamvis.plots import envelope, growing
-from streamvis.plots.raster import auto_view
-from streamvis.protocol import Frame, encode
-from streamvis.runstore import Chunks, RunStore, Stored
-from streamvis.specs import PlotSpec
-from streamvis.store import Store
+from streamvis import _hub as hub_module
+from streamvis import _state as state_module
+from streamvis._errors import StreamvisError, UnknownPlot
+from streamvis._hub import Hub
+from streamvis._page.shows import image_drawer, page_data
+from streamvis._plots import envelope, growing
+from streamvis._plots.raster import auto_view
+from streamvis._protocol import Frame, encode
+from streamvis._runstore import Chunks, RunStore, Stored
+from streamvis._specs import PlotSpec
+from streamvis._store import Store
 
 LAYOUT = {"cells": {"loss": [0, 0, 1, 1], "pts": [0, 1, 1, 1]}}
 

@@ -15,9 +15,9 @@ from PIL import Image
 import swissroll  # type: ignore[import-not-found]  # examples/, on the path in conftest
 from browser import LINE_LENGTH_JS, Page
 from streamvis import Client
-from streamvis.plots.raster import Viewport, packed_rgba, rasterize, rasterize_segments
-from streamvis.server import StreamvisServer
-from streamvis.specs import resolve_palette
+from streamvis._plots.raster import Viewport, packed_rgba, rasterize, rasterize_segments
+from streamvis._server import StreamvisServer
+from streamvis._specs import resolve_palette
 from test_durability import free_port
 
 STEPS = 12

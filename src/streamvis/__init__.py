@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .client import Client
-from .errors import (
+from ._client import Client
+from ._errors import (
     ArgumentError,
     ClientClosed,
     DTypeError,
@@ -21,10 +21,10 @@ from .errors import (
     UnknownPlot,
     UnsupportedVersion,
 )
-from .specs import ColorSpec, GridSpec
+from ._specs import ColorSpec, GridSpec
 
 if TYPE_CHECKING:
-    from .server import StreamvisServer
+    from ._server import StreamvisServer
 
 __version__ = "0.1.0"
 
@@ -48,7 +48,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "StreamvisServer":
-        from .server import StreamvisServer
+        from ._server import StreamvisServer
 
         return StreamvisServer
     raise AttributeError(f"module 'streamvis' has no attribute {name!r}")

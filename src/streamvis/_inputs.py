@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArgumentError, DTypeError, ShapeError
-from .protocol import DTYPES, INGEST_PATH, WIRE_DTYPES
+from ._errors import ArgumentError, DTypeError, ShapeError
+from ._protocol import DTYPES, INGEST_PATH, WIRE_DTYPES
 
 __all__ = ["as_array", "ingest_uri"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from . import protocol
+from . import _protocol as protocol
 
 __all__ = ["HEAD_ROOM", "JOIN_BELOW", "BufferPool"]
 

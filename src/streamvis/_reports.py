@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import deque
 
-from .errors import ServerError
+from ._errors import ServerError
 
 __all__ = ["ON_ERROR", "Reports"]
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import protocol
+from . import _protocol as protocol
+from ._errors import ProtocolError, StoreError
 from ._segments import Place, Segments, close_all
-from .errors import ProtocolError, StoreError
 
 __all__ = ["damage", "legacy_frames", "readable", "with_layout"]
 

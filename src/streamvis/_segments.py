@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StoreError
+from ._errors import StoreError
 
 __all__ = ["SEGMENT_MAX", "SEGMENT_MIN", "Place", "Segments", "close_all"]
 

@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import protocol
+from . import _protocol as protocol
+from ._errors import ServerError
 from ._pool import HEAD_ROOM, BufferPool
-from .errors import ServerError
 
 __all__ = ["ITEM_OVERHEAD", "Answer", "Outgoing", "SendQueue", "Sent"]
 

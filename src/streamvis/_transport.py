@@ -25,16 +25,16 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from . import protocol
+from . import _protocol as protocol
+from ._errors import ServerError, StreamvisError
+from ._guard import hide_tokens
 from ._pool import JOIN_BELOW, BufferPool
 from ._reports import Reports
 from ._sendq import ITEM_OVERHEAD, Answer, Outgoing, SendQueue, Sent
-from .errors import ServerError, StreamvisError
-from .guard import hide_tokens
 
 __all__ = ["ITEM_OVERHEAD", "Outgoing", "Transport", "live"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("streamvis.client")
 hide_tokens("websockets.client")
 
 _BACKOFF = (0.05, 2.0)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..specs import MAX_TANDEM_LINES, GridSpec, PlotSpec
+from .._specs import MAX_TANDEM_LINES, GridSpec, PlotSpec
 
 __all__ = [
     "Columns",

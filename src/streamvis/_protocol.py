@@ -34,7 +34,7 @@ from typing import Any, Literal, TypeGuard
 import msgpack
 import numpy as np
 
-from .errors import ArgumentError, FrameTooLarge, ProtocolError, UnsupportedVersion
+from ._errors import ArgumentError, FrameTooLarge, ProtocolError, UnsupportedVersion
 
 __all__ = [
     "DEFAULT_LIMITS",

@@ -32,14 +32,14 @@ from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, CustomJS, GridBox
 from bokeh.models.widgets import Div
 
-from ..pageclock import PageClock
-from ..state import PlotState, RunState
+from .._pageclock import PageClock
+from .._state import PlotState, RunState
 from .figures import make_figure, wants_webgl
 from .shows import Image, PlotView, follow, is_large, page_data, show_of
 
 __all__ = ["DocumentView"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("streamvis.page")
 
 # Whether this page's WebGL runs on a GPU (software WebGL is far slower than a 2D canvas).
 _GPU_JS = """

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import protocol
+from . import _protocol as protocol
+from ._errors import ProtocolError, StoreError
 from ._retention import chosen
 from ._segments import SEGMENT_MIN, Place, Segments, close_all
-from .errors import ProtocolError, StoreError
 
 __all__ = [
     "DEFAULT_BUDGET", "SEGMENTS", "Chunk", "ChunkPlace", "Chunks", "NewChunk", "RunStore", "Stored"

@@ -12,13 +12,13 @@ from bokeh.models import ColumnDataSource, DataRange1d
 from bokeh.plotting import figure
 from bokeh.transform import linear_cmap
 
-from ..errors import ArgumentError
-from ..plots.raster import (
+from .._errors import ArgumentError
+from .._plots.raster import (
     MARKER_ALPHA,
     MARKER_SIZE,
 )
-from ..specs import Cell, resolve_palette, sample_palette
-from ..state import PlotState
+from .._specs import Cell, resolve_palette, sample_palette
+from .._state import PlotState
 
 __all__ = [
     "CELL_HEIGHT",

@@ -18,14 +18,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import StoreError, StreamvisError, UnknownPlot
-from .plots.envelope import SUMMARY_ROWS, columns_of, summarize
-from .plots.growing import Piece
-from .plots.raster import Viewport, box_of_columns
-from .runstore import Chunks, NewChunk, RunStore
-from .state import Admitted, PlotState, RunState, chunk_mark
-from .store import Store
-from .writer import Done, Writer
+from ._errors import StoreError, StreamvisError, UnknownPlot
+from ._plots.envelope import SUMMARY_ROWS, columns_of, summarize
+from ._plots.growing import Piece
+from ._plots.raster import Viewport, box_of_columns
+from ._runstore import Chunks, NewChunk, RunStore
+from ._state import Admitted, PlotState, RunState, chunk_mark
+from ._store import Store
+from ._writer import Done, Writer
 
 __all__ = ["Hub", "View"]
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
-from .errors import ArgumentError, ShapeError, UnknownPlot
-from .protocol import check_name
+from ._errors import ArgumentError, ShapeError, UnknownPlot
+from ._protocol import check_name
 
 __all__ = [
     "MAX_AXIS",

@@ -15,15 +15,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import ArgumentError, StoreError, UnknownPlot
-from .plots.columns import (
+from ._errors import ArgumentError, StoreError, UnknownPlot
+from ._plots.columns import (
     Columns,
     Extent,
     LineEnds,
     color_levels,
     plot_columns,
 )
-from .plots.envelope import (
+from ._plots.envelope import (
     BUCKETS,
     DETAIL_ROWS,
     SUMMARY_ROWS,
@@ -33,8 +33,8 @@ from .plots.envelope import (
     detail,
     join,
 )
-from .plots.growing import GrowingColumns, Piece
-from .plots.raster import (
+from ._plots.growing import GrowingColumns, Piece
+from ._plots.raster import (
     RASTER_POINTS,
     RASTER_SEGMENTS,
     Bounds,
@@ -44,8 +44,8 @@ from .plots.raster import (
     box_of_columns,
     merged,
 )
-from .protocol import Frame
-from .specs import (
+from ._protocol import Frame
+from ._specs import (
     Cell,
     PlotSpec,
     check_compatible,
@@ -58,7 +58,7 @@ from .specs import (
 
 __all__ = ["Admitted", "PlotState", "RunState", "StoredRows", "chunk_mark"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("streamvis.server")
 
 
 _WINDOWS = 4  # windows of a long line plot kept in detail (a few pages' zooms)

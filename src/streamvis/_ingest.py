@@ -27,12 +27,12 @@ import websockets
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from . import protocol
-from .errors import StreamvisError, UnknownPlot
-from .guard import Guard, hide_tokens
-from .hub import Hub
-from .page.figures import check_fig_kwargs
-from .state import Admitted, RunState
+from . import _protocol as protocol
+from ._errors import StreamvisError, UnknownPlot
+from ._guard import Guard, hide_tokens
+from ._hub import Hub
+from ._page.figures import check_fig_kwargs
+from ._state import Admitted, RunState
 
 __all__ = ["INGEST_PATH", "Ingest"]
 

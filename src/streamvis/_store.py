@@ -23,11 +23,11 @@ import threading
 import time
 from pathlib import Path
 
+from ._errors import ArgumentError, StoreError
+from ._protocol import check_name, is_name
 from ._rescue import damage, legacy_frames, readable, with_layout
+from ._runstore import DEFAULT_BUDGET, SEGMENTS, RunStore
 from ._segments import Segments
-from .errors import ArgumentError, StoreError
-from .protocol import check_name, is_name
-from .runstore import DEFAULT_BUDGET, SEGMENTS, RunStore
 
 __all__ = ["FOLDER", "SUFFIX", "Store"]
 

@@ -23,18 +23,17 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _transport
-from ._inputs import as_array, ingest_uri
-from ._reports import ON_ERROR
-from ._transport import Outgoing, Transport
-from .errors import (
+from ._errors import (
     ArgumentError,
     ClientClosed,
     FrameTooLarge,
     ServerError,
     ShapeError,
 )
-from .protocol import DEFAULT_LIMITS, RESTORES_HEADER, WIRE_DTYPES, check_name
-from .specs import (
+from ._inputs import as_array, ingest_uri
+from ._protocol import DEFAULT_LIMITS, RESTORES_HEADER, WIRE_DTYPES, check_name
+from ._reports import ON_ERROR
+from ._specs import (
     Cell,
     ColorSpec,
     GridSpec,
@@ -47,10 +46,11 @@ from .specs import (
     normalize,
     resolve_palette,
 )
+from ._transport import Outgoing, Transport
 
 __all__ = ["Client"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("streamvis.client")
 
 _WIRE_DTYPES = frozenset(WIRE_DTYPES.values())
 _SHAPE, _NBYTES = operator.attrgetter("shape"), operator.attrgetter("nbytes")

@@ -19,10 +19,10 @@ from bokeh.server.tornado import BokehTornado
 from tornado import httputil
 from tornado.web import RequestHandler
 
-from .errors import ArgumentError, StreamvisError
-from .guard import Guard
-from .hub import Hub
-from .protocol import INGEST_PORT_HEADER, check_name
+from ._errors import ArgumentError, StreamvisError
+from ._guard import Guard
+from ._hub import Hub
+from ._protocol import INGEST_PORT_HEADER, check_name
 
 __all__ = ["GuardedTornado", "RunsHandler"]
 

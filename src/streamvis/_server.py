@@ -29,15 +29,15 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from websockets.asyncio.server import Server, serve
 
-from . import protocol
-from .errors import ArgumentError, StreamvisError
-from .guard import Guard, is_loopback
-from .hub import Hub
-from .ingest import INGEST_PATH, Ingest
-from .page.session import DocumentView
-from .runstore import DEFAULT_BUDGET
-from .store import Store
-from .web import GuardedTornado, RunsHandler
+from . import _protocol as protocol
+from ._errors import ArgumentError, StreamvisError
+from ._guard import Guard, is_loopback
+from ._hub import Hub
+from ._ingest import INGEST_PATH, Ingest
+from ._page.session import DocumentView
+from ._runstore import DEFAULT_BUDGET
+from ._store import Store
+from ._web import GuardedTornado, RunsHandler
 
 __all__ = ["INGEST_PATH", "StreamvisServer", "serve_in_thread"]
 

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import StreamvisError
-from .protocol import Limits
-from .runstore import DEFAULT_BUDGET
-from .server import StreamvisServer
+from ._errors import StreamvisError
+from ._protocol import Limits
+from ._runstore import DEFAULT_BUDGET
+from ._server import StreamvisServer
 
 __all__ = ["main", "parse_args"]
 

@@ -18,9 +18,9 @@ from typing import Any, Protocol, cast
 import numpy as np
 from bokeh.models import ColumnDataSource
 
-from ..pageclock import PageClock
-from ..plots.columns import per_line
-from ..plots.raster import (
+from .._pageclock import PageClock
+from .._plots.columns import per_line
+from .._plots.raster import (
     Bounds,
     PageFrame,
     Viewport,
@@ -29,8 +29,8 @@ from ..plots.raster import (
     rasterize_pieces,
     viewport,
 )
-from ..specs import resolve_palette
-from ..state import PlotState
+from .._specs import resolve_palette
+from .._state import PlotState
 from .figures import DEFAULT_COLOR
 
 __all__ = [
