@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from streamvis import _hub as hub_module
-from streamvis import _state as state_module
+from streamvis import _plotstate as plotstate_module
 from streamvis._errors import StreamvisError, UnknownPlot
 from streamvis._hub import Hub
 from streamvis._page.shows import image_drawer, page_data
@@ -463,9 +463,9 @@ def test_a_long_line_plot_restarts_from_its_stored_summaries_alone(
     tmp_path: Path, sender: Sender, small_chunks: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(envelope, "BUCKETS", 4)  # envelopes of 4 to 8 buckets...
-    for module in (hub_module, state_module):  # ...from stored buckets of 16 rows
+    for module in (hub_module, plotstate_module):  # ...from stored buckets of 16 rows
         monkeypatch.setattr(module, "SUMMARY_ROWS", 16)
-    monkeypatch.setattr(state_module, "BUCKETS", 4)
+    monkeypatch.setattr(plotstate_module, "BUCKETS", 4)
     ys = np.random.default_rng(0).normal(size=(1000, 3))
     spec = PlotSpec("tandem_lines", append=True, palette="Viridis256").to_wire()
     for step in range(1000):

@@ -17,8 +17,8 @@ from .._plots.raster import (
     MARKER_ALPHA,
     MARKER_SIZE,
 )
+from .._plotstate import PlotState
 from .._specs import Cell, resolve_palette, sample_palette
-from .._state import PlotState
 
 __all__ = [
     "CELL_HEIGHT",

@@ -33,7 +33,8 @@ from bokeh.models import ColumnDataSource, CustomJS, GridBox
 from bokeh.models.widgets import Div
 
 from .._pageclock import PageClock
-from .._state import PlotState, RunState
+from .._plotstate import PlotState
+from .._state import RunState
 from .figures import make_figure, wants_webgl
 from .shows import Image, PlotView, follow, is_large, page_data, show_of
 

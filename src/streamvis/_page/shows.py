@@ -29,8 +29,8 @@ from .._plots.raster import (
     rasterize_pieces,
     viewport,
 )
+from .._plotstate import PlotState
 from .._specs import resolve_palette
-from .._state import PlotState
 from .figures import DEFAULT_COLOR
 
 __all__ = [
