@@ -17,13 +17,14 @@ import pytest
 
 from streamvis import _hub as hub_module
 from streamvis import _plotstate as plotstate_module
+from streamvis._chunks import Chunks
 from streamvis._errors import StreamvisError, UnknownPlot
 from streamvis._hub import Hub
 from streamvis._page.shows import image_drawer, page_data
 from streamvis._plots import envelope, growing
 from streamvis._plots.raster import auto_view
 from streamvis._protocol import Frame, encode
-from streamvis._runstore import Chunks, RunStore, Stored
+from streamvis._runstore import RunStore, Stored
 from streamvis._specs import PlotSpec
 from streamvis._store import Store
 

@@ -18,12 +18,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ._chunks import Chunks, NewChunk
 from ._errors import StoreError, StreamvisError, UnknownPlot
 from ._plots.envelope import SUMMARY_ROWS, columns_of, summarize
 from ._plots.growing import Piece
 from ._plots.raster import Viewport, box_of_columns
 from ._plotstate import PlotState, chunk_mark
-from ._runstore import Chunks, NewChunk, RunStore
+from ._runstore import RunStore
 from ._state import Admitted, RunState
 from ._store import Store
 from ._writer import Done, Writer

@@ -15,26 +15,21 @@ those, not every frame, and a page's detail is read from them, not from memory.
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from . import _protocol as protocol
+from ._chunks import CACHE_SCHEMA, Chunks, ChunkTables
 from ._errors import ProtocolError, StoreError
-from ._retention import chosen
-from ._segments import SEGMENT_MIN, Place, Segments, close_all
+from ._retention import Retention
+from ._segments import PLACE_COLUMNS, SEGMENT_MIN, Place, Segments, close_all
 
-__all__ = [
-    "DEFAULT_BUDGET", "SEGMENTS", "Chunk", "ChunkPlace", "Chunks", "NewChunk", "RunStore", "Stored"
-]  # fmt: skip
+__all__ = ["DEFAULT_BUDGET", "SEGMENTS", "RunStore", "Stored"]
 
 log = logging.getLogger("streamvis.store")
 
@@ -59,35 +54,7 @@ CREATE INDEX IF NOT EXISTS frames_setting_fig ON frames (plot, id) WHERE fig;
 CREATE INDEX IF NOT EXISTS frames_not_plots ON frames (op, id) WHERE op != 'plot';
 CREATE TABLE IF NOT EXISTS clients (cid TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS removed (seg INTEGER PRIMARY KEY);  -- segments nothing names now
-CREATE TABLE IF NOT EXISTS chunks (  -- an append plot's rows as columns: a cache of its frames
-    plot TEXT NOT NULL,
-    since INTEGER NOT NULL,     -- the id of the frame its rows start from (a replace)
-    first_row INTEGER NOT NULL,
-    rows INTEGER NOT NULL,
-    first_id INTEGER NOT NULL,  -- the ids of the first and last frames whose rows it holds
-    last_id INTEGER NOT NULL,
-    box_x0 REAL, box_x1 REAL, box_y0 REAL, box_y1 REAL,  -- around its finite points, if any
-    ends BLOB,                  -- what the append after it continues from (line ends)
-    summary BLOB,               -- a line plot's rows summed up (envelope.columns_of)
-    data BLOB,                  -- the columns (protocol.encode); none: its frames make them
-    PRIMARY KEY (plot, since, first_row)
-);
-CREATE TABLE IF NOT EXISTS images (  -- the last slow image of each big plot, for a restart
-    plot TEXT PRIMARY KEY,
-    since INTEGER NOT NULL,     -- as in chunks
-    rows INTEGER NOT NULL,      -- it shows the plot's first rows
-    view TEXT NOT NULL,         -- [x0, x1, y0, y1, width, height] it was drawn for (JSON)
-    image BLOB NOT NULL         -- (height, width) uint32 pixels, R G B A
-);
 """
-# Tables that only save work (what the frames hold, in another form): one of another form
-# than this version's is dropped at open, to be filled again. Large blobs come last in a
-# row: SQLite reads through them to reach the columns after.
-_CACHES = {
-    "chunks": ["plot", "since", "first_row", "rows", "first_id", "last_id", "box_x0", "box_x1",
-               "box_y0", "box_y1", "ends", "summary", "data"],
-    "images": ["plot", "since", "rows", "view", "image"],
-}  # fmt: skip
 # SQLite's log (WAL) is copied into the database, and both synced, once it holds this many
 # bytes (SQLite's default is 1,000 pages: 4 MiB of the default 4 KiB pages, which suit small
 # rows, large frames' bytes being in segment files; syncing that often cost small frames a
@@ -98,7 +65,6 @@ _INSERT = (
     "VALUES "
 )
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_PLACE = ["seg", "pos", "size", "crc"]  # columns of frames added since the first version
 _READ = "SELECT id, time, step, frame, seg, pos, size, crc FROM frames"  # rows for _stored
 _TROUBLE_PAGES = 8  # after a failed write, the log is copied into the database this often...
 _TROUBLE_SECONDS = 60.0  # ...for this long
@@ -116,51 +82,7 @@ class Stored:
     frame: protocol.Frame
 
 
-@dataclass(frozen=True)
-class ChunkPlace:
-    """Where stored rows of an append plot stand: its data since frame ``since``, from its
-    row ``first_row`` on, the ``rows`` rows of its frames ``first_id`` to ``last_id``."""
-
-    plot: str
-    since: int
-    first_row: int
-    rows: int
-    first_id: int
-    last_id: int
-
-
-@dataclass(frozen=True)
-class Chunk(ChunkPlace):
-    """Stored rows read back. ``read`` reads them as columns (on any thread); None if they
-    were not stored as columns: ``frames`` reads the frames, which make them again."""
-
-    box: tuple[float, float, float, float] | None
-    ends: dict[str, np.ndarray]
-    read: Callable[[], dict[str, np.ndarray]] | None
-    frames: Callable[[], list[protocol.Frame]]
-    summary: dict[str, np.ndarray] | None = None
-
-
-@dataclass(frozen=True)
-class NewChunk(ChunkPlace):
-    """Rows to store (:meth:`RunStore.put_chunks`); with ``columns`` None, only where."""
-
-    columns: Mapping[str, np.ndarray] | None = None
-    ends: Mapping[str, np.ndarray] | None = None
-    box: tuple[float, float, float, float] | None = None
-    summary: Mapping[str, np.ndarray] | None = None
-
-
-@dataclass(frozen=True)
-class Chunks:
-    """Where a plot's rows come from stored chunks instead of its frames (each after the
-    plot's first frame, before the frames after them): in order, from row 0."""
-
-    plot: str
-    chunks: list[Chunk]
-
-
-class RunStore:
+class RunStore(ChunkTables, Retention):
     """One run's database. Writes come from one thread at a time; reads from any."""
 
     def __init__(self, path: Path, budget: int = DEFAULT_BUDGET) -> None:
@@ -174,15 +96,12 @@ class RunStore:
         self._segments = Segments(path.with_name(path.name + SEGMENTS), budget // 16)
         # How many values one statement may bind: 32,766 since SQLite 3.32, 999 before.
         self._variables = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
-        for table, columns in _CACHES.items():
-            found = [row[1] for row in self._writer.execute(f"PRAGMA table_info({table})")]
-            if found and found != columns:
-                self._writer.execute(f"DROP TABLE {table}")
+        self._renew_caches()
         found = [row[1] for row in self._writer.execute("PRAGMA table_info(frames)")]
         if found and "seg" not in found:  # a database of before segment files
-            for column in _PLACE:
+            for column in PLACE_COLUMNS:
                 self._writer.execute(f"ALTER TABLE frames ADD COLUMN {column} INTEGER")
-        self._writer.executescript(_SCHEMA)
+        self._writer.executescript(_SCHEMA + CACHE_SCHEMA)
         self._forget_removed()
 
     def _connect(self) -> sqlite3.Connection:
@@ -297,108 +216,6 @@ class RunStore:
             self._troubled = 0.0
             self._writer.execute(f"PRAGMA wal_autocheckpoint = {self._log_pages(self._writer)}")
 
-    def used(self) -> int:
-        """Bytes the run's frames take: in its database (free pages aside), and in segment
-        files (bytes of frames deleted aside: :meth:`_compact` frees those)."""
-        db = self._writer
-        (pages,) = db.execute("PRAGMA page_count").fetchone()
-        (free,) = db.execute("PRAGMA freelist_count").fetchone()
-        (size,) = db.execute("PRAGMA page_size").fetchone()
-        return int((pages - free) * size) + sum(self._held().values())
-
-    def _held(self) -> dict[int, int]:
-        """The bytes of frames each segment holds, by segment."""
-        query = "SELECT seg, sum(size) FROM frames WHERE seg IS NOT NULL GROUP BY seg"
-        return {int(seg): int(size) for seg, size in self._writer.execute(query)}
-
-    def thin(self) -> int:
-        """Keep the run within its budget: past it, thin the history of the plots that take
-        most, evenly, keeping each one's first and latest frames (and those that set
-        fig_kwargs); a plot that takes less than its fair share keeps all of it, and appended
-        data, which pages show, is never thinned. Returns the frames deleted."""
-        excess = self.used() - self.budget
-        if excess <= 0:
-            return 0
-        db = self._writer
-        doomed = chosen(db, excess)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for start in range(0, len(doomed), 500):
-                chunk = doomed[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                db.execute(f"DELETE FROM frames WHERE id IN ({marks})", chunk)
-            db.execute("COMMIT")
-        except sqlite3.Error:
-            db.execute("ROLLBACK")
-            raise
-        self._compact()
-        if self.used() > self.budget and not self._over:
-            self._over = True
-            log.warning(
-                "run %r takes %d MB, over its budget of %d MB (--max_run_gb), in data that "
-                "pages show: its appends are kept whole",
-                self.path.stem,
-                self.used() // 2**20,
-                self.budget // 2**20,
-            )
-        log.info("run %r: thinned %d frames to stay within its budget", self.path.stem, len(doomed))
-        return len(doomed)
-
-    def _compact(self) -> None:
-        """Free the bytes of deleted frames in segment files, down to an eighth of the budget:
-        the segments with most of them have their frames moved into the current segment,
-        and are deleted. The newest segment, still written, is left as it is."""
-        held, sizes = self._held(), self._segments.sizes()
-        newest = max(sizes, default=0)
-        dead = {seg: size - held.get(seg, 0) for seg, size in sizes.items() if seg != newest}
-        excess = sum(dead.values()) - self.budget // 8
-        for seg in sorted(dead, key=lambda seg: dead[seg] / max(sizes[seg], 1), reverse=True):
-            if excess <= 0:
-                break
-            self._move_out(seg)
-            excess -= dead[seg]
-
-    def _move_out(self, seg: int) -> None:
-        """Move the frames of segment ``seg`` into the current one, then delete it. The new
-        places commit with a note that ``seg`` is to go, so a crash before it is deleted
-        leaves it to the next open (:meth:`_forget_removed`)."""
-        db, files = self._writer, dict[int, int]()
-        query = f"SELECT id, {', '.join(_PLACE)} FROM frames WHERE seg = ? ORDER BY id"
-        rows = [(frame_id, Place(*place)) for frame_id, *place in db.execute(query, (seg,))]
-        moved: list[tuple[int, int, int]] = []
-        written: list[Place] = []
-        try:
-            for first in range(0, len(rows), 64):  # 16 MiB at a time, for 256 KiB frames
-                part = rows[first : first + 64]
-                data = [self._segments.read(place, files, check=False) for _, place in part]
-                places = self._segments.write(data)
-                written += places
-                moved += [
-                    (new.seg, new.pos, frame_id)
-                    for (frame_id, _), new in zip(part, places, strict=True)
-                ]
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany("UPDATE frames SET seg = ?, pos = ? WHERE id = ?", moved)
-            db.execute("INSERT OR IGNORE INTO removed (seg) VALUES (?)", (seg,))
-            db.execute("COMMIT")
-        except (OSError, StoreError, sqlite3.Error) as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            self._segments.undo(written)
-            log.warning("run %r: could not free thinned bytes of segment %d: %s",
-                        self.path.stem, seg, exc)  # fmt: skip
-            return
-        finally:
-            close_all(files)
-        self._forget_removed()
-
-    def _forget_removed(self) -> None:
-        """Delete the segments nothing names any more (the moves out of them committed)."""
-        db = self._writer
-        for (seg,) in db.execute("SELECT seg FROM removed").fetchall():
-            self._segments.remove(seg)
-            db.execute("DELETE FROM removed WHERE seg = ?", (seg,))
-
     def last_seqs(self) -> dict[str, int]:
         """The last sequence number stored of each client, to recognise what it resends."""
         return dict(self._reader().execute("SELECT cid, seq FROM clients"))
@@ -439,7 +256,7 @@ class RunStore:
         for plot, start, fig in starts:
             if fig is not None and fig < start:
                 ids.append(fig)
-            found = self._chunks(plot, start) if chunks else []
+            found = self.stored_chunks(plot, start) if chunks else []
             after = start - 1
             if found:
                 chunked[start] = Chunks(plot, found)
@@ -465,108 +282,6 @@ class RunStore:
         query = f"SELECT max(id) FROM frames WHERE plot = ? AND {flag} AND id > ?"
         (found,) = db.execute(query, (plot, after)).fetchone()
         return None if found is None else int(found)
-
-    def _chunks(self, plot: str, since: int) -> list[Chunk]:
-        """The plot's stored chunks from row 0 on, without a gap (later ones are unused)."""
-        rows = self._reader().execute(
-            "SELECT first_row, rows, first_id, last_id, box_x0, box_x1, box_y0, box_y1, ends, "
-            "summary, data IS NOT NULL FROM chunks WHERE plot = ? AND since = ? "
-            "ORDER BY first_row",
-            (plot, since),
-        )
-        chunks: list[Chunk] = []
-        for first_row, count, first_id, last_id, x0, x1, y0, y1, ends, summed, columns in rows:
-            if first_row != (chunks[-1].first_row + chunks[-1].rows if chunks else 0):
-                break
-            box = None if x0 is None else (x0, x1, y0, y1)
-            read = functools.partial(self.read_chunk, plot, since, first_row) if columns else None
-            frames = functools.partial(self.frames_of, plot, first_id, last_id)
-            try:
-                at_end = _unpack(ends) if ends is not None else {}
-                summary = _unpack(summed) if summed is not None else None
-            except ProtocolError:
-                break
-            chunk = Chunk(
-                plot, since, first_row, count, first_id, last_id, box, at_end, read, frames, summary
-            )
-            chunks.append(chunk)
-        return chunks
-
-    def put_chunks(self, chunks: Sequence[NewChunk]) -> None:
-        """Store rows of append plots, in one transaction (and forget the chunks of their
-        plots' older data). Raises StoreError if they cannot be stored (the frames still
-        hold the rows)."""
-        rows = [
-            (c.plot, c.since, c.first_row, c.rows, c.first_id, c.last_id,
-             *(c.box if c.box is not None else (None, None, None, None)),
-             _pack(c.plot, c.ends) if c.ends else None,
-             _pack(c.plot, c.summary) if c.summary else None,
-             _pack(c.plot, c.columns) if c.columns is not None else None)
-            for c in chunks
-        ]  # fmt: skip
-        db = self._writer
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            for plot, since in {(c.plot, c.since) for c in chunks}:
-                db.execute("DELETE FROM chunks WHERE plot = ? AND since < ?", (plot, since))
-            db.executemany(
-                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._failed()
-            raise StoreError(f"cannot store rows of run {self.path.stem!r}: {exc}") from exc
-
-    def read_chunk(self, plot: str, since: int, first_row: int) -> dict[str, np.ndarray]:
-        """The columns of a stored chunk. Raises StoreError if it is gone or damaged."""
-        row = (
-            self._reader()
-            .execute(
-                "SELECT data FROM chunks WHERE plot = ? AND since = ? AND first_row = ?",
-                (plot, since, first_row),
-            )
-            .fetchone()
-        )
-        try:
-            if row is None:
-                raise ProtocolError("no such chunk")
-            return _unpack(row[0])
-        except ProtocolError as exc:
-            raise StoreError(
-                f"run {self.path.stem!r}: cannot read rows {first_row}+ of plot {plot!r}: {exc}"
-            ) from exc
-
-    def put_image(
-        self, plot: str, since: int, rows: int, view: Sequence[float], image: np.ndarray
-    ) -> None:
-        """Keep a plot's image of its first ``rows`` rows, drawn for ``view``, replacing the
-        one before. Raises StoreError if it cannot be stored."""
-        db = self._writer
-        try:
-            db.execute(
-                "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?)",
-                (plot, since, rows, json.dumps(list(view)), _pack(plot, {"image": image})),
-            )
-        except sqlite3.Error as exc:
-            self._failed()
-            raise StoreError(f"cannot store an image of plot {plot!r}: {exc}") from exc
-
-    def image(self, plot: str, since: int) -> tuple[int, list[float], np.ndarray] | None:
-        """The plot's kept image of its data since frame ``since``: (rows, view, image)."""
-        row = (
-            self._reader()
-            .execute(
-                "SELECT rows, view, image FROM images WHERE plot = ? AND since = ?", (plot, since)
-            )
-            .fetchone()
-        )
-        if row is None:
-            return None
-        try:
-            return row[0], json.loads(row[1]), _unpack(row[2])["image"]
-        except (ProtocolError, ValueError, KeyError):
-            return None  # damaged: drawn again
 
     def frames_of(self, plot: str, first: int, last: int) -> list[protocol.Frame]:
         """The plot's frames ``first`` to ``last``, which must all be there. Raises
@@ -629,7 +344,7 @@ class RunStore:
             return self._segments.read(place, files)
         except OSError:
             pass
-        row = self._reader().execute(f"SELECT {', '.join(_PLACE)} FROM frames WHERE id = ?",
+        row = self._reader().execute(f"SELECT {', '.join(PLACE_COLUMNS)} FROM frames WHERE id = ?",
                                      (frame_id,)).fetchone()  # fmt: skip
         try:
             if row is None or row[0] is None or Place(*row) == place:
@@ -650,19 +365,3 @@ class RunStore:
 _Row = tuple[
     int, float, "int | None", bytes, "int | None", "int | None", "int | None", "int | None"
 ]
-
-
-def _pack(plot: str, columns: Mapping[str, np.ndarray]) -> bytes:
-    """Named columns as one blob, in the wire format (a frame only the store reads)."""
-    names = list(columns)
-    arrays = tuple(np.ascontiguousarray(columns[k]) for k in names)
-    frame = protocol.Frame("plot", "chunk", "", 0, plot, {"columns": names}, arrays)
-    return protocol.encode(frame)
-
-
-def _unpack(data: bytes) -> dict[str, np.ndarray]:
-    frame = protocol.decode(data, protocol.TRUSTED_LIMITS)
-    names = frame.opts.get("columns")
-    if not isinstance(names, list) or len(names) != len(frame.arrays):
-        raise ProtocolError("a chunk's names do not match its columns")
-    return dict(zip(names, frame.arrays, strict=True))

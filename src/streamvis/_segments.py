@@ -17,12 +17,12 @@ import os
 import shutil
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ._errors import StoreError
 
-__all__ = ["SEGMENT_MAX", "SEGMENT_MIN", "Place", "Segments", "close_all"]
+__all__ = ["PLACE_COLUMNS", "SEGMENT_MAX", "SEGMENT_MIN", "Place", "Segments", "close_all"]
 
 SEGMENT_MIN = 4096  # frames of at least this many bytes go to a segment file
 SEGMENT_MAX = 256 * 2**20  # past this size a segment file is synced and a new one begun
@@ -38,6 +38,9 @@ class Place:
     pos: int
     size: int
     crc: int
+
+
+PLACE_COLUMNS = [f.name for f in fields(Place)]  # as a run database's frames keep them
 
 
 class Segments:
