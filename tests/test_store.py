@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamvis import _hub as hub_module
+from streamvis import _chunking as chunking_module
 from streamvis import _plotstate as plotstate_module
 from streamvis._chunks import Chunks
 from streamvis._errors import StreamvisError, UnknownPlot
@@ -464,7 +464,7 @@ def test_a_long_line_plot_restarts_from_its_stored_summaries_alone(
     tmp_path: Path, sender: Sender, small_chunks: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(envelope, "BUCKETS", 4)  # envelopes of 4 to 8 buckets...
-    for module in (hub_module, plotstate_module):  # ...from stored buckets of 16 rows
+    for module in (chunking_module, plotstate_module):  # ...from stored buckets of 16 rows
         monkeypatch.setattr(module, "SUMMARY_ROWS", 16)
     monkeypatch.setattr(plotstate_module, "BUCKETS", 4)
     ys = np.random.default_rng(0).normal(size=(1000, 3))

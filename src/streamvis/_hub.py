@@ -9,21 +9,17 @@ messages that queue up meanwhile in one transaction.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
-import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
-from ._chunks import Chunks, NewChunk
+from ._chunking import Chunking
+from ._chunks import Chunks
 from ._errors import StoreError, StreamvisError, UnknownPlot
-from ._plots.envelope import SUMMARY_ROWS, columns_of, summarize
-from ._plots.growing import Piece
-from ._plots.raster import Viewport, box_of_columns
-from ._plotstate import PlotState, chunk_mark
+from ._plots.raster import Viewport
 from ._runstore import RunStore
 from ._state import Admitted, RunState
 from ._store import Store
@@ -32,9 +28,6 @@ from ._writer import Done, Writer
 __all__ = ["Hub", "View"]
 
 log = logging.getLogger("streamvis.server")
-
-_ROWS_RETRY = 5.0  # seconds after a failure to store rows as chunks before trying again
-_CHUNKS_AT_ONCE, _CHUNKS_WAIT = 16, 0.25  # pieces stored together: this many, or this late
 
 
 class View(Protocol):
@@ -56,8 +49,11 @@ class Hub:
         self.loaded: asyncio.Future[None] | None = None  # done once the stored runs are read
         self._appenders: dict[str, Callable[[Sequence[Any]], None]] = {}
         self._unread: set[str] = set()  # stored runs that could not be read (locked, say)
-        self._rows_failed: dict[str, float] = {}  # run -> when to try storing its rows again
-        self._chunks: dict[str, list[tuple[NewChunk, PlotState, Piece, Any]]] = {}  # to store
+        self._chunking = (
+            Chunking(store, self._store_cache, self.runs.get, lambda: self._writer is not None)
+            if store is not None
+            else None
+        )
 
     def write_behind(self) -> None:
         """Store on a thread of its own from now on (call on the serving loop)."""
@@ -174,7 +170,8 @@ class Hub:
             try:
                 for admitted, _ in batch:
                     changed |= state.commit(admitted)
-                self._store_rows(run, state, changed)
+                if self._chunking is not None:
+                    self._chunking.store_rows(run, state, changed)
             except Exception:  # a bug of ours: what is stored stands, the replies still go
                 log.exception("applying stored frames of run %r failed", run)
             if changed:
@@ -197,67 +194,6 @@ class Hub:
                 finish(None)
         else:  # off the loop, and with the messages queued behind it, in one transaction
             writer.append(self._appender(run), list(zip(frames, ids, strict=True)), run, finish)
-
-    def _store_rows(self, run: str, state: RunState, names: set[str]) -> None:
-        """Store the sealed pieces of the append plots among ``names`` as chunks; once stored,
-        they leave memory (read back when a page needs them), and a restart reads them
-        instead of the frames they came from. A failure keeps them in memory, tried again
-        after a pause (the frames hold the rows: nothing is lost)."""
-        if self.store is None or time.monotonic() < self._rows_failed.get(run, 0.0):
-            return
-        for name in names:
-            plot = state.plots.get(name)
-            if plot is not None and plot.spec.append and plot.raw is None:
-                for piece in plot.data.unstored():
-                    self._store_piece(run, plot, piece)
-
-    def _store_piece(self, run: str, plot: PlotState, piece: Piece) -> None:
-        """Queue a sealed piece to be stored: a line plot's as columns (and summed up, for
-        a restart), other plots' as the ids of the frames that make it again."""
-        store, columns = self.store, piece.columns
-        assert store is not None and columns is not None
-        first_id, last_id, ends = chunk_mark(piece)
-        name, since, first = plot.name, plot.start_id, piece.first
-        runstore = store.open(run)
-        new = NewChunk(name, since, first, piece.rows, first_id, last_id, ends=ends)
-        read: Callable[[], Any]
-        if plot.spec.kind == "tandem_lines":
-            read = functools.partial(runstore.read_chunk, name, since, first)
-        else:
-            frames = functools.partial(runstore.frames_of, name, first_id, last_id)
-            read = plot.rows_of(frames, plot.data.before(piece), piece.rows)
-        self._chunks.setdefault(run, []).append((new, plot, piece, read))
-        if len(self._chunks[run]) >= _CHUNKS_AT_ONCE or self._writer is None:
-            self._put_chunks(run)
-        elif len(self._chunks[run]) == 1:
-            asyncio.get_running_loop().call_later(_CHUNKS_WAIT, self._put_chunks, run)
-
-    def _put_chunks(self, run: str) -> None:
-        """Store the run's queued pieces in one transaction; once stored, they leave memory
-        (their plot's bounds or envelope take them in first). If storing fails, they stay
-        and are handed out again after a pause."""
-        queued = self._chunks.pop(run, [])
-        if not queued or self.store is None:
-            return
-        store = self.store
-
-        pieces = [(new, plot.spec.kind == "tandem_lines", piece) for new, plot, piece, _ in queued]
-
-        def job() -> None:
-            store.open(run).put_chunks([_completed(*item) for item in pieces])
-
-        def stored() -> None:
-            state = self.runs.get(run)
-            for new, plot, piece, read in queued:
-                if state is not None and state.plots.get(new.plot) is plot:
-                    plot.settle()
-                    plot.data.spill(piece, read)
-
-        def failed() -> None:
-            for _, plot, piece, _ in queued:
-                plot.data.keep(piece)
-
-        self._store_cache(run, job, stored, failed)
 
     def keep_image(self, run: str, name: str) -> None:
         """Store the last image drawn of a big plot (it took long): a restarted server shows
@@ -335,7 +271,8 @@ class Hub:
                 return
             failed()
             log.warning("run %r: %s (its frames are stored: nothing is lost)", run, error)
-            self._rows_failed[run] = time.monotonic() + _ROWS_RETRY
+            if self._chunking is not None:
+                self._chunking.pause(run)
             if self._writer is not None:
                 self._writer.resume(("rows", run))
 
@@ -367,21 +304,6 @@ class Hub:
     def run_names(self) -> list[str]:
         """Every run the server holds, sorted."""
         return sorted(self.runs)
-
-
-def _completed(new: NewChunk, line: bool, piece: Piece) -> NewChunk:
-    """A queued piece with what the writer's thread works out: a line plot's columns and
-    their summary (what a restart reads instead), other plots' box."""
-    columns = piece.columns
-    assert columns is not None
-    if not line:
-        return dataclasses.replace(new, box=box_of_columns(columns))
-    summary = None
-    if piece.rows % SUMMARY_ROWS == 0:
-        x = columns["x"]
-        monotonic = bool(np.all(x[1:] >= x[:-1]))
-        summary = columns_of(summarize(columns, new.first_row, SUMMARY_ROWS), monotonic)
-    return dataclasses.replace(new, columns=columns, summary=summary)
 
 
 def _replayed(stored: RunStore, run: str, chunks: bool) -> tuple[RunState, int]:
