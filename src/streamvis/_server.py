@@ -35,6 +35,7 @@ from ._guard import Guard, is_loopback
 from ._hub import Hub
 from ._ingest import INGEST_PATH, Ingest
 from ._page.session import DocumentView
+from ._page.viewed import Viewed
 from ._runstore import DEFAULT_BUDGET
 from ._store import Store
 from ._web import GuardedTornado, RunsHandler
@@ -207,11 +208,9 @@ class StreamvisServer:
     def _make_document(self, doc: Document) -> None:
         context: Any = doc.session_context
         args = context.request.arguments if context is not None else {}
-        raw = args.get("run", [self.run_name.encode()])[0]
-        run = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         view = DocumentView(
             doc,
-            run,
+            Viewed.from_query(args, self.run_name),
             self.hub.runs.get,
             self.hub.run_names,
             self.update_interval,

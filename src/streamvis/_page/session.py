@@ -37,6 +37,7 @@ from .._plotstate import PlotState
 from .._state import RunState
 from .figures import make_figure, wants_webgl
 from .shows import Image, PlotView, follow, is_large, page_data, show_of
+from .viewed import Viewed
 
 __all__ = ["DocumentView"]
 
@@ -73,19 +74,21 @@ _READY_JS = _GPU_JS + "clock.text = `${clock.tags[0]} ${gpu} ready`;"
 
 
 class DocumentView:
-    """Shows run ``run`` in ``doc``; ``lookup`` returns the run's current state (or None)."""
+    """Shows what ``viewed`` asks for in ``doc``; ``lookup`` returns a run's current state
+    (or None)."""
 
     def __init__(
         self,
         doc: Document,
-        run: str,
+        viewed: Viewed,
         lookup: Callable[[str], RunState | None],
         runs: Callable[[], list[str]],
         interval: float,
         reading: Callable[[], bool] = lambda: False,
         keep_image: Callable[[str, str], None] = lambda run, plot: None,
     ) -> None:
-        self.doc, self.run, self.interval = doc, run, interval
+        self.doc, self.viewed, self.interval = doc, viewed, interval
+        self.run = viewed.run
         self._reading = reading
         self._keep_image = keep_image  # store a plot's last image (slow to draw) for restarts
         self._lookup, self._runs = lookup, runs
@@ -298,6 +301,8 @@ class DocumentView:
         else:
             children: list[Any] = []
             for name, cell in state.cells.items():
+                if not self.viewed.shows(name):
+                    continue
                 plot = state.plots.get(name)
                 fig, source = self._figure(name, cell, plot)
                 view = self._new_view(name, fig, source, plot)
@@ -318,10 +323,24 @@ class DocumentView:
             self.notify(drawing)
 
     def _header(self) -> str:
+        """The page's first line: the run, the runs it can switch to, and what of the view
+        asked for it cannot show yet (other runs beside this one, a past step)."""
         others = [r for r in self._runs() if r != self.run]
         links = ", ".join(f'<a href="/?run={html.escape(r)}">{html.escape(r)}</a>' for r in others)
-        text = f"<b>streamvis</b> &middot; run <b>{html.escape(self.run)}</b>"
-        return text + (f" &middot; other runs: {links}" if links else "")
+        text = f"<b>streamvis</b> &middot; run <b>{html.escape(self.run)}</b> &middot; live"
+        text += f" &middot; other runs: {links}" if links else ""
+        unshown = []
+        if len(self.viewed.runs) > 1:
+            unshown.append(
+                "runs side by side (" + ", ".join(map(html.escape, self.viewed.runs[1:])) + ")"
+            )
+        if self.viewed.step is not None:
+            unshown.append(f"step {self.viewed.step}")
+        if unshown:
+            text += f"<br>Not shown yet: {' and '.join(unshown)}; this page shows the live run."
+        if self.viewed.ignored:
+            text += "<br>Ignored in the address: " + html.escape(", ".join(self.viewed.ignored))
+        return text
 
 
 _drawing_thread: ThreadPoolExecutor | None = None

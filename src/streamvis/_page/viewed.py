@@ -1,0 +1,58 @@
+"""What a page views: which runs, which of their plots, and at which step (live, or a past
+one), read from its address. Pure: the session shows it, the hub sends it the runs' changes.
+
+``/?run=a&run=b&plot=loss&step=57`` views runs ``a`` and ``b``, only their plot ``loss``, at
+step 57. A page shows the first run today; comparing runs and moving through steps build on
+this (the other runs and the step are kept, and the page says what it cannot show yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+__all__ = ["Viewed"]
+
+
+@dataclass(frozen=True)
+class Viewed:
+    """Runs (at least one), the plots to show (None: every plot laid out), and the time
+    cursor (None: live, following the newest data; else the step to show)."""
+
+    runs: tuple[str, ...]
+    plots: frozenset[str] | None = None
+    step: int | None = None
+    ignored: tuple[str, ...] = ()  # parts of the address that mean nothing, to say so
+
+    @property
+    def run(self) -> str:
+        """The run a page shows."""
+        return self.runs[0]
+
+    @property
+    def live(self) -> bool:
+        return self.step is None
+
+    def shows(self, plot: str) -> bool:
+        """Whether the page shows plot ``plot`` (of any of its runs)."""
+        return self.plots is None or plot in self.plots
+
+    @classmethod
+    def from_query(cls, args: Mapping[str, Sequence[bytes | str]], default_run: str) -> Viewed:
+        """The view an address's query asks for (``run``, ``plot``, ``step``, each as often as
+        wanted; the last step counts). A step that is not a whole number is ignored, and
+        noted, so that a bad link still opens and says what was wrong with it."""
+        runs = tuple(dict.fromkeys(r for r in _texts(args.get("run", ())) if r))
+        plots = frozenset(p for p in _texts(args.get("plot", ())) if p) or None
+        steps, ignored = [], []
+        for text in _texts(args.get("step", ())):
+            if text.strip().lstrip("-").isdigit():
+                steps.append(int(text))
+            else:
+                ignored.append(f"step={text!r} (not a whole number)")
+        return cls(runs or (default_run,), plots, steps[-1] if steps else None, tuple(ignored))
+
+
+def _texts(values: Sequence[bytes | str]) -> list[str]:
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
