@@ -76,7 +76,8 @@ class Model:
 
 
 def send_step(client: Client, model: Model, step: int, arrays: dict[str, np.ndarray]) -> None:
-    """Send one training step's arrays: the seed's calls, exactly."""
+    """Send one training step's arrays: the seed's calls, exactly, each at this step."""
+    client.set_step(step)
     client.tandem_lines("loss", step, arrays["loss"], "Viridis256")
     client.scatter("rbf_centers", arrays["rbf_centers"], spatial_dim=1, append=False)
     client.scatter(

@@ -12,6 +12,7 @@ import atexit
 import logging
 import operator
 import os
+import time
 import uuid
 import weakref
 from collections.abc import Mapping
@@ -30,7 +31,7 @@ from ._errors import (
     ServerError,
     ShapeError,
 )
-from ._inputs import as_array, ingest_uri
+from ._inputs import MAX_STEP, as_array, check_step, ingest_uri, whole
 from ._protocol import DEFAULT_LIMITS, RESTORES_HEADER, WIRE_DTYPES, check_name
 from ._reports import ON_ERROR
 from ._specs import (
@@ -103,11 +104,14 @@ class Client:
     What the server refuses later is logged once as a warning and kept in :attr:`errors`;
     ``on_error="raise"`` raises it from the next call instead (after that call's own data
     is queued). A run deleted or cleared on the server, or laid out anew by another client,
-    gets this client's layout and figure settings again, and its plots go on. A plot's replace
-    (``append=False``) is sent at most once per ``replace_interval`` seconds: one made sooner
-    waits, and a later one takes its place (``flush`` and any other call to that plot send it
-    at once). No page shows more, and a loop replacing large arrays at 1000 steps/s would
-    otherwise send them all; ``0`` sends every one.
+    gets this client's layout and figure settings again, and its plots go on.
+
+    Every replace (``append=False``) is sent, so the run's history holds every step, up to
+    one per ``replace_interval`` (5 ms) per plot and as long as the link and the server keep
+    up; one made sooner, or still queued when the next replace of its plot comes, is folded
+    into it (latest wins), and the frame that goes says how many it stands for. (A loop
+    replacing a 256 KiB plot 1,000 times a second would otherwise spend a third of its own
+    speed sending them all.) ``flush`` and any other call to the plot send a waiting replace.
     """
 
     def __init__(
@@ -119,7 +123,7 @@ class Client:
         max_buffer_bytes: int = 512 * 2**20,
         max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes,
         exit_timeout: float = 10.0,
-        replace_interval: float = 0.03,
+        replace_interval: float = 0.005,
         on_error: Literal["warn", "raise"] = "warn",
     ) -> None:
         if on_error not in ON_ERROR:
@@ -130,6 +134,7 @@ class Client:
         self._strict = on_error == "raise"
         self._cells: dict[str, Cell] | None = None
         self._plots: dict[str, _PlotCall] = {}
+        self._step: int | None = None  # the step of calls that name none (set_step)
         self._closed = False
         token = token if token is not None else os.environ.get("STREAMVIS_TOKEN")
         self._transport = Transport(
@@ -199,14 +204,16 @@ class Client:
         color: ColorSpec | None = None,
         grid: GridSpec | None = None,
         fig_kwargs: Mapping[str, Any] | None = None,
+        step: int | None = None,
     ) -> None:
         """Plot every index combination of the non-spatial axes as one (x, y) point.
 
         Axis ``spatial_dim`` must have size 2. ``append=True`` adds the points to the plot,
-        ``append=False`` replaces them.
+        ``append=False`` replaces them. ``step`` is the training step they belong to (by
+        default the one :meth:`set_step` set, if any).
         """
         call: _Call = ("scatter", bool(append), spatial_dim, (), color, grid, None)
-        self._plot(name, call, fig_kwargs, as_array(data, "data"))
+        self._plot(name, call, fig_kwargs, step, as_array(data, "data"))
 
     def multi_lines(
         self,
@@ -219,10 +226,12 @@ class Client:
         color: ColorSpec | None = None,
         grid: GridSpec | None = None,
         fig_kwargs: Mapping[str, Any] | None = None,
+        step: int | None = None,
     ) -> None:
         """Plot one line per index combination of ``line_dims``; the other axes are its points.
 
         ``append=True`` extends every line with the new points; ``append=False`` replaces.
+        ``step`` is as for :meth:`scatter`.
         """
         if isinstance(line_dims, np.ndarray):
             line_dims = line_dims.tolist()
@@ -233,7 +242,7 @@ class Client:
         else:
             raise ArgumentError(f"line_dims must be an int or a tuple of ints, got {line_dims!r}")
         call: _Call = ("multi_lines", bool(append), spatial_dim, dims, color, grid, None)
-        self._plot(name, call, fig_kwargs, as_array(data, "data"))
+        self._plot(name, call, fig_kwargs, step, as_array(data, "data"))
 
     def tandem_lines(
         self,
@@ -243,8 +252,11 @@ class Client:
         palette: str = "Viridis256",
         *,
         fig_kwargs: Mapping[str, Any] | None = None,
+        step: int | None = None,
     ) -> None:
-        """Add the point (x, ys[k]) to line k, for each of the K values in ``ys``."""
+        """Add the point (x, ys[k]) to line k, for each of the K values in ``ys``. The
+        point's step is ``step`` if given, else ``x`` if it is a whole number (x is most
+        often the step), else the one :meth:`set_step` set."""
         if not isinstance(palette, str):
             raise ArgumentError(
                 f"palette must be a palette name like 'Viridis256', got {palette!r}"
@@ -253,7 +265,16 @@ class Client:
         call: _Call = ("tandem_lines", True, -1, (), None, None, palette)
         ys_array = as_array(ys, "ys")
         ys_array = ys_array.reshape(1) if ys_array.ndim == 0 else ys_array
-        self._plot(name, call, fig_kwargs, as_array(x, "x"), ys_array)
+        x_array = as_array(x, "x")
+        if step is None and x_array.size == 1:
+            step = whole(x_array)
+        self._plot(name, call, fig_kwargs, step, x_array, ys_array)
+
+    def set_step(self, step: int | None) -> None:
+        """Set the step of the calls from now on that name none (None: no step). A page
+        moves through a run by its steps; steps may go back (a run resumed from a
+        checkpoint), and every one is kept."""
+        self._step = None if step is None else check_step(step)
 
     def clear(self) -> None:
         """Delete the run's layout and data on the server; plots must be laid out again."""
@@ -267,9 +288,14 @@ class Client:
         name: str,
         call: _Call,
         fig_kwargs: Mapping[str, Any] | None,
+        step: int | None,
         *arrays: np.ndarray,
     ) -> None:
         self._check_open()
+        if step is None:
+            step = self._step
+        elif type(step) is not int or not -MAX_STEP <= step <= MAX_STEP:
+            step = check_step(step)
         check_in_layout(name, self._cells)
         shapes = tuple(map(_SHAPE, arrays))
         nbytes = sum(map(_NBYTES, arrays))
@@ -295,6 +321,8 @@ class Client:
                 replace=not call[1],
                 buffer=buffer,
                 nbytes=nbytes + _transport.ITEM_OVERHEAD,
+                made=time.time(),  # each frame says when it was made, and its step if it has
+                step=step,  # one: a page moves through the run by them
             )
         )
         if self._strict and self._transport.reports.pending:

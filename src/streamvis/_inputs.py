@@ -10,8 +10,11 @@ import numpy as np
 
 from ._errors import ArgumentError, DTypeError, ShapeError
 from ._protocol import DTYPES, INGEST_PATH, WIRE_DTYPES
+from ._specs import check_int
 
-__all__ = ["as_array", "ingest_uri"]
+__all__ = ["MAX_STEP", "as_array", "check_step", "ingest_uri", "whole"]
+
+MAX_STEP = 2**62  # steps are stored as SQLite integers (64 bits)
 
 _WIRE_DTYPES = frozenset(WIRE_DTYPES.values())
 
@@ -74,3 +77,18 @@ def ingest_uri(address: str) -> str:
         )
     path = parsed.path if parsed.path not in ("", "/") else INGEST_PATH
     return f"{schemes[scheme.lower()]}://{parsed.netloc}{path}"
+
+
+def check_step(step: object) -> int:
+    """A step as a plain int (numpy and torch integers too), else ArgumentError."""
+    return check_int(step, "step", -MAX_STEP, MAX_STEP)
+
+
+def whole(x: np.ndarray) -> int | None:
+    """A one-value array's value if it is a whole number (an int, or a float like 3.0)."""
+    value = x.item()
+    if type(value) is int and abs(value) <= MAX_STEP:
+        return value
+    if type(value) is float and value.is_integer() and abs(value) <= MAX_STEP:
+        return int(value)
+    return None

@@ -46,12 +46,14 @@ CREATE TABLE IF NOT EXISTS frames (
     seg INTEGER,                -- ...its bytes are in this segment file, at pos, with crc
     pos INTEGER,                --    (_segments.Place)
     size INTEGER,               -- the frame's bytes (none in databases of before segments)
-    crc INTEGER
+    crc INTEGER,
+    sent REAL                   -- when the client made it, by its clock, if it said
 );
 CREATE INDEX IF NOT EXISTS frames_by_plot ON frames (plot, id);
 CREATE INDEX IF NOT EXISTS frames_replacing ON frames (plot, id) WHERE replace;
 CREATE INDEX IF NOT EXISTS frames_setting_fig ON frames (plot, id) WHERE fig;
 CREATE INDEX IF NOT EXISTS frames_not_plots ON frames (op, id) WHERE op != 'plot';
+CREATE INDEX IF NOT EXISTS frames_by_step ON frames (plot, step, id) WHERE step IS NOT NULL;
 CREATE TABLE IF NOT EXISTS clients (cid TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS removed (seg INTEGER PRIMARY KEY);  -- segments nothing names now
 """
@@ -61,11 +63,13 @@ CREATE TABLE IF NOT EXISTS removed (seg INTEGER PRIMARY KEY);  -- segments nothi
 # fifth of their rate). The log is then cut back to this size if it grew past it.
 _LOG_BYTES = 64 * 2**20
 _INSERT = (
-    "INSERT INTO frames (id, op, plot, replace, fig, step, time, frame, seg, pos, size, crc) "
-    "VALUES "
+    "INSERT INTO frames (id, op, plot, replace, fig, step, time, frame, seg, pos, size, crc, "
+    "sent) VALUES "
 )
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_READ = "SELECT id, time, step, frame, seg, pos, size, crc FROM frames"  # rows for _stored
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_READ = "SELECT id, time, step, sent, frame, seg, pos, size, crc FROM frames"  # for _stored
+# Columns of frames that databases of earlier versions lack, added when one is opened.
+_ADDED = {**dict.fromkeys(PLACE_COLUMNS, "INTEGER"), "sent": "REAL"}
 _TROUBLE_PAGES = 8  # after a failed write, the log is copied into the database this often...
 _TROUBLE_SECONDS = 60.0  # ...for this long
 SEGMENTS = "-segments"  # the folder of a database's segment files: its name and this
@@ -77,9 +81,10 @@ class Stored:
     """A frame read back, with where it stands in its run's history."""
 
     id: int
-    time: float
+    time: float  # when the server received it
     step: int | None
     frame: protocol.Frame
+    sent: float | None = None  # when the client made it, by its clock
 
 
 class RunStore(ChunkTables, Retention):
@@ -98,9 +103,9 @@ class RunStore(ChunkTables, Retention):
         self._variables = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
         self._renew_caches()
         found = [row[1] for row in self._writer.execute("PRAGMA table_info(frames)")]
-        if found and "seg" not in found:  # a database of before segment files
-            for column in PLACE_COLUMNS:
-                self._writer.execute(f"ALTER TABLE frames ADD COLUMN {column} INTEGER")
+        for column, kind in _ADDED.items() if found else ():
+            if column not in found:
+                self._writer.execute(f"ALTER TABLE frames ADD COLUMN {column} {kind}")
         self._writer.executescript(_SCHEMA + CACHE_SCHEMA)
         self._forget_removed()
 
@@ -148,7 +153,7 @@ class RunStore(ChunkTables, Retention):
         rows: list[tuple[object, ...]] = []
         at = iter(places)
         for frame_id, frame, data in kept:
-            step = frame.opts.get("step")
+            step, sent = frame.opts.get("step"), frame.opts.get("time")
             place = next(at) if len(data) >= SEGMENT_MIN else None
             rows.append(
                 (
@@ -163,6 +168,7 @@ class RunStore(ChunkTables, Retention):
                     *((place.seg, place.pos) if place is not None else (None, None)),
                     len(data),
                     place.crc if place is not None else None,
+                    float(sent) if isinstance(sent, float | int) else None,
                 )
             )
         db = self._writer
@@ -301,6 +307,17 @@ class RunStore(ChunkTables, Retention):
         )
         return next(self._stored(rows), None)
 
+    def latest_at_step(self, plot: str, step: int) -> Stored | None:
+        """The plot's frame of the greatest step at or before ``step`` (the last to arrive,
+        if several have it: a run resumed from a checkpoint sends steps again); None if it
+        has none. Frames without a step are not found by step."""
+        rows = self._reader().execute(
+            f"{_READ} WHERE plot = ? AND step IS NOT NULL AND step <= ? "
+            "ORDER BY step DESC, id DESC LIMIT 1",
+            (plot, step),
+        )
+        return next(self._stored(rows), None)
+
     def frames(self, plot: str, first: int = 0, last: int | None = None) -> Iterator[Stored]:
         """The plot's frames with ids in ``[first, last]``, in order."""
         rows = self._reader().execute(
@@ -315,7 +332,7 @@ class RunStore(ChunkTables, Retention):
         damaged: list[int] = []
         files: dict[int, int] = {}
         try:
-            for frame_id, at, step, data, seg, pos, size, crc in rows:
+            for frame_id, at, step, sent, data, seg, pos, size, crc in rows:
                 try:
                     if seg is not None and pos is not None and size is not None:
                         data = self._payload(frame_id, Place(seg, pos, size, crc or 0), files)
@@ -324,7 +341,7 @@ class RunStore(ChunkTables, Retention):
                     log.debug("run %r: frame %d: %s", self.path.stem, frame_id, exc)
                     damaged.append(frame_id)
                     continue
-                yield Stored(frame_id, at, step, frame)
+                yield Stored(frame_id, at, step, frame, sent)
         finally:
             close_all(files)
         if damaged:
@@ -363,5 +380,13 @@ class RunStore(ChunkTables, Retention):
 
 
 _Row = tuple[
-    int, float, "int | None", bytes, "int | None", "int | None", "int | None", "int | None"
+    int,
+    float,
+    "int | None",
+    "float | None",
+    bytes,
+    "int | None",
+    "int | None",
+    "int | None",
+    "int | None",
 ]

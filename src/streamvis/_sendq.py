@@ -52,6 +52,8 @@ class Outgoing:
     nbytes: int = 0  # for buffer accounting: the arrays' bytes plus ITEM_OVERHEAD
     restore: bool = False  # resent after the server lost its plot's place
     restores: int = 0  # how often the server refused it for its place
+    made: float | None = None  # when the call was made (time.time()), sent as opts["time"]
+    step: int | None = None  # its step, sent as opts["step"]: added by the sender, not the call
 
     def __post_init__(self) -> None:
         if not self.nbytes:  # callers that know it pass it (with the overhead)
@@ -138,11 +140,14 @@ class SendQueue:
         if queued is None:
             return False
         self.buffered += item.nbytes - queued.nbytes
+        folded = int(queued.opts.get("folded", 0)) + 1  # replaces it stands for, besides itself
+        item.opts = {**item.opts, "folded": folded}
         if "fig" in queued.opts and "fig" not in item.opts:
             item.opts = {**item.opts, "fig": queued.opts["fig"]}
         if queued.buffer is not None:
             self.pool.give(queued.buffer)
         queued.opts, queued.arrays, queued.nbytes = item.opts, item.arrays, item.nbytes
+        queued.made, queued.step = item.made, item.step
         queued.buffer = item.buffer
         return True
 
@@ -303,6 +308,10 @@ class SendQueue:
             elif name in self._fig_due and name in self._figs:
                 opts = {**opts, "fig": self._figs[name]}
             self._fig_due.discard(name)
+        if item.made is not None:
+            opts = {**opts, "time": item.made}
+        if item.step is not None:
+            opts = {**opts, "step": item.step}
         return opts
 
     # -- answers -------------------------------------------------------------------------

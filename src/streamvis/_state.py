@@ -77,6 +77,7 @@ class RunState:
     _admitted: dict[str, int] = field(default_factory=dict)  # last seq admitted per client
     epoch: int = 0  # counts rollbacks: frames admitted before one are not stored
     next_id: int = 1  # the id the next frame admitted takes (ids only grow, gaps allowed)
+    folded: int = 0  # replaces clients folded into later ones before sending (fell behind)
 
     def _spec(self, frame: Frame) -> PlotSpec:
         """The frame's checked spec; a plot's frames mostly repeat the last one's options."""
@@ -209,6 +210,9 @@ class RunState:
         if frame.op != "plot" or admitted.spec is None:
             return set()
         assert frame.name is not None
+        folded = frame.opts.get("folded")
+        if type(folded) is int and folded > 0:
+            self.folded += folded
         spec, fig = admitted.spec, admitted.fig
         old = self.plots.get(frame.name)
         if old is not None and spec.append:

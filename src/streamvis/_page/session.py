@@ -329,6 +329,12 @@ class DocumentView:
         links = ", ".join(f'<a href="/?run={html.escape(r)}">{html.escape(r)}</a>' for r in others)
         text = f"<b>streamvis</b> &middot; run <b>{html.escape(self.run)}</b> &middot; live"
         text += f" &middot; other runs: {links}" if links else ""
+        state = self._lookup(self.run)
+        if state is not None and state.folded:
+            text += (
+                f"<br>{state.folded} replaces were folded into later ones before they were "
+                "sent: the link or the server fell behind, so their steps are not kept."
+            )
         unshown = []
         if len(self.viewed.runs) > 1:
             unshown.append(

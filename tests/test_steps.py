@@ -1,0 +1,115 @@
+"""Steps on every call: what a client says each frame's step is, and reading a run by step."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamvis import ArgumentError, Client
+from streamvis._server import StreamvisServer, serve_in_thread
+from test_durability import free_port
+
+
+@pytest.fixture
+def stored(tmp_path: Path) -> Iterator[StreamvisServer]:
+    """A persisting server on loopback (its runs in ``tmp_path``)."""
+    with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as server:
+        yield server
+
+
+def paced(client: Client) -> None:
+    """Wait until the server has what the client sent: a pace the link keeps up with."""
+    assert client.flush(timeout=10)
+
+
+def steps_of(server: StreamvisServer, plot: str) -> list[int | None]:
+    store = server.hub.store
+    assert store is not None
+    return [s.step for s in store.open("steps").frames(plot)]
+
+
+def test_each_call_sends_its_step_and_time(stored: StreamvisServer) -> None:
+    client = Client(f"127.0.0.1:{stored.ingest_port}", "steps", exit_timeout=5)
+    client.set_layout({"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)})
+    before = time.time()
+    client.tandem_lines("loss", 0, np.zeros(2))  # x is the step...
+    client.tandem_lines("loss", 1.0, np.zeros(2))  # ...a float too, if whole
+    client.tandem_lines("loss", 1.5, np.zeros(2))  # ...but not 1.5: no step
+    client.tandem_lines("loss", 2, np.zeros(2), step=20)  # unless it is given
+    client.scatter("pts", np.zeros((3, 2)), spatial_dim=1)  # no step set yet
+    paced(client)
+    client.set_step(np.int64(7))
+    client.scatter("pts", np.zeros((3, 2)), spatial_dim=1)
+    paced(client)
+    client.scatter("pts", np.zeros((3, 2)), spatial_dim=1, step=3)  # back: kept as sent
+    paced(client)
+    client.set_step(None)
+    client.scatter("pts", np.zeros((3, 2)), spatial_dim=1)
+    paced(client)
+    client.close()
+    assert steps_of(stored, "loss") == [0, 1, None, 20]
+    assert steps_of(stored, "pts") == [None, 7, 3, None]
+    store = stored.hub.store
+    assert store is not None
+    sent = [s.sent for s in store.open("steps").frames("loss")]
+    assert all(s is not None and before <= s <= time.time() for s in sent)
+
+
+@pytest.mark.parametrize("step", ["7", True, 1.5, 2**70])
+def test_a_step_that_is_not_an_int_is_refused_at_the_call(step: object) -> None:
+    client = Client("127.0.0.1:9", "steps", exit_timeout=0)  # nothing listens: it never sends
+    client.set_layout({"pts": (0, 0, 1, 1)})
+    with pytest.raises(ArgumentError, match="step must be"):
+        client.scatter("pts", np.zeros((3, 2)), spatial_dim=1, step=step)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match="step must be"):
+        client.set_step(step)  # type: ignore[arg-type]
+    client.close(timeout=0)
+
+
+def test_the_frame_at_a_step_is_the_latest_of_the_greatest_step_not_after_it(
+    stored: StreamvisServer,
+) -> None:
+    client = Client(f"127.0.0.1:{stored.ingest_port}", "steps", exit_timeout=5)
+    client.set_layout({"pts": (0, 0, 1, 1)})
+    sent = [*range(10), *range(5, 8)]  # resumed from a checkpoint at step 5
+    for n, step in enumerate(sent):
+        client.scatter("pts", np.full((2, 2), float(n)), spatial_dim=1, step=step)
+        paced(client)
+    client.close()
+    store = stored.hub.store
+    assert store is not None
+    run = store.open("steps")
+
+    def at(step: int) -> float | None:
+        found = run.latest_at_step("pts", step)
+        return None if found is None else float(found.frame.arrays[0][0, 0])
+
+    assert at(6) == 11  # the resumed run's step 6, not the first one's
+    assert at(9) == 9 and at(100) == 9  # the greatest step sent: before the rewind
+    assert at(3) == 3 and at(-1) is None
+
+
+def test_replaces_that_queue_up_fold_into_the_latest_and_the_run_counts_them(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    serving = functools.partial(serve_in_thread, ingest_port=port, bokeh_port=0, data_dir=tmp_path)
+    client = Client(f"127.0.0.1:{port}", "steps", exit_timeout=5)
+    try:
+        with serving():
+            client.set_layout({"pts": (0, 0, 1, 1)})
+            client.scatter("pts", np.zeros((2, 2)), spatial_dim=1, step=0)
+            paced(client)  # kept: the link kept up
+        for step in range(1, 40):  # the server is down: they queue up, and fold
+            client.scatter("pts", np.full((2, 2), float(step)), spatial_dim=1, step=step)
+        with serving() as again:
+            paced(client)
+            assert steps_of(again, "pts") == [0, 39]
+            assert again.hub.runs["steps"].folded == 38  # each replace that did not go
+    finally:
+        client.close(timeout=1)
