@@ -147,7 +147,7 @@ def phase(
         with _common.ServerProcess(RUN) as server:
             client = Client(server.address, RUN, exit_timeout=30)
             try:
-                model = swissroll.Model()
+                model = swissroll.Synthetic()
                 client.set_layout(swissroll.LAYOUT)
                 send_step(client, model, 0, [], send)
                 if not client.flush(timeout=30):

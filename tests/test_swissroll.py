@@ -35,7 +35,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def expected_last_arrays() -> dict[str, np.ndarray]:
-    model = swissroll.Model()  # the same calls, in the same order, as swissroll.run
+    model = swissroll.Synthetic()  # the same calls, in the same order, as swissroll.run
     for step in range(STEPS):
         arrays = model.step(step)
         if step == 0:
@@ -71,7 +71,7 @@ def test_swissroll_dashboard(
     client = connect("swissroll")
     page = browser()
     page.open(f"http://127.0.0.1:{server.bokeh_port}/?run=swissroll")
-    swissroll.run(client, STEPS)
+    swissroll.run(client, STEPS, model=swissroll.Synthetic())
     assert client.flush(timeout=30)
     expected = expected_last_arrays()
 
@@ -158,3 +158,21 @@ def test_make_demo_prints_a_url_where_plots_update(browser: Callable[[], Page]) 
     finally:
         demo.send_signal(signal.SIGINT)
         assert demo.wait(30) == 0
+
+
+def test_the_example_trains_a_real_model_that_learns_the_swiss_roll() -> None:
+    model = swissroll.Diffusion()
+    rng = np.random.default_rng(1)
+    roll = swissroll.swissroll(4000, rng)
+
+    def miss() -> float:  # how far samples drawn from noise land from the roll, on average
+        drawn = model.samples()[:, -1]
+        return float(np.sqrt(((drawn[:, None] - roll[None]) ** 2).sum(-1).min(1)).mean())
+
+    first = model.step(0)
+    for step in range(1, 600):
+        last = model.step(step)
+    assert last["loss"].mean() < 0.7 * first["loss"].mean()
+    gaussian = np.sqrt(((rng.normal(size=(1000, 1, 2)) - roll[None]) ** 2).sum(-1).min(1)).mean()
+    assert miss() < gaussian  # closer than noise itself: it learned the shape
+    assert last["mu"].shape == (400, 40, 2, 2) and last["mu_alphas"].shape == (40, 32, 2)
