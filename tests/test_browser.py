@@ -161,14 +161,14 @@ def test_an_address_can_ask_for_some_plots_and_says_what_it_cannot_show_yet(
     client.tandem_lines("loss", 0, np.zeros(2))
     client.scatter("pts", np.zeros((4, 2)), spatial_dim=1)
     assert client.flush(timeout=10)
-    page = shows(browser(), server, "?run=test&plot=pts&step=x7&step=57")
+    page = shows(browser(), server, "?run=test&run=other&plot=pts&step=x7&step=57")
     names = "Bokeh.documents[0].get_model_by_name"
     assert page.wait_for(f"{names}('pts:figure') !== null")
     assert page.js(f"return {names}('loss:figure') === null")  # only the plot asked for
     header = page.wait_for(f"{names}('streamvis:header').text")
-    assert (
-        "Not shown yet: step 57" in header and "step=&#x27;x7&#x27; (not a whole number)" in header
-    )
+    assert "Not shown yet: runs side by side (other)" in header
+    assert "step=&#x27;x7&#x27; (not a whole number)" in header
+    assert "keeps no history" in header  # this server runs in memory: no step 57 to show
 
 
 def test_new_fig_kwargs_rebuild_the_figure_on_an_open_page(

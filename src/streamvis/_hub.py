@@ -328,6 +328,7 @@ def _replayed(stored: RunStore, run: str, chunks: bool) -> tuple[RunState, int]:
             x0, x1, y0, y1, width, height = kept[1]
             plot.last_image = (kept[0], Viewport(x0, x1, y0, y1, int(width), int(height)), kept[2])
     state.next_id = max(state.next_id, stored.last_id() + 1)
+    state.take_steps(stored.step_range(state.plots))
     state.merge_seqs(stored.last_seqs())
     return state, count
 

@@ -22,6 +22,7 @@ from ._plots.columns import (
     Columns,
     Extent,
     LineEnds,
+    color_levels,
     plot_columns,
 )
 from ._plots.envelope import (
@@ -48,10 +49,11 @@ from ._plots.raster import (
 from ._protocol import Frame
 from ._specs import (
     PlotSpec,
+    data_shape,
     normalize,
 )
 
-__all__ = ["PlotState", "StoredRows", "chunk_mark"]
+__all__ = ["PlotState", "StoredRows", "at_step", "chunk_mark", "replaced"]
 
 log = logging.getLogger("streamvis.server")
 
@@ -338,3 +340,39 @@ def chunk_mark(piece: Piece) -> tuple[int, int, dict[str, np.ndarray]]:
         last_id,
         {"xy": ends.xy} | ({"c": ends.color} if ends.color is not None else {}),
     )
+
+
+def replaced(
+    name: str,
+    old: PlotState | None,
+    spec: PlotSpec,
+    arrays: tuple[np.ndarray, ...],
+    frame_id: int,
+    generation: int | None = None,
+) -> PlotState:
+    """The plot a replace frame makes of ``old`` (None: a new plot): its figure settings
+    kept, its figure built anew if the glyph changes; ``generation`` as given, else the
+    next one."""
+    plot = PlotState(
+        name=name,
+        spec=spec,
+        fig_kwargs=old.fig_kwargs if old is not None else {},
+        raw=arrays,
+        was_rasterized=old is not None and old.rasterized,
+        levels=color_levels(arrays[0].shape, spec),
+        lines=arrays[1].shape[0] if spec.kind == "tandem_lines" else 0,
+        shape=data_shape(spec, arrays),
+        version=old.version if old is not None else 0,
+        generation=generation if generation is not None else old.generation + 1 if old else 0,
+        start_id=frame_id,
+    )
+    if old is not None and plot.glyph_key != old.glyph_key:
+        plot.version += 1
+    return plot
+
+
+def at_step(live: PlotState, frame: Frame, frame_id: int) -> PlotState:
+    """``live`` as a stored replace ``frame`` of it left it: what a page at that frame's
+    step shows. Its generation is the frame's id, negated: no live replace has it."""
+    spec = normalize(PlotSpec.from_wire(frame.opts), [a.shape for a in frame.arrays])
+    return replaced(live.name, live, spec, frame.arrays, frame_id, generation=-frame_id)

@@ -226,6 +226,17 @@ class RunStore(ChunkTables, Retention):
         """The last sequence number stored of each client, to recognise what it resends."""
         return dict(self._reader().execute("SELECT cid, seq FROM clients"))
 
+    def step_range(self, plots: Iterable[str]) -> tuple[int, int] | None:
+        """The least and greatest step of the frames of ``plots`` (None if none has one)."""
+        low = high = None
+        query = "SELECT min(step), max(step) FROM frames WHERE plot = ? AND step IS NOT NULL"
+        for plot in plots:  # by index: each plot's ends of its steps
+            first, last = self._reader().execute(query, (plot,)).fetchone()
+            if first is not None:
+                low = first if low is None else min(low, first)
+                high = last if high is None else max(high, last)
+        return None if low is None or high is None else (int(low), int(high))
+
     def last_id(self) -> int:
         """The id of the run's latest frame (0 if none): later frames are numbered above."""
         (last,) = self._reader().execute("SELECT coalesce(max(id), 0) FROM frames").fetchone()

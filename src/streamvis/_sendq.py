@@ -52,8 +52,8 @@ class Outgoing:
     nbytes: int = 0  # for buffer accounting: the arrays' bytes plus ITEM_OVERHEAD
     restore: bool = False  # resent after the server lost its plot's place
     restores: int = 0  # how often the server refused it for its place
-    made: float | None = None  # when the call was made (time.time()), sent as opts["time"]
-    step: int | None = None  # its step, sent as opts["step"]: added by the sender, not the call
+    made: float | None = None  # when the call was made (time.time()), and its step: sent as
+    step: int | None = None  # opts "time" and "step", added by the sender, not the call
 
     def __post_init__(self) -> None:
         if not self.nbytes:  # callers that know it pass it (with the overhead)
@@ -308,11 +308,9 @@ class SendQueue:
             elif name in self._fig_due and name in self._figs:
                 opts = {**opts, "fig": self._figs[name]}
             self._fig_due.discard(name)
-        if item.made is not None:
-            opts = {**opts, "time": item.made}
-        if item.step is not None:
-            opts = {**opts, "step": item.step}
-        return opts
+        if item.made is None:
+            return opts
+        return {**opts, "time": item.made} | ({} if item.step is None else {"step": item.step})
 
     # -- answers -------------------------------------------------------------------------
 

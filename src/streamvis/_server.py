@@ -36,7 +36,7 @@ from ._hub import Hub
 from ._ingest import INGEST_PATH, Ingest
 from ._page.session import DocumentView
 from ._page.viewed import Viewed
-from ._runstore import DEFAULT_BUDGET
+from ._runstore import DEFAULT_BUDGET, Stored
 from ._store import Store
 from ._web import GuardedTornado, RunsHandler
 
@@ -205,6 +205,11 @@ class StreamvisServer:
         """Whether the stored runs are still being read."""
         return self.hub.loaded is not None and not self.hub.loaded.done()
 
+    def _history(self, run: str, plot: str, step: int) -> Stored | None:
+        """A plot's frame at ``step``, from the store (on the drawing thread)."""
+        store = self.hub.store
+        return store.open(run).latest_at_step(plot, step) if store is not None else None
+
     def _make_document(self, doc: Document) -> None:
         context: Any = doc.session_context
         args = context.request.arguments if context is not None else {}
@@ -216,6 +221,7 @@ class StreamvisServer:
             self.update_interval,
             self._reading,
             self.hub.keep_image,
+            self._history if self.hub.store is not None else None,
         )
         self.hub.attach(view)
         doc.on_session_destroyed(lambda _context: self.hub.detach(view))

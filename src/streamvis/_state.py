@@ -11,10 +11,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import ArgumentError, UnknownPlot
-from ._plots.columns import (
-    color_levels,
-)
-from ._plotstate import PlotState
+from ._plotstate import PlotState, replaced
 from ._protocol import Frame
 from ._specs import (
     Cell,
@@ -78,6 +75,7 @@ class RunState:
     epoch: int = 0  # counts rollbacks: frames admitted before one are not stored
     next_id: int = 1  # the id the next frame admitted takes (ids only grow, gaps allowed)
     folded: int = 0  # replaces clients folded into later ones before sending (fell behind)
+    steps: tuple[int, int] | None = None  # the least and greatest step of its frames, if any
 
     def _spec(self, frame: Frame) -> PlotSpec:
         """The frame's checked spec; a plot's frames mostly repeat the last one's options."""
@@ -210,9 +208,11 @@ class RunState:
         if frame.op != "plot" or admitted.spec is None:
             return set()
         assert frame.name is not None
-        folded = frame.opts.get("folded")
+        folded, step = frame.opts.get("folded"), frame.opts.get("step")
         if type(folded) is int and folded > 0:
             self.folded += folded
+        if type(step) is int:
+            self.take_steps((step, step))
         spec, fig = admitted.spec, admitted.fig
         old = self.plots.get(frame.name)
         if old is not None and spec.append:
@@ -225,6 +225,12 @@ class RunState:
             plot.version += 1
         return {frame.name}
 
+    def take_steps(self, steps: tuple[int, int] | None) -> None:
+        """Widen the run's range of steps to take in ``steps``."""
+        if steps is not None:
+            low, high = steps if self.steps is None else self.steps
+            self.steps = (min(low, steps[0]), max(high, steps[1]))
+
     def _replace(
         self,
         name: str,
@@ -233,19 +239,4 @@ class RunState:
         arrays: tuple[np.ndarray, ...],
         frame_id: int,
     ) -> None:
-        plot = PlotState(
-            name=name,
-            spec=spec,
-            fig_kwargs=old.fig_kwargs if old is not None else {},
-            raw=arrays,
-            was_rasterized=old is not None and old.rasterized,
-            levels=color_levels(arrays[0].shape, spec),
-            lines=arrays[1].shape[0] if spec.kind == "tandem_lines" else 0,
-            shape=data_shape(spec, arrays),
-            version=old.version if old is not None else 0,
-            generation=old.generation + 1 if old is not None else 0,
-            start_id=frame_id,
-        )
-        if old is not None and plot.glyph_key != old.glyph_key:
-            plot.version += 1
-        self.plots[name] = plot
+        self.plots[name] = replaced(name, old, spec, arrays, frame_id)

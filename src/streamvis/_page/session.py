@@ -18,6 +18,7 @@ long the updates carrying them took, so the small plots beside them stay live.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import threading
@@ -30,13 +31,17 @@ from bokeh.document import Document
 from bokeh.events import DocumentReady
 from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, CustomJS, GridBox
+from bokeh.models.annotations import Span
 from bokeh.models.widgets import Div
 
 from .._pageclock import PageClock
 from .._plotstate import PlotState
+from .._runstore import Stored
 from .._state import RunState
 from .figures import make_figure, wants_webgl
+from .history import PastPlots
 from .shows import Image, PlotView, follow, is_large, page_data, show_of
+from .timeline import Timeline
 from .viewed import Viewed
 
 __all__ = ["DocumentView"]
@@ -86,6 +91,7 @@ class DocumentView:
         interval: float,
         reading: Callable[[], bool] = lambda: False,
         keep_image: Callable[[str, str], None] = lambda run, plot: None,
+        history: Callable[[str, str, int], Stored | None] | None = None,
     ) -> None:
         self.doc, self.viewed, self.interval = doc, viewed, interval
         self.run = viewed.run
@@ -102,7 +108,33 @@ class DocumentView:
         self._clock.js_on_change("tags", CustomJS(args=dict(clock=self._clock), code=_ECHO_JS))
         self._clock.on_change("text", self._on_echo)
         doc.js_on_event(DocumentReady, CustomJS(args=dict(clock=self._clock), code=_READY_JS))
+        self._timeline = Timeline(viewed.step, self._moved)
+        doc.js_on_event(DocumentReady, self._timeline.keys)
+        read = functools.partial(history, self.run) if history is not None else None
+        self._past = PastPlots(read, self._off_loop_then, self.notify)
+        self._cursors: dict[str, Span] = {}  # line plots' mark of the step shown
         self._rebuild()
+
+    def _moved(self, step: int | None) -> None:
+        """The person moved the time control: show every plot at ``step`` (None: live)."""
+        for span in self._cursors.values():
+            span.update(location=step if step is not None else 0, visible=step is not None)
+        self.notify(set(self._views))
+
+    def _shown(self, state: RunState, name: str) -> PlotState | None:
+        """The plot the page shows at its step (None: not read yet, or no such plot)."""
+        live = state.plots.get(name)
+        return None if live is None else self._past.at(name, live, self._timeline.cursor)
+
+    def _off_loop_then(self, work: Callable[[], Any], then: Callable[[Any], None]) -> None:
+        """Run ``work`` on the drawing thread, then ``then`` on the document's thread with
+        its result, or the exception it raised."""
+
+        def finished(done: Future[Any]) -> None:
+            error = done.exception()
+            self.call_soon(lambda: then(error if error is not None else done.result()))
+
+        _drawer().submit(work).add_done_callback(finished)
 
     def notify(self, names: set[str]) -> None:
         """Mark plots as changed ('' = the layout); schedule one batched update."""
@@ -176,6 +208,7 @@ class DocumentView:
         if "" in dirty or state is None:
             self._rebuild()
             return []
+        self._timeline.follow(state.steps)
         changed, large = False, []
         for name in dirty:
             try:
@@ -195,12 +228,12 @@ class DocumentView:
         """Bring one plot up to date, as its representation does (:mod:`shows`); a plot
         whose figure changed gets a new one first. Returns None if it sent something, 0
         if there was nothing to send, or the seconds after which a large replace may go."""
-        plot = state.plots.get(name)
+        plot = self._shown(state, name)
         view = self._views.get(name)
         if plot is None or view is None or state.cells is None:
             return 0
         if view.source is None or view.version != plot.version:
-            view = self._replace_figure(state, name)
+            view = self._replace_figure(state, name, plot)
         wait: float | None = show_of(plot).sync(self, name, view, plot, now)
         return wait
 
@@ -210,7 +243,8 @@ class DocumentView:
 
     def keep_image(self, name: str) -> None:
         """Store the plot's last image, slow to draw, for a restarted server to show."""
-        self._keep_image(self.run, name)
+        if self._timeline.cursor is None:  # of the live plot only
+            self._keep_image(self.run, name)
 
     def call_soon(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the document's thread (from any thread)."""
@@ -252,10 +286,9 @@ class DocumentView:
 
         self.call_soon(take)
 
-    def _replace_figure(self, state: RunState, name: str) -> PlotView:
+    def _replace_figure(self, state: RunState, name: str, plot: PlotState) -> PlotView:
         assert state.cells is not None and self._grid is not None
         cell = state.cells[name]
-        plot = state.plots.get(name)
         fig, source = self._figure(name, cell, plot)
         previous = self._views[name]
         old = previous.retire()
@@ -267,8 +300,18 @@ class DocumentView:
         return self._views[name]
 
     def _figure(self, name: str, cell: Any, plot: PlotState | None) -> tuple[Any, Any]:
+        """A new figure of ``plot``, with its data; a line plot's marks the step shown."""
         data = page_data(plot) if plot is not None else None
-        return make_figure(name, cell, plot, data, self._gpu)
+        fig, source = make_figure(name, cell, plot, data, self._gpu)
+        if plot is not None and plot.spec.kind == "tandem_lines":
+            step = self._timeline.cursor
+            span = Span(
+                location=step or 0, dimension="height", visible=step is not None,
+                line_dash="dashed", line_color="#555555", name=f"{name}:cursor",
+            )  # fmt: skip
+            fig.add_layout(span)
+            self._cursors[name] = span
+        return fig, source
 
     def _new_view(
         self, name: str, fig: Any, source: ColumnDataSource | None, plot: PlotState | None
@@ -303,7 +346,8 @@ class DocumentView:
             for name, cell in state.cells.items():
                 if not self.viewed.shows(name):
                     continue
-                plot = state.plots.get(name)
+                live = state.plots.get(name)
+                plot = live and (self._past.at(name, live, self._timeline.cursor) or live)
                 fig, source = self._figure(name, cell, plot)
                 view = self._new_view(name, fig, source, plot)
                 if plot is not None:
@@ -314,7 +358,7 @@ class DocumentView:
                 self._views[name] = view
                 children.append((fig, *cell))
             self._grid = GridBox(children=children, name="streamvis:grid")
-            root = column(header, self._grid)
+            root = column(header, self._timeline.model, self._grid)
         self.doc.clear()
         self.doc.title = f"streamvis: {self.run}"
         self.doc.add_root(root)
@@ -340,10 +384,10 @@ class DocumentView:
             unshown.append(
                 "runs side by side (" + ", ".join(map(html.escape, self.viewed.runs[1:])) + ")"
             )
-        if self.viewed.step is not None:
-            unshown.append(f"step {self.viewed.step}")
         if unshown:
-            text += f"<br>Not shown yet: {' and '.join(unshown)}; this page shows the live run."
+            text += f"<br>Not shown yet: {' and '.join(unshown)}; this page shows the first run."
+        if self.viewed.step is not None and self._past.blind:
+            text += "<br>This server keeps no history (--no_persist): the page shows it live."
         if self.viewed.ignored:
             text += "<br>Ignored in the address: " + html.escape(", ".join(self.viewed.ignored))
         return text

@@ -1,0 +1,68 @@
+"""The time axis in a real browser: a page at a step shows that step's frames, moves through
+steps with its controls, and returns to live."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from browser import Page
+from streamvis import Client
+from streamvis._server import StreamvisServer, serve_in_thread
+
+MODEL = "Bokeh.documents[0].get_model_by_name"
+PTS_X = f"(() => {{ const d = {MODEL}('pts'); return d && Array.from(d.data.x); }})()"
+
+
+@pytest.fixture
+def stored(tmp_path: Path) -> Iterator[StreamvisServer]:
+    """A persisting server: its runs' history is there to move through."""
+    with serve_in_thread(
+        ingest_port=0, bokeh_port=0, run_name="steps", data_dir=tmp_path, update_interval=0.02
+    ) as server:
+        yield server
+
+
+def send(client: Client, step: int) -> None:
+    client.tandem_lines("loss", step, np.full(2, float(step)))
+    client.scatter("pts", np.full((3, 2), float(step)), spatial_dim=1, step=step)
+    assert client.flush(timeout=10)  # at a pace the link keeps up with: every step kept
+
+
+def shows_step(page: Page, step: int) -> None:
+    """Wait until the replace plot shows what was sent at ``step``."""
+    page.wait_for(f"JSON.stringify({PTS_X}) === JSON.stringify(arguments[0])", [step] * 3)
+
+
+def test_a_page_at_a_step_shows_it_moves_through_steps_and_returns_to_live(
+    stored: StreamvisServer, browser: Callable[[], Page]
+) -> None:
+    with Client(f"127.0.0.1:{stored.ingest_port}", "steps", exit_timeout=5) as client:
+        client.set_layout({"pts": (0, 0, 1, 1), "loss": (0, 1, 1, 1)})
+        for step in range(10):
+            send(client, step)
+        page = browser()
+        page.open(f"http://127.0.0.1:{stored.bokeh_port}/?run=steps&step=4")
+        shows_step(page, 4)  # step 4's frame, not the latest
+        status = page.wait_for(f"{MODEL}('streamvis:status').text.includes('5 steps')")
+        assert status and page.js(f"return {MODEL}('streamvis:live').active") is False
+        assert page.js(f"return {MODEL}('loss:cursor').location") == 4  # the line plot's mark
+        assert page.js("return window.location.search").endswith("step=4")
+
+        page.driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
+        shows_step(page, 5)  # the arrow key: a step on
+        page.wait_for("window.location.search.endsWith('step=5')")  # the address follows
+        page.js(f"const s = {MODEL}('streamvis:step'); s.value = 2; s.value_throttled = 2;")
+        shows_step(page, 2)  # the slider dragged back
+
+        page.js(f"{MODEL}('streamvis:live').active = true;")
+        shows_step(page, 9)  # live again: the latest...
+        send(client, 10)
+        shows_step(page, 10)  # ...and what comes next
+        assert "step=" not in page.js("return window.location.search")
+        assert page.js(f"return {MODEL}('loss:cursor').visible") is False
