@@ -29,6 +29,7 @@ class PastPlots:
         self._read, self._submit, self._changed = read, submit, changed
         self._plots: dict[str, tuple[int, PlotState]] = {}  # name -> (step, plot then)
         self._reading: dict[str, int] = {}  # name -> the step being read
+        self._wanted: dict[str, tuple[int, PlotState]] = {}  # to read: its step, live plot
 
     @property
     def blind(self) -> bool:
@@ -38,29 +39,49 @@ class PastPlots:
     def at(self, name: str, live: PlotState, step: int | None) -> PlotState | None:
         """What the page shows of plot ``name`` at ``step`` (None: live): ``live`` itself
         when live, for an append plot, or without a store; the plot as the stored frame
-        left it once read; None while it is being read (the page keeps what it shows)."""
+        left it once read; None while it is to be read (:meth:`start`) or being read (the
+        page keeps what it shows)."""
         if step is None or live.spec.append or self._read is None:
             return live
         found = self._plots.get(name)
         if found is not None and found[0] == step:
             return found[1]
         if self._reading.get(name) != step:
-            self._reading[name] = step
-            self._start(name, live, step)
+            self._wanted[name] = (step, live)
         return None
 
-    def _start(self, name: str, live: PlotState, step: int) -> None:
+    def start(self) -> None:
+        """Read what :meth:`at` lacked since the last call, in one job: a step's plots come
+        together, in one update of the page."""
+        wanted, self._wanted = self._wanted, {}
         read = self._read
-        assert read is not None
+        if not wanted or read is None:
+            return
+        self._reading.update({name: step for name, (step, _) in wanted.items()})
 
-        def done(result: Any) -> None:  # on the loop
-            if self._reading.get(name) != step:
-                return  # the page moved on meanwhile
-            del self._reading[name]
-            # None then, or unreadable (the store reports it): the plot as it is now.
-            stored = isinstance(result, Stored)
-            plot = at_step(live, result.frame, result.id) if stored else live
-            self._plots[name] = (step, plot)
-            self._changed({name})
+        def work() -> dict[str, Stored | Exception | None]:  # on the drawing thread
+            found: dict[str, Stored | Exception | None] = {}
+            for name, (step, _) in wanted.items():
+                try:
+                    found[name] = read(name, step)
+                except Exception as exc:  # unreadable: reported by the store
+                    found[name] = exc
+            return found
 
-        self._submit(lambda: read(name, step), done)
+        def done(found: Any) -> None:  # on the loop
+            changed = set()
+            for name, (step, live) in wanted.items():
+                if self._reading.get(name) != step:
+                    continue  # the page moved on meanwhile
+                del self._reading[name]
+                result = found.get(name) if isinstance(found, dict) else found
+                # None then, or unreadable: the plot as it is now.
+                plot = live
+                if isinstance(result, Stored):
+                    plot = at_step(live, result.frame, result.id)
+                self._plots[name] = (step, plot)
+                changed.add(name)
+            if changed:
+                self._changed(changed)
+
+        self._submit(work, done)

@@ -222,6 +222,7 @@ class DocumentView:
                     large.append(name)
             elif wait > 0:
                 self.clock.defer(name, wait, now)
+        self._past.start()  # the plots this update could not show yet, at the page's step
         return large if changed else None
 
     def _sync(self, state: RunState, name: str, now: float) -> float | None:
@@ -236,6 +237,11 @@ class DocumentView:
             view = self._replace_figure(state, name, plot)
         wait: float | None = show_of(plot).sync(self, name, view, plot, now)
         return wait
+
+    @property
+    def live(self) -> bool:
+        """Whether the page follows the newest data (not a step the person chose)."""
+        return self._timeline.cursor is None
 
     def is_current(self, name: str, view: PlotView) -> bool:
         """Whether ``view`` is still the page's figure of plot ``name``."""
@@ -365,6 +371,7 @@ class DocumentView:
         self.doc.add_root(self._clock)
         if drawing:
             self.notify(drawing)
+        self._past.start()
 
     def _header(self) -> str:
         """The page's first line: the run, the runs it can switch to, and what of the view

@@ -102,6 +102,9 @@ class Page(Protocol):
     run: str
     clock: PageClock
 
+    @property
+    def live(self) -> bool: ...  # following the newest data: large replaces are spaced then
+
     def notify(self, names: set[str]) -> None: ...
     def off_loop(self, name: str, view: PlotView, work: Callable[[], Any], keep: bool) -> None: ...
     def call_soon(self, callback: Callable[[], None]) -> None: ...
@@ -134,7 +137,7 @@ class Points:
             view.caught_up(plot, self.first(view, plot), now)
             return None
         if view.generation != plot.generation:  # a replace
-            wait = view.replace_wait(now)
+            wait = view.replace_wait(now) if page.live else 0.0
             if is_large(plot) and wait > 0:
                 return wait
             shown = self.showing(view, plot)
@@ -246,7 +249,7 @@ class Image(Points):
         unsized = page_frame(view.figure, view.source.data).pixels is None
         if unsized and now - view.created < SIZE_WAIT and not sent:
             return view.created + SIZE_WAIT - now  # its size comes with its first paint
-        wait = view.replace_wait(now)
+        wait = view.replace_wait(now) if page.live else 0.0
         if view.shown is not None and wanted[:2] != view.shown[:2] and wait > 0:
             if not sent:
                 return wait
