@@ -92,6 +92,8 @@ def test_the_frame_at_a_step_is_the_latest_of_the_greatest_step_not_after_it(
     assert at(6) == 11  # the resumed run's step 6, not the first one's
     assert at(9) == 9 and at(100) == 9  # the greatest step sent: before the rewind
     assert at(3) == 3 and at(-1) is None
+    run_state = stored.hub.runs["steps"]
+    assert (run_state.rewinds, run_state.rewound, run_state.steps) == (1, (9, 5), (0, 9))
 
 
 def test_replaces_that_queue_up_fold_into_the_latest_and_the_run_counts_them(

@@ -66,3 +66,19 @@ def test_a_page_at_a_step_shows_it_moves_through_steps_and_returns_to_live(
         shows_step(page, 10)  # ...and what comes next
         assert "step=" not in page.js("return window.location.search")
         assert page.js(f"return {MODEL}('loss:cursor').visible") is False
+
+
+def test_a_page_says_when_steps_went_back(
+    stored: StreamvisServer, browser: Callable[[], Page]
+) -> None:
+    with Client(f"127.0.0.1:{stored.ingest_port}", "steps", exit_timeout=5) as client:
+        client.set_layout({"pts": (0, 0, 1, 1), "loss": (0, 1, 1, 1)})
+        for step in [*range(6), 3, 4]:  # resumed from a checkpoint at step 3
+            send(client, step)
+        page = browser()
+        page.open(f"http://127.0.0.1:{stored.bokeh_port}/?run=steps")
+        shows_step(page, 4)  # live: the latest frame
+        status = f"{MODEL}('streamvis:status').text"
+        assert "steps went back once, last from 5 to 3" in page.wait_for(
+            f"{status}.includes('went back') && {status}"
+        )

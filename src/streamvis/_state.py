@@ -76,6 +76,9 @@ class RunState:
     next_id: int = 1  # the id the next frame admitted takes (ids only grow, gaps allowed)
     folded: int = 0  # replaces clients folded into later ones before sending (fell behind)
     steps: tuple[int, int] | None = None  # the least and greatest step of its frames, if any
+    last_step: int | None = None  # the step of the last frame that had one
+    rewinds: int = 0  # times a frame's step went back, the last time from, to:
+    rewound: tuple[int, int] | None = None
 
     def _spec(self, frame: Frame) -> PlotSpec:
         """The frame's checked spec; a plot's frames mostly repeat the last one's options."""
@@ -213,6 +216,10 @@ class RunState:
             self.folded += folded
         if type(step) is int:
             self.take_steps((step, step))
+            if self.last_step is not None and step < self.last_step:
+                self.rewinds += 1  # a run resumed from a checkpoint, say
+                self.rewound = (self.last_step, step)
+            self.last_step = step
         spec, fig = admitted.spec, admitted.fig
         old = self.plots.get(frame.name)
         if old is not None and spec.append:

@@ -208,7 +208,7 @@ class DocumentView:
         if "" in dirty or state is None:
             self._rebuild()
             return []
-        self._timeline.follow(state.steps)
+        self._timeline.follow(state)
         changed, large = False, []
         for name in dirty:
             try:

@@ -17,6 +17,8 @@ from bokeh.layouts import row
 from bokeh.models import CustomJS
 from bokeh.models.widgets import Button, Div, Select, Slider, Toggle
 
+from .._state import RunState
+
 __all__ = ["SPEEDS", "Timeline"]
 
 SPEEDS = ("1", "5", "10", "25", "50")  # steps a second when playing
@@ -106,8 +108,14 @@ class Timeline:
         """The step the page shows, or None: live."""
         return None if self.live.active else int(self.slider.value)
 
-    def follow(self, steps: tuple[int, int] | None) -> None:
-        """Take in the run's range of steps as it grows; when live, stay at its end."""
+    def follow(self, run: RunState) -> None:
+        """Take in the run's range of steps as it grows; when live, stay at its end. Say
+        when steps went back (a run resumed from a checkpoint, say): each step is kept."""
+        steps, rewinds, rewound = run.steps, run.rewinds, run.rewound
+        back = ""
+        if rewinds and rewound is not None:
+            times = "once" if rewinds == 1 else f"{rewinds} times"
+            back = f" · steps went back {times}, last from {rewound[0]} to {rewound[1]}"
         if steps is None:
             self.status.text = "live · no steps sent yet" if self.live.active else ""
             return
@@ -115,11 +123,12 @@ class Timeline:
         self._set(start=first, end=max(last, first + 1), disabled=False)
         if self.live.active:
             self._set(value=last)  # value alone: value_throttled would say a person moved it
-            self.status.text = f"live · step {last}"
+            newest = run.last_step if run.last_step is not None else last
+            self.status.text = f"live · step {newest}{back}"
         else:
             shown = int(self.slider.value)
             behind = f" · {last - shown} steps behind live" if last > shown else ""
-            self.status.text = f"step {shown}{behind}"
+            self.status.text = f"step {shown}{behind}{back}"
 
     def _set(self, **values: Any) -> None:
         """Move the slider as the server (its callbacks then ignore the move)."""
