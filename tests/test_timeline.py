@@ -3,6 +3,8 @@ steps with its controls, and returns to live."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from selenium.webdriver.common.keys import Keys
 from browser import Page
 from streamvis import Client
 from streamvis._server import StreamvisServer, serve_in_thread
+from test_durability import free_port, server_process
 
 MODEL = "Bokeh.documents[0].get_model_by_name"
 PTS_X = f"(() => {{ const d = {MODEL}('pts'); return d && Array.from(d.data.x); }})()"
@@ -82,3 +85,23 @@ def test_a_page_says_when_steps_went_back(
         assert "steps went back once, last from 5 to 3" in page.wait_for(
             f"{status}.includes('went back') && {status}"
         )
+
+
+def test_a_step_shown_before_a_kill_9_is_shown_the_same_after_a_restart(
+    tmp_path: Path, browser: Callable[[], Page]
+) -> None:
+    rest, bokeh = free_port(), free_port()
+    with Client(f"127.0.0.1:{rest}", "fault", exit_timeout=5) as client:
+        with server_process(rest, bokeh, tmp_path) as first:
+            client.set_layout({"pts": (0, 0, 1, 1), "loss": (0, 1, 1, 1)})
+            for step in range(8):
+                send(client, step)
+            page = browser()
+            page.open(f"http://127.0.0.1:{bokeh}/?run=fault&step=3")
+            shows_step(page, 3)
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(10)
+        with server_process(rest, bokeh, tmp_path):
+            page.reload()  # the address kept the step
+            shows_step(page, 3)
+            assert page.js(f"return {MODEL}('streamvis:live').active") is False
