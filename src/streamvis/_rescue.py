@@ -41,7 +41,10 @@ def damage(path: Path) -> list[str]:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            problems = [str(row[0]) for row in db.execute("PRAGMA integrity_check")]
+            # quick_check reads every page and checks its structure, as integrity_check
+            # does, but not that indexes match their table: a third of the time (0.36 s
+            # against 1.04 s for a run of 1e6 steps), which a start-up waits for.
+            problems = [str(row[0]) for row in db.execute("PRAGMA quick_check")]
         finally:
             db.close()
     except sqlite3.Error as exc:

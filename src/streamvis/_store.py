@@ -6,7 +6,7 @@ frames' bytes); nothing else under ``DATA_DIR`` is opened, except
 run logs of streamvis 0.1 (``RUN.log``), which are copied in once and then renamed
 ``RUN.log.migrated``, never changed.
 
-A database that its own ``PRAGMA integrity_check`` finds damaged is kept as it is (with its
+A database that its own ``PRAGMA quick_check`` finds damaged is kept as it is (with its
 segments), renamed ``RUN.sqlite.damaged-TIME``; the frames that can still be read go into a
 new database for the run, and the damage is reported once with its extent. One damaged run
 stops no other. Damage in a segment file costs the frames whose bytes it touched (each has
