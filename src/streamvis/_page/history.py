@@ -8,6 +8,8 @@ shows now.
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +17,8 @@ from .._plotstate import PlotState, at_step
 from .._runstore import Stored
 
 __all__ = ["PastPlots", "Read", "Submit"]
+
+log = logging.getLogger("streamvis.page")
 
 Read = Callable[[str, int], "Stored | None"]  # (plot, step) -> its frame then, from the store
 # Run the first callable off the loop, then the second on it with what it returned (or the
@@ -25,8 +29,18 @@ Submit = Callable[[Callable[[], Any], Callable[[Any], None]], None]
 class PastPlots:
     """A page's plots at its step, as they are read."""
 
-    def __init__(self, read: Read | None, submit: Submit, changed: Callable[[set[str]], None]):
+    def __init__(
+        self,
+        read: Read | None,
+        submit: Submit,
+        changed: Callable[[set[str], dict[str, Any]], None],
+        prepare: Callable[[str], Callable[[PlotState], Any] | None] = lambda name: None,
+    ) -> None:
+        """``changed`` hears which plots were read, with the images drawn of them;
+        ``prepare`` gives, on the loop, what draws a plot's image for the page (None: no
+        image)."""
         self._read, self._submit, self._changed = read, submit, changed
+        self._prepare = prepare
         self._plots: dict[str, tuple[int, PlotState]] = {}  # name -> (step, plot then)
         self._reading: dict[str, int] = {}  # name -> the step being read
         self._wanted: dict[str, tuple[int, PlotState]] = {}  # to read: its step, live plot
@@ -52,36 +66,43 @@ class PastPlots:
 
     def start(self) -> None:
         """Read what :meth:`at` lacked since the last call, in one job: a step's plots come
-        together, in one update of the page."""
+        together, in one update of the page (its images drawn in the same job, by what
+        ``prepare`` gave for them)."""
         wanted, self._wanted = self._wanted, {}
         read = self._read
         if not wanted or read is None:
             return
         self._reading.update({name: step for name, (step, _) in wanted.items()})
+        # What the job may touch: copies of the live plots (reading one may build its
+        # columns), and each image's drawer, made here, where the page's frame is known.
+        jobs = {n: (step, copy.copy(live), self._prepare(n)) for n, (step, live) in wanted.items()}
 
-        def work() -> dict[str, Stored | Exception | None]:  # on the drawing thread
-            found: dict[str, Stored | Exception | None] = {}
-            for name, (step, _) in wanted.items():
+        def work() -> dict[str, tuple[PlotState | None, Any]]:  # on the drawing thread
+            found: dict[str, tuple[PlotState | None, Any]] = {}
+            for name, (step, live, draw) in jobs.items():
                 try:
-                    found[name] = read(name, step)
-                except Exception as exc:  # unreadable: reported by the store
-                    found[name] = exc
+                    stored = read(name, step)
+                    plot = None if stored is None else at_step(live, stored.frame, stored.id)
+                    found[name] = (plot, draw(plot) if draw and plot is not None else None)
+                except Exception:  # unreadable (the store reports it), or undrawable
+                    log.exception("plot %r at step %d could not be shown", name, step)
+                    found[name] = (None, None)
             return found
 
         def done(found: Any) -> None:  # on the loop
-            changed = set()
+            if not isinstance(found, dict):
+                found = {}
+            changed, drawn = set(), {}
             for name, (step, live) in wanted.items():
                 if self._reading.get(name) != step:
                     continue  # the page moved on meanwhile
                 del self._reading[name]
-                result = found.get(name) if isinstance(found, dict) else found
-                # None then, or unreadable: the plot as it is now.
-                plot = live
-                if isinstance(result, Stored):
-                    plot = at_step(live, result.frame, result.id)
-                self._plots[name] = (step, plot)
+                plot, image = found.get(name, (None, None))
+                self._plots[name] = (step, live if plot is None else plot)  # none: as now
                 changed.add(name)
+                if image is not None:
+                    drawn[name] = image
             if changed:
-                self._changed(changed)
+                self._changed(changed, drawn)
 
         self._submit(work, done)

@@ -40,42 +40,14 @@ from .._runstore import Stored
 from .._state import RunState
 from .figures import make_figure, wants_webgl
 from .history import PastPlots
-from .shows import Image, PlotView, follow, is_large, page_data, show_of
+from .scripts import ECHO_JS, READY_JS
+from .shows import Image, PlotView, follow, is_large, page_data, predrawer, show_of
 from .timeline import Timeline
 from .viewed import Viewed
 
 __all__ = ["DocumentView"]
 
 log = logging.getLogger("streamvis.page")
-
-# Whether this page's WebGL runs on a GPU (software WebGL is far slower than a 2D canvas).
-_GPU_JS = """
-if (window.streamvis_gpu === undefined) {
-  let gpu = false;
-  try {
-    const gl = document.createElement("canvas").getContext("webgl");
-    if (gl) {
-      const info = gl.getExtension("WEBGL_debug_renderer_info");
-      const name = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
-      gpu = !/swiftshader|llvmpipe|softpipe|software|basic render/i.test(name);
-      gl.getExtension("WEBGL_lose_context")?.loseContext();
-    }
-  } catch (error) {}
-  window.streamvis_gpu = gpu;
-}
-const gpu = window.streamvis_gpu ? "gpu" : "cpu";
-"""
-# Echo the clock's tick from the animation frame that paints what came with it, so the next
-# update is on its way while this one paints: "tick gpu|cpu".
-_ECHO_JS = (
-    _GPU_JS
-    + """
-const tick = clock.tags[0];
-requestAnimationFrame(() => { clock.text = `${tick} ${gpu}`; });
-"""
-)
-# On load the page holds everything up to the current tick: say so, timing nothing.
-_READY_JS = _GPU_JS + "clock.text = `${clock.tags[0]} ${gpu} ready`;"
 
 
 class DocumentView:
@@ -105,13 +77,14 @@ class DocumentView:
         self._scheduled_at = 0.0  # ...and when it runs
         self._gpu = False  # the page has hardware WebGL (known from its first echo)
         self._clock = Div(name="streamvis:clock", visible=False, tags=[0], text="0")
-        self._clock.js_on_change("tags", CustomJS(args=dict(clock=self._clock), code=_ECHO_JS))
+        self._clock.js_on_change("tags", CustomJS(args=dict(clock=self._clock), code=ECHO_JS))
         self._clock.on_change("text", self._on_echo)
-        doc.js_on_event(DocumentReady, CustomJS(args=dict(clock=self._clock), code=_READY_JS))
+        doc.js_on_event(DocumentReady, CustomJS(args=dict(clock=self._clock), code=READY_JS))
         self._timeline = Timeline(viewed.step, self._moved)
         doc.js_on_event(DocumentReady, self._timeline.keys)
         read = functools.partial(history, self.run) if history is not None else None
-        self._past = PastPlots(read, self._off_loop_then, self.notify)
+        drawer = lambda name: predrawer(self._views.get(name))  # noqa: E731
+        self._past = PastPlots(read, self._off_loop_then, self._read_past, drawer)
         self._cursors: dict[str, Span] = {}  # line plots' mark of the step shown
         self._rebuild()
 
@@ -119,7 +92,20 @@ class DocumentView:
         """The person moved the time control: show every plot at ``step`` (None: live)."""
         for span in self._cursors.values():
             span.update(location=step if step is not None else 0, visible=step is not None)
+        state = self._lookup(self.run)
+        if state is not None:  # read the step's plots now, not at the next update
+            for name in self._views:
+                self._shown(state, name)
+            self._past.start()
         self.notify(set(self._views))
+
+    def _read_past(self, names: set[str], drawn: dict[str, Any]) -> None:
+        """Plots at the page's step were read (and images of them drawn): show them."""
+        for name, image in drawn.items():
+            view = self._views.get(name)
+            if view is not None and view.drawing is None:
+                view.drawn = image
+        self.notify(names)
 
     def _shown(self, state: RunState, name: str) -> PlotState | None:
         """The plot the page shows at its step (None: not read yet, or no such plot)."""

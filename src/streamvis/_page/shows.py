@@ -49,6 +49,7 @@ __all__ = [
     "is_large",
     "page_data",
     "page_frame",
+    "predrawer",
     "show_of",
 ]
 
@@ -219,6 +220,21 @@ class Image(Points):
         rows, drawn, _ = plot.last_image
         return plot.generation, rows, drawn
 
+    @staticmethod
+    def drawer(view: PlotView) -> Callable[[PlotState], Any]:
+        """What draws, on any thread, the image of a plot for ``view``'s frame as it is now:
+        (what the page will hold, its data), for ``view.drawn``."""
+        assert view.source is not None
+        frame = page_frame(view.figure, view.source.data)
+
+        def draw(plot: PlotState) -> Any:
+            if not plot.rasterized:
+                return None
+            wanted = (plot.generation, len(plot.data), viewport(plot.bounds, frame))
+            return wanted, image_drawer(plot, wanted[2])()
+
+        return draw
+
     def sync(self, page: Page, name: str, view: PlotView, plot: PlotState, now: float) -> Any:
         """Show the image drawn, if any, and draw again if the data or the frame changed
         since: new data at most as often as large replaces go, a new frame (zoom, pan,
@@ -378,3 +394,11 @@ def page_frame(fig: Any, data: dict[str, Any]) -> PageFrame:
         sent = Bounds(*(float(data[k][0]) for k in ("left", "right", "bottom", "top")))
     pixels = (width, height) if width and height else None
     return PageFrame(ranges[0], ranges[1], pixels, sent)
+
+
+def predrawer(view: PlotView | None) -> Callable[[PlotState], Any] | None:
+    """What draws a plot's image for ``view``'s frame as it is now, on any thread (None: the
+    view shows no image): a step's images are drawn as its plots are read, to go with them."""
+    if view is None or view.source is None or "image" not in view.source.data:
+        return None
+    return Image.drawer(view)

@@ -1,0 +1,33 @@
+"""What a page runs of its own: the echo of each update once painted, and whether its WebGL
+runs on a GPU (the session's clock, :mod:`session`)."""
+
+__all__ = ["ECHO_JS", "GPU_JS", "READY_JS"]
+
+# Whether this page's WebGL runs on a GPU (software WebGL is far slower than a 2D canvas).
+GPU_JS = """
+if (window.streamvis_gpu === undefined) {
+  let gpu = false;
+  try {
+    const gl = document.createElement("canvas").getContext("webgl");
+    if (gl) {
+      const info = gl.getExtension("WEBGL_debug_renderer_info");
+      const name = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+      gpu = !/swiftshader|llvmpipe|softpipe|software|basic render/i.test(name);
+      gl.getExtension("WEBGL_lose_context")?.loseContext();
+    }
+  } catch (error) {}
+  window.streamvis_gpu = gpu;
+}
+const gpu = window.streamvis_gpu ? "gpu" : "cpu";
+"""
+# Echo the clock's tick from the animation frame that paints what came with it, so the next
+# update is on its way while this one paints: "tick gpu|cpu".
+ECHO_JS = (
+    GPU_JS
+    + """
+const tick = clock.tags[0];
+requestAnimationFrame(() => { clock.text = `${tick} ${gpu}`; });
+"""
+)
+# On load the page holds everything up to the current tick: say so, timing nothing.
+READY_JS = GPU_JS + "clock.text = `${clock.tags[0]} ${gpu} ready`;"
