@@ -80,6 +80,8 @@ class PastPlots:
         def work() -> dict[str, tuple[PlotState | None, Any]]:  # on the drawing thread
             found: dict[str, tuple[PlotState | None, Any]] = {}
             for name, (step, live, draw) in jobs.items():
+                if self._reading.get(name) != step:  # moved on meanwhile (play, keys): skip
+                    continue
                 try:
                     stored = read(name, step)
                     plot = None if stored is None else at_step(live, stored.frame, stored.id)
