@@ -25,6 +25,16 @@ def server() -> Iterator[StreamvisServer]:
 
 
 @pytest.fixture
+def stored(tmp_path: Path) -> Iterator[StreamvisServer]:
+    """A persisting server (its runs in ``tmp_path``), showing run 'steps' at /: its runs'
+    history is there to read and move through."""
+    with serve_in_thread(
+        ingest_port=0, bokeh_port=0, run_name="steps", data_dir=tmp_path, update_interval=0.02
+    ) as srv:
+        yield srv
+
+
+@pytest.fixture
 def connect(server: StreamvisServer) -> Iterator[Callable[..., Client]]:
     """Make clients of ``server``; each is closed at teardown."""
     clients: list[Client] = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +12,6 @@ import pytest
 from streamvis import ArgumentError, Client
 from streamvis._server import StreamvisServer, serve_in_thread
 from test_durability import free_port
-
-
-@pytest.fixture
-def stored(tmp_path: Path) -> Iterator[StreamvisServer]:
-    """A persisting server on loopback (its runs in ``tmp_path``)."""
-    with serve_in_thread(ingest_port=0, bokeh_port=0, data_dir=tmp_path) as server:
-        yield server
 
 
 def paced(client: Client) -> None:

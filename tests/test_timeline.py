@@ -5,30 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from browser import Page
 from streamvis import Client
-from streamvis._server import StreamvisServer, serve_in_thread
+from streamvis._server import StreamvisServer
 from test_durability import free_port, server_process
 
 MODEL = "Bokeh.documents[0].get_model_by_name"
 PTS_X = f"(() => {{ const d = {MODEL}('pts'); return d && Array.from(d.data.x); }})()"
-
-
-@pytest.fixture
-def stored(tmp_path: Path) -> Iterator[StreamvisServer]:
-    """A persisting server: its runs' history is there to move through."""
-    with serve_in_thread(
-        ingest_port=0, bokeh_port=0, run_name="steps", data_dir=tmp_path, update_interval=0.02
-    ) as server:
-        yield server
 
 
 def send(client: Client, step: int) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import _protocol as protocol
 from ._errors import ProtocolError, StoreError
-from ._segments import Place, Segments, close_all
+from ._segments import PLACE_COLUMNS, Place, Segments, close_all
 
 __all__ = ["damage", "legacy_frames", "readable", "with_layout"]
 
@@ -106,7 +106,7 @@ def _places(db: sqlite3.Connection) -> str:
     except sqlite3.Error:
         columns = set()
     if "seg" in columns:
-        return "seg, pos, size, crc"
+        return ", ".join(PLACE_COLUMNS)
     return "NULL, NULL, NULL, NULL"
 
 

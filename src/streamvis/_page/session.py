@@ -92,11 +92,6 @@ class DocumentView:
         """The person moved the time control: show every plot at ``step`` (None: live)."""
         for span in self._cursors.values():
             span.update(location=step if step is not None else 0, visible=step is not None)
-        state = self._lookup(self.run)
-        if state is not None:  # read the step's plots now, not at the next update
-            for name in self._views:
-                self._shown(state, name)
-            self._past.start()
         self.notify(set(self._views))
 
     def _read_past(self, names: set[str], drawn: dict[str, Any]) -> None:

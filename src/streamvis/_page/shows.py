@@ -211,8 +211,7 @@ class Image(Points):
         """The data's generation and rows, and the view drawn for the page's frame (ask
         before sending: the frame depends on the bounds sent)."""
         assert view.source is not None
-        frame = page_frame(view.figure, view.source.data)
-        return plot.generation, len(plot.data), viewport(plot.bounds, frame)
+        return _wanted(plot, page_frame(view.figure, view.source.data))
 
     def first(self, view: PlotView, plot: PlotState) -> Any:
         if plot.last_image is None:
@@ -230,7 +229,7 @@ class Image(Points):
         def draw(plot: PlotState) -> Any:
             if not plot.rasterized:
                 return None
-            wanted = (plot.generation, len(plot.data), viewport(plot.bounds, frame))
+            wanted = _wanted(plot, frame)
             return wanted, image_drawer(plot, wanted[2])()
 
         return draw
@@ -282,6 +281,11 @@ class Image(Points):
 
         page.off_loop(name, view, image_drawer(plot, wanted[2], progress), keep=True)
         return None if sent else 0
+
+
+def _wanted(plot: PlotState, frame: PageFrame) -> tuple[int, int, Viewport]:
+    """What a page holds once sent the image of ``plot`` drawn for ``frame``."""
+    return plot.generation, len(plot.data), viewport(plot.bounds, frame)
 
 
 _SHOWS = {"points": Points(), "envelope": Envelope(), "image": Image()}
