@@ -21,6 +21,8 @@ def test_changes_go_at_most_once_per_interval(clock: PageClock) -> None:
     assert clock.echo(f"{tick} cpu", 0.06) is not None
     clock.changed({"b"})
     assert clock.due(0.07) == pytest.approx(0.10)  # an interval after the last update
+    clock.hurry()  # a person moved the page: no interval to wait out
+    assert clock.due(0.07) is not None and clock.due(0.07) <= 0.07  # type: ignore[operator]
 
 
 def test_one_update_is_in_flight_until_the_page_echoes_it(clock: PageClock) -> None:

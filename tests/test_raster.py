@@ -85,6 +85,9 @@ def test_the_page_zoomed_view_is_drawn_and_its_auto_ranges_follow_new_data() -> 
     fixed_x = PageFrame((2.0, 4.0), (following.y0, following.y1), (300, 200), old)
     follows_y = auto_view(new, (300, 200))  # each axis on its own: x stays, y follows the data
     assert viewport(new, fixed_x) == Viewport(2.0, 4.0, follows_y.y0, follows_y.y1, 300, 200)
+    # New bounds just sent, the page not caught up: its range is still the old auto range.
+    behind = PageFrame(page.x_range, page.y_range, (300, 200), new, before=old)
+    assert viewport(new, behind) == auto_view(new, (300, 200))  # not a zoom to the old range
     huge = PageFrame(None, None, (10_000, 200), None)
     assert viewport(new, huge).width == MAX_PIXELS
 

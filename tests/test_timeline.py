@@ -45,6 +45,7 @@ def test_a_page_at_a_step_shows_it_moves_through_steps_and_returns_to_live(
         status = page.wait_for(f"{MODEL}('streamvis:status').text.includes('5 steps')")
         assert status and page.js(f"return {MODEL}('streamvis:live').active") is False
         assert page.js(f"return {MODEL}('loss:cursor').location") == 4  # the line plot's mark
+        assert page.js(f"return {MODEL}('loss:after').left") == 4  # the rest of it faint
         assert page.js("return window.location.search").endswith("step=4")
 
         page.driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
@@ -52,6 +53,8 @@ def test_a_page_at_a_step_shows_it_moves_through_steps_and_returns_to_live(
         page.wait_for("window.location.search.endsWith('step=5')")  # the address follows
         page.js(f"const s = {MODEL}('streamvis:step'); s.value = 2; s.value_throttled = 2;")
         shows_step(page, 2)  # the slider dragged back
+        paused = "[...Bokeh.index.query((v) => '_is_paused' in v)].filter((v) => v.is_paused)"
+        page.wait_for(f"{paused}.length === 0")  # a step's plots paint together, then are let go
 
         page.js(f"{MODEL}('streamvis:live').active = true;")
         shows_step(page, 9)  # live again: the latest...
@@ -59,6 +62,7 @@ def test_a_page_at_a_step_shows_it_moves_through_steps_and_returns_to_live(
         shows_step(page, 10)  # ...and what comes next
         assert "step=" not in page.js("return window.location.search")
         assert page.js(f"return {MODEL}('loss:cursor').visible") is False
+        assert page.js(f"return {MODEL}('loss:after').visible") is False
 
 
 def test_a_page_says_when_steps_went_back(

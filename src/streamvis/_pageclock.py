@@ -3,9 +3,10 @@
 A page has one update in flight. Each update ends with a tick that the page echoes from the
 animation frame that paints it; until the echo (or ``ACK_TIMEOUT``, for a page that never
 echoes) changes only accumulate, so a slow browser gets fewer, larger updates rather than a
-growing queue. Updates are at least ``interval`` apart. A plot's large replace may be held
-back (``defer``) and goes with the next update after its time, or alone if none comes; the
-time it took a page to paint one is measured from the echo of the tick that carried it.
+growing queue. Updates are at least ``interval`` apart, unless hurried (a person moved the
+page). A plot's large replace may be held back (``defer``) and goes with the next update
+after its time, or alone if none comes; the time it took a page to paint one is measured
+from the echo of the tick that carried it.
 Time comes in as ``now``; the session (:mod:`session`) arms Bokeh's callbacks for ``due``.
 """
 
@@ -43,6 +44,11 @@ class PageClock:
     def changed(self, names: set[str]) -> None:
         """Plots changed (``''``: the layout)."""
         self.dirty |= names
+
+    def hurry(self) -> None:
+        """Let the next update go without waiting out the interval (which batches streamed
+        data): a person moved the page, and waits to see it."""
+        self._last_update = float("-inf")
 
     def due(self, now: float) -> float | None:
         """When the next update should run (None: nothing to send)."""

@@ -77,6 +77,7 @@ class PlotView:
     drawn: tuple[Any, dict[str, Any]] | None = None  # ...and, once done, it with its data
     draw_seconds: float = 0.0  # how long the last drawing took
     created: float = field(default_factory=time.monotonic)
+    sent: tuple[Bounds | None, Bounds | None] = (None, None)  # an image's bounds, the ones before
 
     def replace_wait(self, now: float) -> float:
         """Seconds until this plot may take another large replace (the least time between
@@ -211,7 +212,7 @@ class Image(Points):
         """The data's generation and rows, and the view drawn for the page's frame (ask
         before sending: the frame depends on the bounds sent)."""
         assert view.source is not None
-        return _wanted(plot, page_frame(view.figure, view.source.data))
+        return _wanted(plot, page_frame(view))
 
     def first(self, view: PlotView, plot: PlotState) -> Any:
         if plot.last_image is None:
@@ -224,7 +225,7 @@ class Image(Points):
         """What draws, on any thread, the image of a plot for ``view``'s frame as it is now:
         (what the page will hold, its data), for ``view.drawn``."""
         assert view.source is not None
-        frame = page_frame(view.figure, view.source.data)
+        frame = page_frame(view)
 
         def draw(plot: PlotState) -> Any:
             if not plot.rasterized:
@@ -261,7 +262,7 @@ class Image(Points):
         wanted = self.showing(view, plot)
         if wanted == view.shown or view.drawing is not None:
             return None if sent else 0  # up to date, or drawing (it asks again when done)
-        unsized = page_frame(view.figure, view.source.data).pixels is None
+        unsized = page_frame(view).pixels is None
         if unsized and now - view.created < SIZE_WAIT and not sent:
             return view.created + SIZE_WAIT - now  # its size comes with its first paint
         wait = view.replace_wait(now) if page.live else 0.0
@@ -382,8 +383,10 @@ def _image_row(image: np.ndarray, view: Viewport, b: Bounds) -> dict[str, Any]:
     }
 
 
-def page_frame(fig: Any, data: dict[str, Any]) -> PageFrame:
-    """What the page has said of an image's frame, and the bounds it was sent."""
+def page_frame(view: PlotView) -> PageFrame:
+    """What the page has said of an image's frame, and the bounds it was sent (and those
+    before, whose auto range it reports until it takes the new one)."""
+    fig, data = view.figure, view.source.data if view.source is not None else {}
     ranges = []
     for axis_range in (fig.x_range, fig.y_range):
         start, end = axis_range.start, axis_range.end
@@ -396,8 +399,10 @@ def page_frame(fig: Any, data: dict[str, Any]) -> PageFrame:
     sent = None
     if "left" in data:
         sent = Bounds(*(float(data[k][0]) for k in ("left", "right", "bottom", "top")))
+    if sent != view.sent[0]:
+        view.sent = (sent, view.sent[0])
     pixels = (width, height) if width and height else None
-    return PageFrame(ranges[0], ranges[1], pixels, sent)
+    return PageFrame(ranges[0], ranges[1], pixels, sent, view.sent[1])
 
 
 def predrawer(view: PlotView | None) -> Callable[[PlotState], Any] | None:

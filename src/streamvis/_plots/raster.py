@@ -144,6 +144,7 @@ class PageFrame:
     y_range: tuple[float, float] | None = None
     pixels: tuple[int, int] | None = None
     sent: Bounds | None = None
+    before: Bounds | None = None  # the bounds sent before: the page may not have taken `sent`
 
 
 def viewport(bounds: Bounds, frame: PageFrame) -> Viewport:
@@ -153,25 +154,25 @@ def viewport(bounds: Bounds, frame: PageFrame) -> Viewport:
     width, height = frame.pixels if frame.pixels and min(frame.pixels) > 0 else DEFAULT_PIXELS
     pixels = min(width, MAX_PIXELS), min(height, MAX_PIXELS)
     auto = auto_view(bounds, pixels)
-    sent = auto_view(frame.sent, pixels) if frame.sent is not None else None
-    x = _axis(frame.x_range, (auto.x0, auto.x1), None if sent is None else (sent.x0, sent.x1))
-    y = _axis(frame.y_range, (auto.y0, auto.y1), None if sent is None else (sent.y0, sent.y1))
+    sent = [auto_view(b, pixels) for b in (frame.sent, frame.before) if b is not None]
+    x = _axis(frame.x_range, (auto.x0, auto.x1), [(v.x0, v.x1) for v in sent])
+    y = _axis(frame.y_range, (auto.y0, auto.y1), [(v.y0, v.y1) for v in sent])
     return Viewport(*x, *y, *pixels)
 
 
 def _axis(
-    page: tuple[float, float] | None, auto: tuple[float, float], sent: tuple[float, float] | None
+    page: tuple[float, float] | None, auto: tuple[float, float], sent: list[tuple[float, float]]
 ) -> tuple[float, float]:
-    """One axis of :func:`viewport` (a flipped range is drawn as its increasing twin)."""
+    """One axis of :func:`viewport` (a flipped range is drawn as its increasing twin); the
+    page still follows its data if its range is the auto range of bounds it was ``sent``."""
     if page is None:
         return auto
     low, high = sorted(page)
     if not (math.isfinite(low) and math.isfinite(high) and high > low):
         return auto
-    if sent is not None and all(
-        abs(p - q) <= 1e-9 * (sent[1] - sent[0]) for p, q in zip(page, sent, strict=True)
-    ):
-        return auto  # equal up to rounding: the page computes auto ranges in its arithmetic
+    for s in sent:
+        if all(abs(p - q) <= 1e-9 * (s[1] - s[0]) for p, q in zip(page, s, strict=True)):
+            return auto  # equal up to rounding: the page computes auto ranges in its arithmetic
     return low, high
 
 
