@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 
 from streamvis import ColorSpec, GridSpec
 from streamvis._plots.columns import (
+    call_rows,
     extent_of,
     line_columns,
     per_line,
+    plot_columns,
     scatter_columns,
     tandem_columns,
 )
@@ -198,3 +200,26 @@ def test_lines_keep_their_points_in_order_and_one_cell_per_line(
         assert columns["x0"][seg] == start_x + dx
         if color is not None:
             assert columns["c"][seg] == idx[color]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_the_rows_of_a_call_are_known_from_its_shape_alone(draw: st.DataObject) -> None:
+    """What a stored frame records of the rows its plot then held (a page at its step shows
+    those) matches the rows the calls make, appends joining on the lines before them."""
+    kind = draw.draw(st.sampled_from(["scatter", "multi_lines"]))
+    ndim = draw.draw(st.integers(2, 4))
+    spatial = draw.draw(st.integers(0, ndim - 1))
+    others = [d for d in range(ndim) if d != spatial]
+    line_dims = tuple(draw.draw(st.permutations(others)))[: draw.draw(st.integers(0, ndim - 1))]
+    ends, lines = None, None
+    for _ in range(draw.draw(st.integers(1, 4))):  # a replace, then appends
+        shape = [draw.draw(st.integers(1, 3)) for _ in range(ndim)]
+        shape[spatial] = 2
+        data = np.ones(shape)
+        kwargs: dict[str, Any] = {"line_dims": line_dims} if kind == "multi_lines" else {}
+        s = spec(kind, tuple(shape), spatial_dim=spatial, **kwargs)
+        columns, _, ends = plot_columns(s, (data,), None, ends)
+        rows, lines = call_rows(s, tuple(shape), lines)
+        assert len(columns["x" if kind == "scatter" else "x0"]) == rows
+    assert call_rows(PlotSpec("tandem_lines"), (3,)) == (1, None)

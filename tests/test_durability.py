@@ -23,9 +23,10 @@ from streamvis import Client
 from streamvis import _protocol as protocol
 from streamvis._chunks import Chunks
 from streamvis._errors import StoreError
+from streamvis._history import Stored
 from streamvis._plots.envelope import DETAIL_ROWS
 from streamvis._protocol import Frame
-from streamvis._runstore import RunStore, Stored
+from streamvis._runstore import RunStore
 from streamvis._server import StreamvisServer, serve_in_thread
 
 

@@ -186,10 +186,10 @@ def test_the_server_acknowledges_and_shows_frames_once_they_are_stored(
 ) -> None:
     disk = threading.Event()  # the writer thread's disk writes nothing until the test lets it
 
-    def slow_append(store: RunStore, frames: Any, ids: Any = None) -> None:
+    def slow_append(store: RunStore, frames: Any, ids: Any = None, rows: Any = None) -> None:
         if threading.current_thread().name == "streamvis-log":
             assert disk.wait(30), "the test never let the disk write"
-        real_append(store, frames, ids)
+        real_append(store, frames, ids, rows)
 
     real_append = RunStore.append
     monkeypatch.setattr(RunStore, "append", slow_append)
@@ -214,10 +214,10 @@ def test_frames_the_server_cannot_store_wait_in_the_client_until_space_frees(
 ) -> None:
     space = threading.Event()
 
-    def full_disk(store: RunStore, frames: Any, ids: Any = None) -> None:
+    def full_disk(store: RunStore, frames: Any, ids: Any = None, rows: Any = None) -> None:
         if not space.is_set() and any(f.op == "plot" for f, _ in frames):
             raise StoreError("cannot store frames: database or disk is full")
-        real_append(store, frames, ids)
+        real_append(store, frames, ids, rows)
 
     real_append = RunStore.append
     monkeypatch.setattr(RunStore, "append", full_disk)

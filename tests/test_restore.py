@@ -50,10 +50,10 @@ def steps(server: StreamvisServer, run: str = "test") -> list[float]:
 def test_a_failed_write_is_told_to_its_own_run_never_to_another_runs_client(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_for_one_run(store: RunStore, frames: Any, ids: Any = None) -> None:
+    def broken_for_one_run(store: RunStore, frames: Any, ids: Any = None, rows: Any = None) -> None:
         if store.path.stem == "broken":
             raise StoreError("cannot store frames of run 'broken': disk I/O error")
-        real_append(store, frames, ids)
+        real_append(store, frames, ids, rows)
 
     real_append = RunStore.append
     monkeypatch.setattr(RunStore, "append", broken_for_one_run)
@@ -251,7 +251,7 @@ async def test_frames_resent_while_their_first_copy_is_stored_wait_for_its_fate(
 ) -> None:
     disk = threading.Event()
 
-    def failing(store: RunStore, frames: Any, ids: Any = None) -> None:
+    def failing(store: RunStore, frames: Any, ids: Any = None, rows: Any = None) -> None:
         assert disk.wait(10)
         raise StoreError("database or disk is full")
 
@@ -285,14 +285,14 @@ async def test_a_failed_write_fences_off_every_client_with_frames_in_flight(
     first_fails, other_run = threading.Event(), threading.Event()
     calls: list[str] = []
 
-    def append(store: RunStore, frames: Any, ids: Any = None) -> None:
+    def append(store: RunStore, frames: Any, ids: Any = None, rows: Any = None) -> None:
         calls.append(store.path.stem)
         if store.path.stem == "r" and calls.count("r") == 1:
             assert first_fails.wait(10)
             raise StoreError("database or disk is full")
         if store.path.stem == "s":
             assert other_run.wait(10)  # another run's slow write, ahead of y's frames
-        real_append(store, frames, ids)
+        real_append(store, frames, ids, rows)
 
     real_append = RunStore.append
     monkeypatch.setattr(RunStore, "append", append)

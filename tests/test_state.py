@@ -62,6 +62,36 @@ def test_growing_columns_keep_rows_and_views_stable() -> None:
     assert cols.view(100)["x"].tolist() == [98.0, 99.0]
 
 
+def test_the_head_of_growing_columns_keeps_its_rows_while_they_grow_and_spill() -> None:
+    cols = GrowingColumns({"x": np.arange(3.0)})
+    cols.append({"x": np.arange(3.0, growing.CHUNK_ROWS + 10)})  # a piece of its own
+    cols.append({"x": np.array([-1.0])})  # the tail
+    whole = cols.head(len(cols))
+    head = cols.head(5)  # the first piece, and two rows cut from the second
+    cols.append({"x": np.array([-2.0])})
+    (piece,) = [p for p in cols.unstored() if p.rows > 3]
+    cols.spill(piece, lambda: {"x": np.arange(3.0, growing.CHUNK_ROWS + 10)})
+    assert head.view()["x"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0] and len(head) == 5
+    assert len(whole) == growing.CHUNK_ROWS + 11 and whole.view()["x"][-1] == -1.0
+    assert head.unstored() == [] and cols.head(100).view()["x"].tolist() == list(range(100))
+
+
+def test_each_admitted_frame_says_how_many_rows_its_plot_then_holds(run: RunState) -> None:
+    send, lines = Sender(), PlotSpec("multi_lines", append=True, line_dims=(0,), spatial_dim=2)
+    held = []
+    for arrays in [np.zeros((2, 2)), np.ones((3, 2)), np.ones((1, 2))]:
+        admitted = run.admit(send.plot("a", PlotSpec("scatter", append=True), arrays))
+        assert admitted is not None
+        run.commit(admitted)
+        held.append((admitted.rows, len(run.plots["a"].data)))
+    for points in (3, 2):  # 2 lines of 3 points (2 segments each), then of 2, joined on
+        admitted = run.admit(send.plot("b", lines, np.ones((2, points, 2))))
+        assert admitted is not None
+        run.commit(admitted)
+        held.append((admitted.rows, len(run.plots["b"].data)))
+    assert held == [(2, 2), (5, 5), (6, 6), (4, 4), (8, 8)]
+
+
 def test_append_and_replace(run: RunState) -> None:
     send = Sender()
     scatter = PlotSpec("scatter", append=True)

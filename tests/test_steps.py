@@ -107,3 +107,23 @@ def test_replaces_that_queue_up_fold_into_the_latest_and_the_run_counts_them(
             assert again.hub.runs["steps"].folded == 38  # each replace that did not go
     finally:
         client.close(timeout=1)
+
+
+def test_an_append_plots_frames_record_its_rows_then_across_a_restart(tmp_path: Path) -> None:
+    port = free_port()
+    serving = functools.partial(serve_in_thread, ingest_port=port, bokeh_port=0, data_dir=tmp_path)
+    client = Client(f"127.0.0.1:{port}", "steps", exit_timeout=5)
+    try:
+        with serving():
+            client.set_layout({"pts": (0, 0, 1, 1)})
+            for _ in range(3):
+                client.scatter("pts", np.zeros((3, 2)), spatial_dim=1, append=True)
+            paced(client)
+        with serving() as again:  # the rows go on from what the store held
+            client.scatter("pts", np.zeros((2, 2)), spatial_dim=1, append=True)
+            paced(client)
+            store = again.hub.store
+            assert store is not None
+            assert [s.rows for s in store.open("steps").frames("pts")] == [3, 6, 9, 11]
+    finally:
+        client.close(timeout=1)

@@ -19,12 +19,13 @@ from streamvis import _chunking as chunking_module
 from streamvis import _plotstate as plotstate_module
 from streamvis._chunks import Chunks
 from streamvis._errors import StreamvisError, UnknownPlot
+from streamvis._history import Stored
 from streamvis._hub import Hub
 from streamvis._page.shows import image_drawer, page_data
 from streamvis._plots import envelope, growing
 from streamvis._plots.raster import auto_view
 from streamvis._protocol import Frame, encode
-from streamvis._runstore import RunStore, Stored
+from streamvis._runstore import RunStore
 from streamvis._specs import PlotSpec
 from streamvis._store import Store
 

@@ -65,6 +65,27 @@ def test_a_page_at_a_step_shows_it_moves_through_steps_and_returns_to_live(
         assert page.js(f"return {MODEL}('loss:after').visible") is False
 
 
+def test_an_append_plot_at_a_step_shows_the_rows_it_held_then(
+    stored: StreamvisServer, browser: Callable[[], Page]
+) -> None:
+    with Client(f"127.0.0.1:{stored.ingest_port}", "trail", exit_timeout=5) as client:
+        client.set_layout({"trail": (0, 0, 1, 1)})
+        for step in range(8):  # two points a step
+            arr = np.full((2, 2), float(step))
+            client.scatter("trail", arr, spatial_dim=1, append=True, step=step)
+        assert client.flush(timeout=10)
+        page = browser()
+        page.open(f"http://127.0.0.1:{stored.bokeh_port}/?run=trail&step=3")
+        trail_x = f"Array.from({MODEL}('trail').data.x)"
+        shown = [float(s) for s in range(4) for _ in range(2)]  # steps 0 to 3, not the rest
+        page.wait_for(f"JSON.stringify({trail_x}) === JSON.stringify(arguments[0])", shown)
+        page.js(f"const s = {MODEL}('streamvis:step'); s.value = 6; s.value_throttled = 6;")
+        page.wait_for(f"{trail_x}.length === 14 && {trail_x}[13] === 6")
+        page.js(f"{MODEL}('streamvis:live').active = true;")
+        client.scatter("trail", np.full((2, 2), 9.0), spatial_dim=1, append=True)
+        page.wait_for(f"{trail_x}.length === 18")  # live: every row, and the new ones
+
+
 def test_a_page_says_when_steps_went_back(
     stored: StreamvisServer, browser: Callable[[], Page]
 ) -> None:

@@ -183,11 +183,11 @@ class Hub:
             finish(None)
             return
         frames = [(admitted.frame, data) for admitted, data in batch]
-        ids = [admitted.id for admitted, _ in batch]
+        ids = [(admitted.id, admitted.rows) for admitted, _ in batch]  # where, rows then held
         writer = self._writer
         if writer is None:
             try:
-                store.open(run).append(frames, ids)
+                _append(store, run, list(zip(frames, ids, strict=True)))
             except Exception as exc:
                 finish(exc)
             else:
@@ -330,8 +330,10 @@ def _replayed(stored: RunStore, run: str, chunks: bool) -> tuple[RunState, int]:
     state.next_id = max(state.next_id, stored.last_id() + 1)
     state.take_steps(stored.step_range(state.plots))
     state.merge_seqs(stored.last_seqs())
+    state.settle()  # the rows of plots restored from their chunks
     return state, count
 
 
 def _append(store: Store, run: str, items: Sequence[Any]) -> None:
-    store.open(run).append([frame for frame, _ in items], [frame_id for _, frame_id in items])
+    frames, marks = [frame for frame, _ in items], [mark for _, mark in items]
+    store.open(run).append(frames, [i for i, _ in marks], [rows for _, rows in marks])

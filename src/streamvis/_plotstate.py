@@ -9,6 +9,7 @@ a page opened at any time shows everything received, and later updates arrive as
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -287,6 +288,25 @@ class PlotState:
 
         return load
 
+    def frozen(self) -> PlotState:
+        """A copy that later appends to this plot leave alone (take it on the loop)."""
+        plot = copy.copy(self)
+        if self._data is not None:
+            plot._data = self._data.head(len(self._data))
+        plot._windows = dict(self._windows)
+        return plot
+
+    def head(self, rows: int, generation: int) -> PlotState:
+        """The plot as it was when it held its first ``rows`` rows (in a new figure if that
+        draws otherwise: fewer points may not make an image)."""
+        plot = copy.copy(self)
+        plot._data, plot._box, plot._boxed = self.data.head(rows), None, 0
+        plot._envelope, plot._summed_rows, plot._windows = None, 0, {}
+        plot.last_image, plot.generation = None, generation
+        if plot.glyph_key != self.glyph_key:
+            plot.version += 1
+        return plot
+
     @property
     def rasterized(self) -> bool:
         """Whether pages show this plot as an image: a scatter or line plot with too many
@@ -371,8 +391,11 @@ def replaced(
     return plot
 
 
-def at_step(live: PlotState, frame: Frame, frame_id: int) -> PlotState:
-    """``live`` as a stored replace ``frame`` of it left it: what a page at that frame's
-    step shows. Its generation is the frame's id, negated: no live replace has it."""
+def at_step(live: PlotState, frame: Frame, frame_id: int, rows: int | None) -> PlotState | None:
+    """``live`` as a stored ``frame`` of it left it: what a page at that frame's step shows
+    (an append plot: its first ``rows`` rows then; None if unknown, or if it was replaced
+    since). Its generation is the frame's id, negated: no live replace has it."""
+    if live.spec.append:
+        return None if rows is None or frame_id < live.start_id else live.head(rows, -frame_id)
     spec = normalize(PlotSpec.from_wire(frame.opts), [a.shape for a in frame.arrays])
     return replaced(live.name, live, spec, frame.arrays, frame_id, generation=-frame_id)

@@ -20,17 +20,17 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import _protocol as protocol
 from ._chunks import CACHE_SCHEMA, Chunks, ChunkTables
-from ._errors import ProtocolError, StoreError
+from ._errors import StoreError
+from ._history import READ, History, Stored
 from ._retention import Retention
-from ._segments import PLACE_COLUMNS, SEGMENT_MIN, Place, Segments, close_all
+from ._segments import PLACE_COLUMNS, SEGMENT_MIN, Segments
 
-__all__ = ["DEFAULT_BUDGET", "SEGMENTS", "RunStore", "Stored"]
+__all__ = ["DEFAULT_BUDGET", "SEGMENTS", "RunStore"]
 
 log = logging.getLogger("streamvis.store")
 
@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS frames (
     pos INTEGER,                --    (_segments.Place)
     size INTEGER,               -- the frame's bytes (none in databases of before segments)
     crc INTEGER,
-    sent REAL                   -- when the client made it, by its clock, if it said
+    sent REAL,                  -- when the client made it, by its clock, if it said
+    rows INTEGER                -- an append plot's rows once this frame is applied
 );
 CREATE INDEX IF NOT EXISTS frames_by_plot ON frames (plot, id);
 CREATE INDEX IF NOT EXISTS frames_replacing ON frames (plot, id) WHERE replace;
@@ -66,28 +67,20 @@ _LOG_BYTES = 64 * 2**20
 # Every row's columns, and those of a row whose bytes are in a segment file besides: binding
 # NULLs costs too (small frames stored 2.8 us a row with 9 columns, 3.9 us with 13).
 _COLUMNS = ("id", "op", "plot", "replace", "fig", "step", "time", "frame", "size", "sent")
-_PLACED = (*_COLUMNS, "seg", "pos", "crc")
-_READ = "SELECT id, time, step, sent, frame, seg, pos, size, crc FROM frames"  # for _stored
+_PLACE = ("seg", "pos", "crc")
+_INSERTED = {  # the columns of each shape of row, by its width
+    len(c): c
+    for c in (_COLUMNS, (*_COLUMNS, "rows"), (*_COLUMNS, *_PLACE), (*_COLUMNS, "rows", *_PLACE))
+}
 # Columns of frames that databases of earlier versions lack, added when one is opened.
-_ADDED = {**dict.fromkeys(PLACE_COLUMNS, "INTEGER"), "sent": "REAL"}
+_ADDED = {**dict.fromkeys(PLACE_COLUMNS, "INTEGER"), "sent": "REAL", "rows": "INTEGER"}
 _TROUBLE_PAGES = 8  # after a failed write, the log is copied into the database this often...
 _TROUBLE_SECONDS = 60.0  # ...for this long
 SEGMENTS = "-segments"  # the folder of a database's segment files: its name and this
 DEFAULT_BUDGET = 4 * 2**30  # bytes of disk a run may take before its history is thinned
 
 
-@dataclass(frozen=True)
-class Stored:
-    """A frame read back, with where it stands in its run's history."""
-
-    id: int
-    time: float  # when the server received it
-    step: int | None
-    frame: protocol.Frame
-    sent: float | None = None  # when the client made it, by its clock
-
-
-class RunStore(ChunkTables, Retention):
+class RunStore(History, ChunkTables, Retention):
     """One run's database. Writes come from one thread at a time; reads from any."""
 
     def __init__(self, path: Path, budget: int = DEFAULT_BUDGET) -> None:
@@ -136,9 +129,11 @@ class RunStore(ChunkTables, Retention):
         self,
         frames: Iterable[tuple[protocol.Frame, bytes | memoryview]],
         ids: Sequence[int] | None = None,
+        rows: Sequence[int | None] | None = None,
     ) -> None:
         """Write ``frames`` (with their bytes) in one transaction; on failure, write none.
-        ``ids`` numbers them (later than any stored; by default, the next free ones).
+        ``ids`` numbers them (later than any stored; by default, the next free ones);
+        ``rows`` says how many rows each one's append plot holds once it is applied.
 
         Raises StoreError naming the cause (the database is then as it was before).
         """
@@ -147,15 +142,15 @@ class RunStore(ChunkTables, Retention):
         for i, (frame, data) in enumerate(frames):
             seqs[frame.cid] = frame.seq
             if frame.op != "sync":
-                kept.append((ids[i] if ids is not None else None, frame, data))
-        large = [data for _, _, data in kept if len(data) >= SEGMENT_MIN]
+                kept.append((ids[i] if ids else None, rows[i] if rows else None, frame, data))
+        large = [data for *_, data in kept if len(data) >= SEGMENT_MIN]
         places = self._segments.write(large) if large else []
-        rows: list[tuple[object, ...]] = []
+        values: list[tuple[object, ...]] = []
         at = iter(places)
-        for frame_id, frame, data in kept:
+        for frame_id, held, frame, data in kept:
             step, sent = frame.opts.get("step"), frame.opts.get("time")
             place = next(at) if len(data) >= SEGMENT_MIN else None
-            row = (
+            row: tuple[object, ...] = (
                 frame_id,
                 frame.op,
                 frame.name,
@@ -167,15 +162,16 @@ class RunStore(ChunkTables, Retention):
                 len(data),
                 float(sent) if isinstance(sent, float | int) else None,
             )
-            rows.append(row if place is None else (*row, place.seg, place.pos, place.crc))
+            row = row if held is None else (*row, held)
+            values.append(row if place is None else (*row, place.seg, place.pos, place.crc))
         db = self._writer
         try:
             db.execute("BEGIN IMMEDIATE")
             # Many rows to a statement: sqlite3 lets go of the GIL at every step, and taking
             # it back from a busy event loop can take its switch interval (5 ms): a row a step
             # (executemany) stored 96 rows/s beside a busy thread, against 334k/s beside none.
-            for part in _statements(rows, self._variables):  # in order: ids may be the next free
-                columns = _PLACED if len(part[0]) == len(_PLACED) else _COLUMNS
+            for part in _statements(values, self._variables):  # in order: ids may be the next free
+                columns = _INSERTED[len(part[0])]
                 marks = "(" + ", ".join("?" * len(columns)) + ")"
                 db.execute(
                     f"INSERT INTO frames ({', '.join(columns)}) VALUES "
@@ -193,7 +189,7 @@ class RunStore(ChunkTables, Retention):
             self._segments.undo(places)
             raise StoreError(f"cannot store frames of run {self.path.stem!r}: {exc}") from exc
         self._untroubled()
-        self._written += sum(len(data) for _, _, data in kept)
+        self._written += sum(len(data) for *_, data in kept)
         if self._written > self.budget // 16:
             self._written = 0
             try:
@@ -227,17 +223,6 @@ class RunStore(ChunkTables, Retention):
         """The last sequence number stored of each client, to recognise what it resends."""
         return dict(self._reader().execute("SELECT cid, seq FROM clients"))
 
-    def step_range(self, plots: Iterable[str]) -> tuple[int, int] | None:
-        """The least and greatest step of the frames of ``plots`` (None if none has one)."""
-        low = high = None
-        query = "SELECT min(step), max(step) FROM frames WHERE plot = ? AND step IS NOT NULL"
-        for plot in plots:  # by index: each plot's ends of its steps
-            first, last = self._reader().execute(query, (plot,)).fetchone()
-            if first is not None:
-                low = first if low is None else min(low, first)
-                high = last if high is None else max(high, last)
-        return None if low is None or high is None else (int(low), int(high))
-
     def last_id(self) -> int:
         """The id of the run's latest frame (0 if none): later frames are numbered above."""
         (last,) = self._reader().execute("SELECT coalesce(max(id), 0) FROM frames").fetchone()
@@ -259,7 +244,7 @@ class RunStore(ChunkTables, Retention):
         ).fetchone()
         if layout is None:
             return  # nothing can be placed
-        last = next(self._stored(db.execute(f"{_READ} WHERE id = ?", (layout,))), None)
+        last = next(self._stored(db.execute(f"{READ} WHERE id = ?", (layout,))), None)
         placed = sorted(last.frame.opts.get("cells", {})) if last is not None else []
         starts = []  # each placed plot's first frame since its last replace, and last fig
         for plot in placed:  # by index, not by reading every frame
@@ -287,7 +272,7 @@ class RunStore(ChunkTables, Retention):
         for first in range(0, len(ids), 512):  # blobs by id, a few at a time
             chunk = ids[first : first + 512]
             marks = ",".join("?" * len(chunk))
-            query = f"{_READ} WHERE id IN ({marks})"
+            query = f"{READ} WHERE id IN ({marks})"
             rows = sorted(db.execute(query, chunk), key=lambda row: order[row[0]])
             for stored in self._stored(rows):
                 yield stored
@@ -301,87 +286,6 @@ class RunStore(ChunkTables, Retention):
         (found,) = db.execute(query, (plot, after)).fetchone()
         return None if found is None else int(found)
 
-    def frames_of(self, plot: str, first: int, last: int) -> list[protocol.Frame]:
-        """The plot's frames ``first`` to ``last``, which must all be there. Raises
-        StoreError if one is gone or damaged."""
-        frames = list(self.frames(plot, first, last))
-        if not frames or frames[0].id != first or frames[-1].id != last:
-            raise StoreError(
-                f"run {self.path.stem!r}: frames {first} to {last} of plot {plot!r} are gone"
-            )
-        return [stored.frame for stored in frames]
-
-    def latest_at(self, plot: str, frame_id: int) -> Stored | None:
-        """The plot's last frame at or before ``frame_id`` (None if it has none)."""
-        rows = self._reader().execute(
-            f"{_READ} WHERE plot = ? AND id <= ? ORDER BY id DESC LIMIT 1",
-            (plot, frame_id),
-        )
-        return next(self._stored(rows), None)
-
-    def latest_at_step(self, plot: str, step: int) -> Stored | None:
-        """The plot's frame of the greatest step at or before ``step`` (the last to arrive,
-        if several have it: a run resumed from a checkpoint sends steps again); None if it
-        has none. Frames without a step are not found by step."""
-        rows = self._reader().execute(
-            f"{_READ} WHERE plot = ? AND step IS NOT NULL AND step <= ? "
-            "ORDER BY step DESC, id DESC LIMIT 1",
-            (plot, step),
-        )
-        return next(self._stored(rows), None)
-
-    def frames(self, plot: str, first: int = 0, last: int | None = None) -> Iterator[Stored]:
-        """The plot's frames with ids in ``[first, last]``, in order."""
-        rows = self._reader().execute(
-            f"{_READ} WHERE plot = ? AND id BETWEEN ? AND ? ORDER BY id",
-            (plot, first, last if last is not None else 2**62),
-        )
-        return self._stored(rows)
-
-    def _stored(self, rows: Iterable[_Row]) -> Iterator[Stored]:
-        """The frames of ``rows`` (as :data:`_READ` selects them) that can be read; the
-        others are reported, once for the lot."""
-        damaged: list[int] = []
-        files: dict[int, int] = {}
-        try:
-            for frame_id, at, step, sent, data, seg, pos, size, crc in rows:
-                try:
-                    if seg is not None and pos is not None and size is not None:
-                        data = self._payload(frame_id, Place(seg, pos, size, crc or 0), files)
-                    frame = protocol.decode(data, protocol.TRUSTED_LIMITS)
-                except (ProtocolError, StoreError) as exc:  # damaged, or another version's
-                    log.debug("run %r: frame %d: %s", self.path.stem, frame_id, exc)
-                    damaged.append(frame_id)
-                    continue
-                yield Stored(frame_id, at, step, frame, sent)
-        finally:
-            close_all(files)
-        if damaged:
-            log.error(
-                "run %r: %d stored frames are damaged and were skipped (ids %d to %d of %s)",
-                self.path.stem,
-                len(damaged),
-                damaged[0],
-                damaged[-1],
-                self.path.name,
-            )
-
-    def _payload(self, frame_id: int, place: Place, files: dict[int, int]) -> bytes:
-        """A frame's bytes from its segment file; where that is gone, from where the frame
-        was moved meanwhile (:meth:`_compact`). Raises StoreError if they cannot be read."""
-        try:
-            return self._segments.read(place, files)
-        except OSError:
-            pass
-        row = self._reader().execute(f"SELECT {', '.join(PLACE_COLUMNS)} FROM frames WHERE id = ?",
-                                     (frame_id,)).fetchone()  # fmt: skip
-        try:
-            if row is None or row[0] is None or Place(*row) == place:
-                raise FileNotFoundError(str(self._segments.path(place.seg)))
-            return self._segments.read(Place(*row), files)
-        except OSError as exc:
-            raise StoreError(f"frame {frame_id}'s bytes are gone: {exc}") from exc
-
     def close(self) -> None:
         """Close the database: its readers and its writer, and its segment file."""
         for reader in self._readers:
@@ -389,19 +293,6 @@ class RunStore(ChunkTables, Retention):
         self._readers.clear()
         self._writer.close()
         self._segments.close()
-
-
-_Row = tuple[
-    int,
-    float,
-    "int | None",
-    "float | None",
-    bytes,
-    "int | None",
-    "int | None",
-    "int | None",
-    "int | None",
-]
 
 
 def _statements(rows: list[tuple[object, ...]], variables: int) -> Iterator[list[Any]]:

@@ -32,11 +32,12 @@ from websockets.asyncio.server import Server, serve
 from . import _protocol as protocol
 from ._errors import ArgumentError, StreamvisError
 from ._guard import Guard, is_loopback
+from ._history import Stored
 from ._hub import Hub
 from ._ingest import INGEST_PATH, Ingest
 from ._page.session import DocumentView
 from ._page.viewed import Viewed
-from ._runstore import DEFAULT_BUDGET, Stored
+from ._runstore import DEFAULT_BUDGET
 from ._store import Store
 from ._web import GuardedTornado, RunsHandler
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import ArgumentError, UnknownPlot
+from ._plots.columns import call_rows
 from ._plotstate import PlotState, replaced
 from ._protocol import Frame
 from ._specs import (
@@ -39,6 +40,7 @@ class Admitted:
     fig: dict[str, Any] | None = None
     cells: dict[str, Cell] | None = None  # a layout's, as it applies
     id: int = 0  # its place in the run's history (the store's frame id)
+    rows: int | None = None  # a plot frame's: the rows its plot holds once it is applied
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class _Placed:
     spec: PlotSpec
     shape: tuple[int, ...]
     fig: dict[str, Any]
+    rows: int = 0  # the rows it holds
+    lines: int | None = None  # how many lines its rows end with (appends join on them)
 
 
 @dataclass(eq=False)
@@ -167,8 +171,12 @@ class RunState:
             if old is not None:
                 check_compatible(frame.name, old.spec, old.shape, spec, shape)
             kept_fig = fig if fig is not None else (old.fig if old is not None else {})
-            self._placed[frame.name] = _Placed(spec, shape, kept_fig)
-            return Admitted(frame, spec, fig, id=self.next_id)
+            joins = old is not None and spec.append
+            rows, lines = call_rows(spec, shape, old.lines if old and joins else None)
+            rows += old.rows if old and joins else 0
+            self._placed[frame.name] = _Placed(spec, shape, kept_fig, rows, lines)
+            held = None if spec.kind == "tandem_lines" else rows  # lines show every row
+            return Admitted(frame, spec, fig, id=self.next_id, rows=held)
         return Admitted(frame, id=self.next_id)
 
     def merge_seqs(self, seqs: Mapping[str, int]) -> None:
@@ -185,12 +193,16 @@ class RunState:
         for cid, seq in self._admitted.items():
             if seq > self.last_seq.get(cid, -1) and cid in self.senders:
                 self.restoring[cid] = self.senders[cid]
+        self._admitted = dict(self.last_seq)
+        self.settle()
+
+    def settle(self) -> None:
+        """Check the frames to come against the plots as they are now (not as admitted)."""
         self._cells = self.cells
         self._placed = {
-            name: _Placed(plot.spec, plot.shape, plot.fig_kwargs)
+            name: _Placed(plot.spec, plot.shape, plot.fig_kwargs, plot.points, _lines(plot))
             for name, plot in self.plots.items()
         }
-        self._admitted = dict(self.last_seq)
 
     def commit(self, admitted: Admitted) -> set[str]:
         """Apply an admitted frame (stored, or needing no store); return what changed."""
@@ -247,3 +259,10 @@ class RunState:
         frame_id: int,
     ) -> None:
         self.plots[name] = replaced(name, old, spec, arrays, frame_id)
+
+
+def _lines(plot: PlotState) -> int | None:
+    """How many lines the plot's rows end with (its latest replace's, if not made yet)."""
+    if plot.raw is not None:
+        return call_rows(plot.spec, plot.shape)[1]
+    return None if plot.ends is None else len(plot.ends.xy)

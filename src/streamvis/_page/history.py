@@ -1,20 +1,20 @@
-"""What a page shows of its run at a step: each replace plot as its latest frame at or
-before the step left it, read from the store off the loop, and kept while the step stays.
+"""What a page shows of its run at a step: each plot as its latest frame at or before the
+step left it (a replace plot, that frame; an append plot, its rows then), read from the
+store off the loop, and kept while the step stays.
 
-Append plots show every row they hold, whatever the step (line plots mark the step with a
-cursor); a replace plot with no frame at or before the step (it began later) shows what it
-shows now.
+Line plots show every row, whatever the step (the page marks the step with a cursor and
+draws the rest faint); a plot with no frame at or before the step (it began later, or an
+append plot replaced since) shows what it shows now.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from .._history import Stored
 from .._plotstate import PlotState, at_step
-from .._runstore import Stored
 
 __all__ = ["PastPlots", "Read", "Submit"]
 
@@ -55,8 +55,8 @@ class PastPlots:
         when live, for an append plot, or without a store; the plot as the stored frame
         left it once read; None while it is to be read (:meth:`start`) or being read (the
         page keeps what it shows)."""
-        if step is None or live.spec.append or self._read is None:
-            return live
+        if step is None or live.spec.kind == "tandem_lines" or self._read is None:
+            return live  # a line plot shows every row, the rest of its curves faint
         found = self._plots.get(name)
         if found is not None and found[0] == step:
             return found[1]
@@ -73,9 +73,9 @@ class PastPlots:
         if not wanted or read is None:
             return
         self._reading.update({name: step for name, (step, _) in wanted.items()})
-        # What the job may touch: copies of the live plots (reading one may build its
-        # columns), and each image's drawer, made here, where the page's frame is known.
-        jobs = {n: (step, copy.copy(live), self._prepare(n)) for n, (step, live) in wanted.items()}
+        # What the job may touch: frozen copies of the live plots (appends go on meanwhile),
+        # and each image's drawer, made here, where the page's frame is known.
+        jobs = {n: (step, live.frozen(), self._prepare(n)) for n, (step, live) in wanted.items()}
 
         def work() -> dict[str, tuple[PlotState | None, Any]]:  # on the drawing thread
             found: dict[str, tuple[PlotState | None, Any]] = {}
@@ -84,7 +84,9 @@ class PastPlots:
                     continue
                 try:
                     stored = read(name, step)
-                    plot = None if stored is None else at_step(live, stored.frame, stored.id)
+                    plot = None
+                    if stored is not None:
+                        plot = at_step(live, stored.frame, stored.id, stored.rows)
                     found[name] = (plot, draw(plot) if draw and plot is not None else None)
                 except Exception:  # unreadable (the store reports it), or undrawable
                     log.exception("plot %r at step %d could not be shown", name, step)

@@ -34,9 +34,9 @@ from bokeh.models import ColumnDataSource, CustomJS, GridBox
 from bokeh.models.annotations import BoxAnnotation, Span
 from bokeh.models.widgets import Div
 
+from .._history import Stored
 from .._pageclock import PageClock
 from .._plotstate import PlotState
-from .._runstore import Stored
 from .._state import RunState
 from .figures import make_figure, wants_webgl
 from .history import PastPlots

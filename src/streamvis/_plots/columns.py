@@ -26,6 +26,7 @@ __all__ = [
     "Extent",
     "LineEnds",
     "Points",
+    "call_rows",
     "color_levels",
     "extent_of",
     "index_along",
@@ -206,6 +207,25 @@ def plot_columns(
         columns, pts, ends = line_columns(arrays[0], spec, extent, ends)
         return columns, pts.extent, ends
     return tandem_columns(arrays[0], arrays[1]), None, None
+
+
+def call_rows(
+    spec: PlotSpec, shape: tuple[int, ...], lines: int | None = None
+) -> tuple[int, int | None]:
+    """How many rows :func:`plot_columns` makes of a call whose data has ``shape``, without
+    making them; and for a line plot, how many lines end where the next append joins on.
+    ``lines``: the lines the plot's rows end with (None: none; a replace starts afresh)."""
+    if spec.kind == "tandem_lines":
+        return 1, None
+    points = math.prod(n for d, n in enumerate(shape) if d != spec.spatial_dim)
+    if spec.kind == "scatter":
+        return points, None
+    num_lines = math.prod(shape[d] for d in spec.line_dims)
+    per_line = points // num_lines if num_lines else 0
+    per_line += lines == num_lines  # each line's old end joins its first new point
+    if not num_lines or not per_line:
+        return 0, lines
+    return num_lines * (per_line - 1), num_lines
 
 
 def color_levels(data_shape: tuple[int, ...], spec: PlotSpec) -> int:

@@ -166,6 +166,21 @@ class GrowingColumns:
             parts.reverse()
         return ({k: v[a:b] for k, v in piece.read().items()} for piece, a, b in parts)
 
+    def head(self, rows: int) -> GrowingColumns:
+        """The first ``rows`` rows as columns of their own, sharing this one's held rows and
+        its stored pieces' loaders (appends here leave it alone: take it where they run)."""
+        head = GrowingColumns({k: v[:0] for k, v in self._tail.items()}, self._tail_first)
+        rows = min(rows, self._rows)
+        tail = Piece(self._rows - self._tail_rows, self._tail_rows, self._mark, self._tail_view())
+        for piece in [*self._pieces, tail]:
+            if piece.first >= rows or not piece.rows:
+                break
+            if piece.first + piece.rows > rows:  # cut: its first rows only
+                piece = _cut(piece, rows - piece.first)
+            head._add(piece)
+        head._rows, head._unstored = rows, len(head._pieces)  # its pieces are not to store
+        return head
+
     def _tail_view(self) -> Columns:
         return {k: v[: self._tail_rows] for k, v in self._tail.items()}
 
@@ -182,6 +197,18 @@ class GrowingColumns:
     def mark(self) -> Any:
         """The last append's mark."""
         return self._mark
+
+
+def _cut(piece: Piece, rows: int) -> Piece:
+    """The first ``rows`` rows of ``piece`` (read back when asked for, if it left memory)."""
+    if piece.columns is not None:
+        columns = {k: v[:rows] for k, v in piece.columns.items()}
+        return Piece(piece.first, rows, piece.mark, columns, taken=True)
+    load = piece.load
+    assert load is not None
+    return Piece(
+        piece.first, rows, piece.mark, None, lambda: {k: v[:rows] for k, v in load().items()}, True
+    )
 
 
 def _length(columns: Columns) -> int:
