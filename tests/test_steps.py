@@ -127,3 +127,25 @@ def test_an_append_plots_frames_record_its_rows_then_across_a_restart(tmp_path: 
             assert [s.rows for s in store.open("steps").frames("pts")] == [3, 6, 9, 11]
     finally:
         client.close(timeout=1)
+
+
+def test_a_run_without_steps_is_read_by_the_time_its_frames_were_made(
+    stored: StreamvisServer,
+) -> None:
+    client = Client(f"127.0.0.1:{stored.ingest_port}", "steps", exit_timeout=5)
+    client.set_layout({"pts": (0, 0, 1, 1)})
+    for value in range(4):
+        client.scatter("pts", np.full((1, 2), float(value)), spatial_dim=1)
+        paced(client)  # each made (and sent) after the one before was stored
+    client.close()
+    store = stored.hub.store
+    assert store is not None
+    run = store.open("steps")
+    made = [s.sent or 0.0 for s in run.frames("pts")]
+    assert all(made) and run.time_range() == (made[0], made[-1])
+    for i, t in enumerate(made):
+        found = run.latest_at_time("pts", t)  # at the time it was made: that frame...
+        assert found is not None and found.frame.arrays[0][0, 0] == i
+    assert run.latest_at_time("pts", made[0] - 1) is None  # ...and none before the first
+    last = run.latest_at_time("pts", 2 * made[-1])
+    assert last is not None and last.frame.arrays[0][0, 0] == 3

@@ -3,8 +3,10 @@ steps with its controls, and returns to live."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,6 +86,31 @@ def test_an_append_plot_at_a_step_shows_the_rows_it_held_then(
         page.js(f"{MODEL}('streamvis:live').active = true;")
         client.scatter("trail", np.full((2, 2), 9.0), spatial_dim=1, append=True)
         page.wait_for(f"{trail_x}.length === 18")  # live: every row, and the new ones
+
+
+def test_a_run_without_steps_scrubs_by_the_time_its_frames_were_made(
+    stored: StreamvisServer, browser: Callable[[], Page]
+) -> None:
+    with Client(f"127.0.0.1:{stored.ingest_port}", "clock", exit_timeout=5) as client:
+        client.set_layout({"pts": (0, 0, 1, 1)})
+        for value in range(6):
+            client.scatter("pts", np.full((3, 2), float(value)), spatial_dim=1)  # no step
+            assert client.flush(timeout=10)
+            time.sleep(0.05)  # the time axis needs time to pass between frames
+        assert stored.hub.store is not None
+        made = [s.sent or 0.0 for s in stored.hub.store.open("clock").frames("pts")]
+        between = [round((a + b) / 2 - made[0], 3) for a, b in itertools.pairwise(made)]
+        page = browser()
+        page.open(f"http://127.0.0.1:{stored.bokeh_port}/?run=clock&time={between[2]}")
+        shows_step(page, 2)  # the frame made before that time, not the latest
+        status = page.wait_for(f"{MODEL}('streamvis:status').text")
+        assert "s after the run's first frame" in status and "behind live" in status
+        at = between[4]
+        page.js(f"const s = {MODEL}('streamvis:step'); s.value = {at}; s.value_throttled = {at};")
+        shows_step(page, 4)  # the slider moves by time
+        page.wait_for(f"window.location.search.endsWith('time={at}')")
+        page.js(f"{MODEL}('streamvis:live').active = true;")
+        shows_step(page, 5)
 
 
 def test_a_page_says_when_steps_went_back(

@@ -22,3 +22,10 @@ def test_a_step_that_is_not_a_number_is_ignored_and_said_so() -> None:
     viewed = Viewed.from_query({"step": [b"soon"], "run": [b""]}, "r")
     assert viewed.runs == ("r",) and viewed.live
     assert viewed.ignored == ("step='soon' (not a whole number)",)
+
+
+def test_a_run_without_steps_is_viewed_at_a_time_after_its_first_frame() -> None:
+    viewed = Viewed.from_query({"time": [b"12.5"]}, "r")
+    assert viewed.time == 12.5 and viewed.step is None and not viewed.live
+    ignored = Viewed.from_query({"time": [b"later", b"nan"]}, "r")
+    assert ignored.live and ignored.ignored == ("time='later' (not a number of seconds)",)

@@ -53,6 +53,36 @@ class History:
                 high = last if high is None else max(high, last)
         return None if low is None or high is None else (int(low), int(high))
 
+    def time_range(self) -> tuple[float, float] | None:
+        """When the run's first and last plot frames were made (by the client's clock, else
+        at arrival); None if it has none."""
+        query = "SELECT coalesce(sent, time) FROM frames WHERE op = 'plot' ORDER BY id {} LIMIT 1"
+        db = self._reader()
+        first, last = (db.execute(query.format(o)).fetchone() for o in ("ASC", "DESC"))
+        return None if first is None or last is None else (float(first[0]), float(last[0]))
+
+    def latest_at_time(self, plot: str, at: float) -> Stored | None:
+        """The plot's last frame made at or before ``at`` (seconds since the epoch, by the
+        client's clock, else at arrival): found by halving the run's frames, which arrive
+        in the order they were made, near enough (no index: none costs the writes)."""
+        db = self._reader()
+        low, high = db.execute("SELECT min(id), max(id) FROM frames").fetchone()
+        if low is None or high is None:
+            return None
+        probe = "SELECT id, coalesce(sent, time) FROM frames WHERE id >= ? ORDER BY id LIMIT 1"
+        found = None  # the last frame id known to be made at or before ``at``
+        for _ in range(64):  # halving: at most log2 of the ids
+            if low > high:
+                break
+            row = db.execute(probe, ((low + high) // 2,)).fetchone()
+            if row is None or row[0] > high:
+                high = (low + high) // 2 - 1
+            elif row[1] <= at:
+                found, low = row[0], row[0] + 1
+            else:
+                high = (low + high) // 2 - 1
+        return None if found is None else self.latest_at(plot, found)
+
     def frames_of(self, plot: str, first: int, last: int) -> list[protocol.Frame]:
         """The plot's frames ``first`` to ``last``, which must all be there. Raises
         StoreError if one is gone or damaged."""

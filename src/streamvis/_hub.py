@@ -329,6 +329,7 @@ def _replayed(stored: RunStore, run: str, chunks: bool) -> tuple[RunState, int]:
             plot.last_image = (kept[0], Viewport(x0, x1, y0, y1, int(width), int(height)), kept[2])
     state.next_id = max(state.next_id, stored.last_id() + 1)
     state.take_steps(stored.step_range(state.plots))
+    state.take_times(stored.time_range())
     state.merge_seqs(stored.last_seqs())
     state.settle()  # the rows of plots restored from their chunks
     return state, count

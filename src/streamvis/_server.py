@@ -206,10 +206,15 @@ class StreamvisServer:
         """Whether the stored runs are still being read."""
         return self.hub.loaded is not None and not self.hub.loaded.done()
 
-    def _history(self, run: str, plot: str, step: int) -> Stored | None:
-        """A plot's frame at ``step``, from the store (on the drawing thread)."""
-        store = self.hub.store
-        return store.open(run).latest_at_step(plot, step) if store is not None else None
+    def _history(self, run: str, plot: str, at: int | float) -> Stored | None:
+        """A plot's frame at step ``at`` (an int) or time ``at`` (a float, seconds since the
+        epoch), from the store (on the drawing thread)."""
+        if self.hub.store is None:
+            return None
+        stored = self.hub.store.open(run)
+        return (
+            stored.latest_at_step(plot, at) if type(at) is int else stored.latest_at_time(plot, at)
+        )
 
     def _make_document(self, doc: Document) -> None:
         context: Any = doc.session_context

@@ -83,6 +83,7 @@ class RunState:
     last_step: int | None = None  # the step of the last frame that had one
     rewinds: int = 0  # times a frame's step went back, the last time from, to:
     rewound: tuple[int, int] | None = None
+    times: tuple[float, float] | None = None  # when its first and last plot frames were made
 
     def _spec(self, frame: Frame) -> PlotSpec:
         """The frame's checked spec; a plot's frames mostly repeat the last one's options."""
@@ -223,7 +224,13 @@ class RunState:
         if frame.op != "plot" or admitted.spec is None:
             return set()
         assert frame.name is not None
-        folded, step = frame.opts.get("folded"), frame.opts.get("step")
+        folded, step, made = (
+            frame.opts.get("folded"),
+            frame.opts.get("step"),
+            frame.opts.get("time"),
+        )
+        if isinstance(made, float | int) and type(made) is not bool:
+            self.take_times((float(made), float(made)))
         if type(folded) is int and folded > 0:
             self.folded += folded
         if type(step) is int:
@@ -246,9 +253,11 @@ class RunState:
 
     def take_steps(self, steps: tuple[int, int] | None) -> None:
         """Widen the run's range of steps to take in ``steps``."""
-        if steps is not None:
-            low, high = steps if self.steps is None else self.steps
-            self.steps = (min(low, steps[0]), max(high, steps[1]))
+        self.steps = _widened(self.steps, steps)
+
+    def take_times(self, times: tuple[float, float] | None) -> None:
+        """Widen the run's range of times to take in ``times``."""
+        self.times = _widened(self.times, times)
 
     def _replace(
         self,
@@ -266,3 +275,10 @@ def _lines(plot: PlotState) -> int | None:
     if plot.raw is not None:
         return call_rows(plot.spec, plot.shape)[1]
     return None if plot.ends is None else len(plot.ends.xy)
+
+
+def _widened(span: tuple[Any, Any] | None, more: tuple[Any, Any] | None) -> Any:
+    """The least range holding ``span`` and ``more`` (either may be None: none)."""
+    if more is None or span is None:
+        return span if more is None else more
+    return (min(span[0], more[0]), max(span[1], more[1]))

@@ -18,7 +18,6 @@ long the updates carrying them took, so the small plots beside them stay live.
 
 from __future__ import annotations
 
-import functools
 import html
 import logging
 import threading
@@ -63,7 +62,7 @@ class DocumentView:
         interval: float,
         reading: Callable[[], bool] = lambda: False,
         keep_image: Callable[[str, str], None] = lambda run, plot: None,
-        history: Callable[[str, str, int], Stored | None] | None = None,
+        history: Callable[[str, str, int | float], Stored | None] | None = None,
     ) -> None:
         self.doc, self.viewed, self.interval = doc, viewed, interval
         self.run = viewed.run
@@ -82,9 +81,11 @@ class DocumentView:
         doc.js_on_event(DocumentReady, CustomJS(args=dict(clock=self._clock), code=READY_JS))
         self._hold = Div(name="streamvis:hold", visible=False, tags=[])  # paint a step at once
         self._hold.js_on_change("tags", CustomJS(args=dict(hold=self._hold), code=HOLD_JS))
-        self._timeline = Timeline(viewed.step, self._moved)
+        self._timeline = Timeline(viewed.step, self._moved, viewed.time)
         doc.js_on_event(DocumentReady, self._timeline.keys)
-        read = functools.partial(history, self.run) if history is not None else None
+        read = None
+        if history is not None:  # a plot at the page's cursor: a step, or a time
+            read = lambda plot, at: history(self.run, plot, self._timeline.at(at))  # noqa: E731
         drawer = lambda name: predrawer(self._views.get(name))  # noqa: E731
         self._past = PastPlots(read, self._off_loop_then, self._read_past, drawer)
         self._cursors: dict[str, tuple[Span, BoxAnnotation]] = {}  # line plots' step marks
@@ -92,9 +93,10 @@ class DocumentView:
 
     def _moved(self, step: int | None) -> None:
         """The person moved the time control: show every plot at ``step`` (None: live)."""
+        marked = step is not None and not self._timeline.by_time  # by time: no step to mark
         for span, after in self._cursors.values():
-            span.update(location=step if step is not None else 0, visible=step is not None)
-            after.update(left=step if step is not None else 0, visible=step is not None)
+            span.update(location=step if marked else 0, visible=marked)
+            after.update(left=step if marked else 0, visible=marked)
         state = self._lookup(self.run)
         if state is not None:  # read (and draw) the step now, not at the next update's tick:
             for name in self._views:  # scrub p50 84-97 ms this way, 107-111 ms without
@@ -307,7 +309,7 @@ class DocumentView:
         data = page_data(plot) if plot is not None else None
         fig, source = make_figure(name, cell, plot, data, self._gpu)
         if plot is not None and plot.spec.kind == "tandem_lines":
-            step = self._timeline.cursor
+            step = None if self._timeline.by_time else self._timeline.cursor
             span = Span(
                 location=step or 0, dimension="height", visible=step is not None,
                 line_dash="dashed", line_color="#555555", name=f"{name}:cursor", level="overlay",
@@ -350,6 +352,7 @@ class DocumentView:
             )
             root = column(header, waiting)
         else:
+            self._timeline.follow(state)  # its steps (or times) first: what to read at
             children: list[Any] = []
             for name, cell in state.cells.items():
                 if not self.viewed.shows(name):
@@ -396,7 +399,7 @@ class DocumentView:
             )
         if unshown:
             text += f"<br>Not shown yet: {' and '.join(unshown)}; this page shows the first run."
-        if self.viewed.step is not None and self._past.blind:
+        if not self.viewed.live and self._past.blind:
             text += "<br>This server keeps no history (--no_persist): the page shows it live."
         if self.viewed.ignored:
             text += "<br>Ignored in the address: " + html.escape(", ".join(self.viewed.ignored))

@@ -1,5 +1,6 @@
-"""A page's time control: a slider over its run's steps, previous and next, play at a chosen
-speed, the arrow keys, and ``live`` (on by default: the page follows the newest data).
+"""A page's time control: a slider over its run's steps (or, for a run that sends none, the
+seconds since its first frame), previous and next, play at a chosen speed, the arrow keys,
+and ``live`` (on by default: the page follows the newest data).
 
 Moving through steps leaves live mode; data keeps arriving and the slider's end keeps
 growing; one click on ``live`` returns. The address bar follows the slider (``&step=K``)
@@ -21,7 +22,8 @@ from .._state import RunState
 
 __all__ = ["SPEEDS", "Timeline"]
 
-SPEEDS = ("1", "5", "10", "25", "50")  # steps a second when playing
+SPEEDS = ("1", "5", "10", "25", "50")  # steps (or tenths of a second) a second when playing
+TIME_STEP = 0.1  # seconds a move (previous, next, play, keys) goes, by time
 
 # A person's moves of the slider show as ``value_throttled`` (the server's own, to follow
 # live data, as ``value`` alone): set both, and leave live mode.
@@ -34,8 +36,10 @@ function streamvis_move(slider, live, value) {
   slider.value_throttled = value;
 }
 """
+# The slider's unit of a move (``tags``: its axis, "step" or "time", and that unit).
+_UNIT_JS = "const unit = slider.tags[1] ?? 1;"
 # Step the slider by ``by`` (previous / next).
-_STEP_JS = _MOVE_JS + "streamvis_move(slider, live, slider.value + by);"
+_STEP_JS = _MOVE_JS + _UNIT_JS + "streamvis_move(slider, live, slider.value + by * unit);"
 # The slider dragged: leave live mode.
 _DRAG_JS = "live.active = false;"
 # Play: move a step every 1/speed seconds until the end, then stop.
@@ -45,15 +49,18 @@ if (!play.active) return;
 live.active = false;
 window.streamvis_play = setInterval(() => {
   if (slider.value >= slider.end) { play.active = false; return; }
-  streamvis_move(slider, live, slider.value + 1);
+  streamvis_move(slider, live, slider.value + unit);
 }, 1000 / Number(speed.value));
 """
-_PLAY_JS = _MOVE_JS + _PLAY_JS
+_PLAY_JS = _MOVE_JS + _UNIT_JS + _PLAY_JS
 # The address says the step shown (none when live), without a new history entry.
 _ADDRESS_JS = """
 const url = new URL(window.location.href);
-if (live.active) url.searchParams.delete("step");
-else url.searchParams.set("step", String(slider.value));
+url.searchParams.delete("step");
+url.searchParams.delete("time");
+const axis = slider.tags[0] ?? "step";
+const value = axis === "time" ? Math.round(slider.value * 1000) / 1000 : slider.value;
+if (!live.active) url.searchParams.set(axis, String(value));
 window.history.replaceState(null, "", url.toString());
 """
 # The arrow keys move one step back or on.
@@ -65,7 +72,7 @@ window.streamvis_keys = true;
 document.addEventListener("keydown", (event) => {
   const by = {ArrowLeft: -1, ArrowRight: 1}[event.key];
   if (by === undefined || event.target.closest?.("input, select, textarea")) return;
-  streamvis_move(slider, live, slider.value + by);
+  streamvis_move(slider, live, slider.value + by * (slider.tags[1] ?? 1));
 });
 """
 )
@@ -74,15 +81,23 @@ document.addEventListener("keydown", (event) => {
 class Timeline:
     """The widgets of one page's time control, and what it shows."""
 
-    def __init__(self, step: int | None, on_move: Callable[[int | None], None]) -> None:
+    def __init__(
+        self, step: int | None, on_move: Callable[[int | None], None], time: float | None = None
+    ) -> None:
+        """At ``step``, or ``time`` (seconds after the run's first frame), or live."""
         self._on_move = on_move
         self._setting = False  # the server is moving the slider: not the person
-        start = step if step is not None else 0
+        self.by_time = step is None and time is not None  # until the run says otherwise
+        self.origin: float | None = None  # by time: when the run's first frame was made
+        start: float = step if step is not None else (time or 0)
         self.slider = Slider(
-            start=start, end=start + 1, value=start, step=1, title="step",
+            start=start, end=start + 1, value=start, step=1, title="step", tags=["step", 1],
             name="streamvis:step", width=360, disabled=True,
         )  # fmt: skip
-        self.live = Toggle(label="live", active=step is None, name="streamvis:live", width=60)
+        if self.by_time:
+            self._set(title="seconds", step=0.001, tags=["time", TIME_STEP])
+        live = step is None and time is None
+        self.live = Toggle(label="live", active=live, name="streamvis:live", width=60)
         self.previous = Button(label="◀", name="streamvis:previous", width=40)
         self.next = Button(label="▶", name="streamvis:next", width=40)
         self.play = Toggle(label="play", name="streamvis:play", width=60)
@@ -105,8 +120,17 @@ class Timeline:
 
     @property
     def cursor(self) -> int | None:
-        """The step the page shows, or None: live."""
-        return None if self.live.active else int(self.slider.value)
+        """The step the page shows (by time: milliseconds after the run's first frame), or
+        None: live."""
+        return None if self.live.active else self._cursor(self.slider.value)
+
+    def _cursor(self, value: float) -> int:
+        return round(value * 1000) if self.by_time else int(value)
+
+    def at(self, cursor: int) -> int | float:
+        """What the store reads a plot at for ``cursor``: a step, or a time (a float,
+        seconds since the epoch)."""
+        return (self.origin or 0.0) + cursor / 1000 if self.by_time else cursor
 
     def follow(self, run: RunState) -> None:
         """Take in the run's range of steps as it grows; when live, stay at its end. Say
@@ -116,9 +140,15 @@ class Timeline:
         if rewinds and rewound is not None:
             times = "once" if rewinds == 1 else f"{rewinds} times"
             back = f" · steps went back {times}, last from {rewound[0]} to {rewound[1]}"
+        if steps is None and run.times is not None:  # a run that sends no steps: by time
+            self._by_time(run.times)
+            return
         if steps is None:
             self.status.text = "live · no steps sent yet" if self.live.active else ""
             return
+        if self.by_time:  # steps came: the run has them now
+            self.by_time = False
+            self._set(title="step", step=1, tags=["step", 1])
         first, last = steps
         self._set(start=first, end=max(last, first + 1), disabled=False)
         if self.live.active:
@@ -129,6 +159,22 @@ class Timeline:
             shown = int(self.slider.value)
             behind = f" · {last - shown} steps behind live" if last > shown else ""
             self.status.text = f"step {shown}{behind}{back}"
+
+    def _by_time(self, times: tuple[float, float]) -> None:
+        """Follow a run without steps by the seconds since its first frame."""
+        if not self.by_time:
+            self.by_time = True
+            self._set(title="seconds", step=0.001, tags=["time", TIME_STEP])
+        self.origin = times[0]
+        length = round(times[1] - times[0], 3)
+        self._set(start=0, end=max(length, TIME_STEP), disabled=False)
+        if self.live.active:
+            self._set(value=length)
+            self.status.text = f"live · {length:.1f} s after the run's first frame (no steps)"
+        else:
+            shown = float(self.slider.value)
+            behind = f" · {length - shown:.1f} s behind live" if length > shown else ""
+            self.status.text = f"{shown:.1f} s after the run's first frame{behind}"
 
     def _set(self, **values: Any) -> None:
         """Move the slider as the server (its callbacks then ignore the move)."""
@@ -142,7 +188,7 @@ class Timeline:
 
     def _moved(self, attr: str, old: Any, new: Any) -> None:
         if not self._setting:
-            self._on_move(int(new))
+            self._on_move(self._cursor(new))
 
     def _lived(self, attr: str, old: Any, new: Any) -> None:
-        self._on_move(None if new else int(self.slider.value))
+        self._on_move(None if new else self._cursor(self.slider.value))

@@ -2,12 +2,14 @@
 one), read from its address. Pure: the session shows it, the hub sends it the runs' changes.
 
 ``/?run=a&run=b&plot=loss&step=57`` views runs ``a`` and ``b``, only their plot ``loss``, at
-step 57. A page shows the first run today; comparing runs and moving through steps build on
-this (the other runs and the step are kept, and the page says what it cannot show yet).
+step 57 (``&time=12.5``: 12.5 s after the run's first frame, for a run that sends no
+steps). A page shows the first run today; comparing runs builds on this (the other runs
+are kept, and the page says it cannot show them yet).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +24,7 @@ class Viewed:
     runs: tuple[str, ...]
     plots: frozenset[str] | None = None
     step: int | None = None
+    time: float | None = None  # seconds after the run's first frame (a run without steps)
     ignored: tuple[str, ...] = ()  # parts of the address that mean nothing, to say so
 
     @property
@@ -31,7 +34,7 @@ class Viewed:
 
     @property
     def live(self) -> bool:
-        return self.step is None
+        return self.step is None and self.time is None
 
     def shows(self, plot: str) -> bool:
         """Whether the page shows plot ``plot`` (of any of its runs)."""
@@ -50,7 +53,15 @@ class Viewed:
                 steps.append(int(text))
             else:
                 ignored.append(f"step={text!r} (not a whole number)")
-        return cls(runs or (default_run,), plots, steps[-1] if steps else None, tuple(ignored))
+        times = []
+        for text in _texts(args.get("time", ())):
+            try:
+                times.append(float(text))
+            except ValueError:
+                ignored.append(f"time={text!r} (not a number of seconds)")
+        times = [t for t in times if math.isfinite(t)]
+        step, time = steps[-1] if steps else None, times[-1] if times else None
+        return cls(runs or (default_run,), plots, step, time, tuple(ignored))
 
 
 def _texts(values: Sequence[bytes | str]) -> list[str]:
