@@ -67,6 +67,26 @@ def test_a_page_at_a_step_shows_it_moves_through_steps_and_returns_to_live(
         assert page.js(f"return {MODEL}('loss:after').visible") is False
 
 
+def test_play_moves_the_page_through_every_step_to_the_end(
+    stored: StreamvisServer, browser: Callable[[], Page]
+) -> None:
+    with Client(f"127.0.0.1:{stored.ingest_port}", "steps", exit_timeout=5) as client:
+        client.set_layout({"pts": (0, 0, 1, 1), "loss": (0, 1, 1, 1)})
+        for step in range(12):
+            send(client, step)
+        page = browser()
+        page.open(f"http://127.0.0.1:{stored.bokeh_port}/?run=steps&step=0")
+        shows_step(page, 0)
+        page.js(f"""window.seen = new Set();
+            (function look() {{ const x = {PTS_X}; if (x) window.seen.add(x[0]);
+              requestAnimationFrame(look); }})();
+            {MODEL}('streamvis:speed').value = '5'; {MODEL}('streamvis:play').active = true;""")
+        shows_step(page, 11)  # played to the end (read ahead as it went)...
+        page.wait_for(f"{MODEL}('streamvis:play').active === false")  # ...and stopped there
+        seen = page.js("return Array.from(window.seen).sort((a, b) => a - b)")
+        assert len(seen) >= 10, seen  # at 5 steps a second, (nearly) every step was shown
+
+
 def test_an_append_plot_at_a_step_shows_the_rows_it_held_then(
     stored: StreamvisServer, browser: Callable[[], Page]
 ) -> None:

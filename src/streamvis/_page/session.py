@@ -38,7 +38,7 @@ from .._pageclock import PageClock
 from .._plotstate import PlotState
 from .._state import RunState
 from .figures import make_figure, wants_webgl
-from .history import PastPlots
+from .history import AHEAD, PastPlots
 from .scripts import ECHO_JS, HOLD_JS, READY_JS
 from .shows import Image, PlotView, follow, is_large, page_data, predrawer, show_of
 from .timeline import Timeline
@@ -92,32 +92,52 @@ class DocumentView:
         self._rebuild()
 
     def _moved(self, step: int | None) -> None:
-        """The person moved the time control: show every plot at ``step`` (None: live)."""
+        """The person moved the time control: show every plot at ``step`` (None: live), in
+        one update once what it needs is read (the page has nothing to do meanwhile)."""
+        state = self._lookup(self.run)
+        reading = False
+        if state is not None:  # read (and draw) the step now, not at the next update's tick:
+            shown = [self._shown(state, name) for name in self._views if name in state.plots]
+            reading = None in shown  # scrub p50 84-97 ms this way, 107-111 ms without
+            self._past.start()
+            if step is not None:
+                self._take_images(set(self._views), step)  # of plots read ahead, if any
+        self.clock.hurry()
+        if not reading:  # else the read, once done, shows the step
+            self.notify(set(self._views))
+
+    def _mark(self, step: int | None) -> None:
+        """Mark ``step`` on the line plots (None: live, or by time: none)."""
         marked = step is not None and not self._timeline.by_time  # by time: no step to mark
         for span, after in self._cursors.values():
             span.update(location=step if marked else 0, visible=marked)
             after.update(left=step if marked else 0, visible=marked)
-        state = self._lookup(self.run)
-        if state is not None:  # read (and draw) the step now, not at the next update's tick:
-            for name in self._views:  # scrub p50 84-97 ms this way, 107-111 ms without
-                self._shown(state, name)
-            self._past.start()
-        self.clock.hurry()
-        self.notify(set(self._views))
 
-    def _read_past(self, names: set[str], drawn: dict[str, Any]) -> None:
-        """Plots at the page's step were read (and images of them drawn): show them."""
-        for name, image in drawn.items():
+    def _read_past(self, names: set[str], step: int) -> None:
+        """Plots were read at ``step`` (and images of them drawn): show them, if the page
+        is there (else they wait, read ahead)."""
+        if step != self._timeline.cursor:
+            return
+        self._take_images(names, step)
+        self.clock.hurry()  # a step the person asked for: show it as soon as it is read
+        self.notify(set(self._views))  # with the plots it needed no read for
+
+    def _take_images(self, names: set[str], step: int) -> None:
+        """Show the images drawn of plots as they were read at ``step``."""
+        for name in names:
             view = self._views.get(name)
             if view is not None and view.drawing is None:
-                view.drawn = image
-        self.clock.hurry()  # a step the person asked for: show it as soon as it is read
-        self.notify(names)
+                image = self._past.image(name, step)
+                if image is not None:
+                    view.drawn = image
 
     def _shown(self, state: RunState, name: str) -> PlotState | None:
         """The plot the page shows at its step (None: not read yet, or no such plot)."""
-        live = state.plots.get(name)
-        return None if live is None else self._past.at(name, live, self._timeline.cursor)
+        live, cursor = state.plots.get(name), self._timeline.cursor
+        if live is None:
+            return None
+        ahead = self._timeline.ahead(cursor, AHEAD) if cursor is not None else []
+        return self._past.at(name, live, cursor, ahead)  # playing: the next steps read ahead
 
     def _off_loop_then(self, work: Callable[[], Any], then: Callable[[Any], None]) -> None:
         """Run ``work`` on the drawing thread, then ``then`` on the document's thread with
@@ -207,6 +227,7 @@ class DocumentView:
             self._rebuild()
             return []
         self._timeline.follow(state)
+        self._mark(self._timeline.cursor)
         changed, large = False, []
         for name in dirty:
             try:
@@ -338,7 +359,10 @@ class DocumentView:
             view.retire()
         self._views = {}
         self._grid = None
-        header = Div(text=self._header(), name="streamvis:header")
+        others = [r for r in self._runs() if r != self.run]
+        folded = state.folded if state is not None else 0
+        text = self.viewed.header(others, folded, self._past.blind)
+        header = Div(text=text, name="streamvis:header")
         if state is None or state.cells is None:
             why = (
                 "the server is reading its stored runs"
@@ -378,32 +402,6 @@ class DocumentView:
         if drawing:
             self.notify(drawing)
         self._past.start()
-
-    def _header(self) -> str:
-        """The page's first line: the run, the runs it can switch to, and what of the view
-        asked for it cannot show yet (other runs beside this one, a past step)."""
-        others = [r for r in self._runs() if r != self.run]
-        links = ", ".join(f'<a href="/?run={html.escape(r)}">{html.escape(r)}</a>' for r in others)
-        text = f"<b>streamvis</b> &middot; run <b>{html.escape(self.run)}</b> &middot; live"
-        text += f" &middot; other runs: {links}" if links else ""
-        state = self._lookup(self.run)
-        if state is not None and state.folded:
-            text += (
-                f"<br>{state.folded} replaces were folded into later ones before they were "
-                "sent: the link or the server fell behind, so their steps are not kept."
-            )
-        unshown = []
-        if len(self.viewed.runs) > 1:
-            unshown.append(
-                "runs side by side (" + ", ".join(map(html.escape, self.viewed.runs[1:])) + ")"
-            )
-        if unshown:
-            text += f"<br>Not shown yet: {' and '.join(unshown)}; this page shows the first run."
-        if not self.viewed.live and self._past.blind:
-            text += "<br>This server keeps no history (--no_persist): the page shows it live."
-        if self.viewed.ignored:
-            text += "<br>Ignored in the address: " + html.escape(", ".join(self.viewed.ignored))
-        return text
 
 
 _drawing_thread: ThreadPoolExecutor | None = None

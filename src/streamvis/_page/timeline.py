@@ -103,7 +103,11 @@ class Timeline:
         self.play = Toggle(label="play", name="streamvis:play", width=60)
         speeds: list[str | tuple[Any, str]] = [(s, f"{s}/s") for s in SPEEDS]
         self.speed = Select(options=speeds, value="10", name="streamvis:speed", width=80)
-        self.status = Div(name="streamvis:status")
+        # Fixed in size: new text then lays out nothing else (a page update a step cost 15 ms)
+        self.status = Div(
+            name="streamvis:status", width=520, height=24,
+            styles={"overflow": "hidden", "white-space": "nowrap"},
+        )  # fmt: skip
         models = dict(slider=self.slider, live=self.live, play=self.play, speed=self.speed)
         for button, by in ((self.previous, -1), (self.next, 1)):
             button.js_on_click(CustomJS(args=dict(models, by=by), code=_STEP_JS))
@@ -126,6 +130,11 @@ class Timeline:
 
     def _cursor(self, value: float) -> int:
         return round(value * 1000) if self.by_time else int(value)
+
+    def ahead(self, cursor: int, moves: int) -> list[int]:
+        """The cursors of the next ``moves`` moves while playing (none when not playing)."""
+        unit = round(TIME_STEP * 1000) if self.by_time else 1
+        return [cursor + k * unit for k in range(1, moves + 1)] if self.play.active else []
 
     def at(self, cursor: int) -> int | float:
         """What the store reads a plot at for ``cursor``: a step, or a time (a float,

@@ -1,5 +1,6 @@
 """What a page views: which runs, which of their plots, and at which step (live, or a past
-one), read from its address. Pure: the session shows it, the hub sends it the runs' changes.
+one), read from its address, and what its first line says of it. Pure: the session shows
+it, the hub sends it the runs' changes.
 
 ``/?run=a&run=b&plot=loss&step=57`` views runs ``a`` and ``b``, only their plot ``loss``, at
 step 57 (``&time=12.5``: 12.5 s after the run's first frame, for a run that sends no
@@ -9,6 +10,7 @@ are kept, and the page says it cannot show them yet).
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +41,29 @@ class Viewed:
     def shows(self, plot: str) -> bool:
         """Whether the page shows plot ``plot`` (of any of its runs)."""
         return self.plots is None or plot in self.plots
+
+    def header(self, others: list[str], folded: int, blind: bool) -> str:
+        """The page's first line: the run, the ``others`` it can switch to, and what of the
+        view it cannot show (other runs beside this one; a past step, if ``blind``: no
+        history kept); the replaces its clients ``folded`` (their steps are not kept)."""
+        links = ", ".join(f'<a href="/?run={html.escape(r)}">{html.escape(r)}</a>' for r in others)
+        text = f"<b>streamvis</b> &middot; run <b>{html.escape(self.run)}</b> &middot; live"
+        text += f" &middot; other runs: {links}" if links else ""
+        if folded:
+            text += (
+                f"<br>{folded} replaces were folded into later ones before they were "
+                "sent: the link or the server fell behind, so their steps are not kept."
+            )
+        if len(self.runs) > 1:
+            beside = ", ".join(map(html.escape, self.runs[1:]))
+            text += (
+                f"<br>Not shown yet: runs side by side ({beside}); this page shows the first run."
+            )
+        if not self.live and blind:
+            text += "<br>This server keeps no history (--no_persist): the page shows it live."
+        if self.ignored:
+            text += "<br>Ignored in the address: " + html.escape(", ".join(self.ignored))
+        return text
 
     @classmethod
     def from_query(cls, args: Mapping[str, Sequence[bytes | str]], default_run: str) -> Viewed:
