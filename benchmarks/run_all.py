@@ -17,7 +17,16 @@ from typing import Any
 import _common
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("transport", "client_call", "swissroll", "long_run", "image_draw", "startup", "scrub")
+BENCHMARKS = (
+    "transport",
+    "client_call",
+    "swissroll",
+    "long_run",
+    "image_draw",
+    "startup",
+    "scrub",
+    "history_rss",
+)
 
 
 def run(name: str, smoke: bool, out: Path) -> tuple[dict[str, Any] | None, float]:

@@ -16,6 +16,7 @@ a new step (the page's own pace, with nothing read from the store).
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -27,7 +28,8 @@ from streamvis import Client
 
 swissroll = _common.load_example("swissroll")
 RUN = "swissroll"
-OFFSET = 10_000.0  # x of step K's frames: K * OFFSET + the data's own (within +-200)
+OFFSET = 10_000.0  # x of step K's frames: K * OFFSET + the data's own (within +-200: any
+# one point says the step; reading them all every animation frame cost the page its time)
 PLOTS = ("rbf_centers", "mu_alphas", "sigma_alphas", "mu", "psamples")  # the replace plots
 # The step each replace plot shows (null until it has data), read from its page data.
 STEPS_JS = f"""
@@ -38,7 +40,7 @@ for (const name of {list(PLOTS)!r}) {{
   const d = s && s.data;
   let low = null;
   if (d && d.left && d.left.length) low = d.left[0];
-  else if (d && (d.x || d.x0) && (d.x || d.x0).length) low = Math.min(...(d.x || d.x0));
+  else if (d && (d.x || d.x0) && (d.x || d.x0).length) low = (d.x || d.x0)[0];  // any one
   steps[name] = low === null ? null : Math.round(low / {OFFSET});
 }}
 """
@@ -82,7 +84,7 @@ function sample() {"""
   // painted last.
   if (!window.streamvis_held || painted === null)
     painted = [shown.every((s) => s === shown[0]), shown[0]];
-  samples.push([slider, ...painted]);
+  samples.push([slider, ...painted, performance.now() - start]);
   if (performance.now() - start < ms) requestAnimationFrame(sample);
   else { doc.get_model_by_name('streamvis:play').active = false; done(samples); }
 }
@@ -156,7 +158,12 @@ def main() -> None:
         finally:
             client.close(timeout=30)
     in_step = float(np.mean([s[1] for s in played])) if played else float("nan")
-    advanced = (played[-1][0] - played[0][0]) / (play_ms / 1000) if played else float("nan")
+    # Steps a second the plots showed: distinct steps painted, over the time between the
+    # first and the last sample that showed a new one (the slider's own pace is the page's).
+    changes = [(s[3], s[2]) for a, s in itertools.pairwise(played) if s[2] != a[2]]
+    advanced = float("nan")
+    if len(changes) > 1:
+        advanced = (len(changes) - 1) / ((changes[-1][0] - changes[0][0]) / 1000)
     ms = np.array(scrub)
     p50, p99 = _common.percentile(ms, 50), _common.percentile(ms, 99)
     _common.report(
@@ -166,14 +173,14 @@ def main() -> None:
     )
     _common.report(
         "playing at 10 steps/s",
-        ("seconds", "steps/s", "frames with every plot in step"),
+        ("seconds", "steps shown/s", "frames with every plot in step"),
         [(play_ms / 1000, advanced, in_step)],
     )
     detail = f"{len(ms)} moves over {steps} steps; live page p50 {live['p50_ms']:.0f} ms"
     targets = [
         _common.target("scrub to painted p50", p50, "<=", 100, "ms", detail),
         _common.target("scrub to painted p99", p99, "<=", 250, "ms", detail),
-        _common.target("playing: steps/s", advanced, ">=", 10, "/s", f"{in_step:.0%} in step"),
+        _common.target("playing: steps shown/s", advanced, ">=", 10, "/s", f"{in_step:.0%} in"),
         _common.target("playing: frames in step", in_step * 100, ">=", 95, "%", ""),
     ]
     notes = [

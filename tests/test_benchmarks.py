@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
+@pytest.mark.timeout(290)  # every benchmark, tiny: about 90 s here, more on a busy machine
 def test_smoke_benchmarks_run_to_the_end() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--smoke"],
