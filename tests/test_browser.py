@@ -151,6 +151,12 @@ def test_runs_page_lists_every_run(
     assert links == ["one", "two"]
     shows(page, server, "?run=two")
     assert "one" in page.wait_for("Bokeh.documents[0].get_model_by_name('streamvis:header').text")
+    page.open(f"http://127.0.0.1:{server.bokeh_port}/runs")  # choose both, to compare them
+    page.wait_for("document.querySelectorAll('input[name=run]').length === 2")
+    boxes = "document.querySelectorAll('input[name=run]')"
+    page.js(f"{boxes}.forEach((box) => {{ box.checked = true; }});")
+    page.js("document.querySelector('form').submit();")
+    page.wait_for("window.location.search === '?run=one&run=two'")
 
 
 def test_an_address_can_ask_for_some_plots_and_says_what_it_cannot_show_yet(

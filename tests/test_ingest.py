@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import urllib.error
@@ -68,6 +69,40 @@ def test_two_runs_stay_apart_and_are_listed(
         assert client.flush(timeout=10)
     assert server.hub.run_names() == ["alpha", "beta"]
     assert len(server.hub.runs["beta"].plots["pts"].data) == 5
+
+
+def test_runs_json_lists_each_runs_plots_steps_times_and_whether_it_is_live(
+    server: StreamvisServer, connect: Callable[..., Client]
+) -> None:
+    before = time.time()
+    first, second = connect("alpha"), connect("beta")
+    for client, step in ((first, 3), (second, 7)):
+        client.set_layout(LAYOUT)
+        client.scatter("pts", np.zeros((2, 2)), step=step)
+        assert client.flush(timeout=10)
+    second.close()
+    url = f"http://127.0.0.1:{server.bokeh_port}/runs.json"
+
+    def listed() -> list[dict[str, Any]]:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            assert reply.headers["Content-Type"].startswith("application/json")
+            return list(json.load(reply))
+
+    runs = listed()
+    for _ in range(100):  # the closed client's connection goes away soon after
+        if not runs[1]["live"]:
+            break
+        time.sleep(0.05)
+        runs = listed()
+    alpha, beta = runs
+    assert (alpha["run"], alpha["plots"], alpha["steps"], alpha["live"]) == (
+        "alpha",
+        ["pts"],
+        [3, 3],
+        True,
+    )
+    assert (beta["run"], beta["steps"], beta["live"]) == ("beta", [7, 7], False)
+    assert before <= alpha["first"] <= alpha["last"] <= time.time()
 
 
 async def send_raw(port: int, *messages: bytes | str) -> list[dict[str, object]]:

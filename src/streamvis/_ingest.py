@@ -58,6 +58,11 @@ class Ingest:
         self._closing: set[asyncio.Future[None]] = set()  # evicted connections, closing
         self._restorers: set[object] = set()  # connections of clients that can restore
 
+    def is_live(self, run: str) -> bool:
+        """Whether a client of ``run`` is connected: the connection it last sent on is open."""
+        state = self.hub.runs.get(run)
+        return state is not None and any(c in self._active for c in state.senders.values())
+
     def check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse a handshake that is not a streamvis client's (a response), or let it on."""
         peer, headers = connection.remote_address, request.headers

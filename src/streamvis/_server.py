@@ -125,7 +125,7 @@ class StreamvisServer:
         sockets, self._bokeh_port = bind_sockets(self.host, self._requested_ports[1])
         try:
             hosts = [f"{h}:{self._bokeh_port}" for h in ("localhost", "127.0.0.1", self.host)]
-            runs = {"hub": self.hub}
+            runs = {"hub": self.hub, "live": self._ingestion.is_live}
             app = GuardedTornado(
                 {"/": Application(FunctionHandler(self._make_document))},
                 guard=self.guard,
@@ -136,6 +136,7 @@ class StreamvisServer:
                 ),
                 extra_patterns=[
                     (r"/runs/?", RunsHandler, runs),
+                    (r"/runs(\.json)", RunsHandler, runs),
                     (r"/runs/(.*)", RunsHandler, runs),
                 ],
                 include_headers=[],  # a page's session token carries neither the request's

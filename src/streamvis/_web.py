@@ -9,8 +9,10 @@ taken once: the answer sets a cookie and sends the browser to the same address w
 from __future__ import annotations
 
 import html
+import json
 import logging
 import re
+import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -168,17 +170,33 @@ class _NotIngest(RequestHandler):
 
 
 class RunsHandler(RequestHandler):
-    """``GET /runs``: a plain list of every run, linking to its page; ``DELETE /runs/NAME``."""
+    """``GET /runs``: every run, linking to its page, with a choice of runs to compare;
+    ``GET /runs.json``: the same for scripts; ``DELETE /runs/NAME``."""
 
-    def initialize(self, hub: Hub) -> None:
-        self.hub = hub
+    def initialize(self, hub: Hub, live: Callable[[str], bool]) -> None:
+        self.hub, self.live = hub, live
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """Each run: its plots, its steps, when its first and last frames were made (by its
+        clients' clocks; seconds since the epoch), and whether a client of it is connected."""
+        out = []
+        for name in self.hub.run_names():
+            state = self.hub.runs[name]
+            first, last = state.times if state.times is not None else (None, None)
+            steps = list(state.steps) if state.steps is not None else None
+            out.append(
+                dict(run=name, plots=sorted(state.plots), steps=steps, first=first, last=last,
+                     live=self.live(name))
+            )  # fmt: skip
+        return out
 
     def get(self, run: str | None = None) -> None:
-        items = "".join(
-            f'<li><a href="/?run={urllib.parse.quote(name)}">{html.escape(name)}</a></li>'
-            for name in self.hub.run_names()
-        )
-        self.write(f"<!doctype html><title>streamvis runs</title><ul>{items}</ul>")
+        if run == ".json":
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.write(json.dumps(self.summaries()))
+            return
+        rows = "".join(_run_row(summary) for summary in self.summaries())
+        self.write(_RUNS_PAGE.format(rows=rows))
 
     async def delete(self, run: str | None = None) -> None:
         self.set_header("Content-Type", "text/plain; charset=utf-8")
@@ -198,3 +216,26 @@ class RunsHandler(RequestHandler):
             self.write(f"no run named {name!r}\n")
         else:
             self.write(f"deleted run {name!r}\n")
+
+
+_RUNS_PAGE = """<!doctype html><meta charset="utf-8"><title>streamvis runs</title>
+<style>body {{ font: 14px sans-serif; }} td, th {{ padding: 2px 10px; text-align: left; }}</style>
+<form action="/" method="get"><table>
+<tr><th></th><th>run</th><th>started</th><th>last sent</th><th>steps</th><th>plots</th>
+<th></th></tr>
+{rows}</table><button type="submit">show the runs chosen</button></form>"""
+
+
+def _run_row(summary: dict[str, Any]) -> str:
+    """One run of the ``/runs`` page: a box to choose it, a link to its page, and its times."""
+    name = html.escape(summary["run"])
+    link = f'<a href="/?run={urllib.parse.quote(summary["run"])}">{name}</a>'
+    when = [
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t is not None else "-"
+        for t in (summary["first"], summary["last"])
+    ]
+    steps = "{} to {}".format(*summary["steps"]) if summary["steps"] else "-"
+    live = "live" if summary["live"] else ""
+    box = f'<input type="checkbox" name="run" value="{name}">'
+    cells = (box, link, *when, steps, str(len(summary["plots"])), live)
+    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>\n"
