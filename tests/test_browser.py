@@ -8,12 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 
 from browser import COLUMN_JS, Page, scaled
-from streamvis import Client, ColorSpec
+from streamvis import Client, ColorSpec, ShapeError
 from streamvis._page.figures import WEBGL_POINTS
 from streamvis._page.shows import LARGE_POINTS
 from streamvis._plots.envelope import BUCKETS, TAIL_ROWS
@@ -338,3 +339,28 @@ def test_an_image_of_millions_of_segments_is_drawn_while_other_runs_go_on(
     opened.join()
     assert drawn and drawn["spot"] != 0, "the image was not drawn"
     assert len(waits) > 5 and max(waits) < 0.5, f"flush() waited {max(waits):.2f} s"
+
+
+def test_labels_name_the_lines_in_a_legend_that_hides_them_and_hover_names_them(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    with pytest.raises(ShapeError, match="labels has 1 names for 2 lines"):
+        client.tandem_lines("loss", 0, np.zeros(2), labels=["train"])
+    for step in range(5):
+        client.tandem_lines("loss", step, np.array([step, -step]), labels=["train", "test"])
+    assert client.flush(timeout=10)
+    page = shows(browser(), server)
+    fig = "Bokeh.documents[0].get_model_by_name('loss:figure')"
+    legend = f"{fig}.center.find((model) => model.type === 'Legend')"
+    items = page.wait_for(f"{fig} && {legend}?.items.map((item) => item.label.value)")
+    assert items == ["train", "test"]
+    assert page.js(f"return {legend}.click_policy") == "hide"
+    page.js(f"{legend}.items[1].renderers[0].visible = false;")  # as its click does
+    lines = f"{fig}.renderers.filter((r) => r.glyph?.type === 'MultiLine')"
+    assert page.js(f"return {lines}.map((r) => r.visible)") == [True, False]  # one line each
+    hover = page.js(f"return {fig}.toolbar.tools.find((t) => t.type === 'HoverTool').tooltips")
+    assert [name for name, _ in hover] == ["line", "step", "value"]
+    labels: list[Any] = page.column("loss", "label")
+    assert labels == ["train", "test"]  # what hover names each line by

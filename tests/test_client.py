@@ -111,6 +111,21 @@ def test_calls_return_at_once_while_the_server_is_down(offline: Client) -> None:
             ArgumentError,
             "plain values",
         ),
+        (
+            lambda c: c.tandem_lines("loss", 1, [1.0, 2.0], labels="train"),
+            ArgumentError,
+            "labels must be a list of line names, got 'train'",
+        ),
+        (
+            lambda c: c.tandem_lines("loss", 1, [1.0, 2.0], labels=["a", 2]),
+            ArgumentError,
+            "labels must be strings",
+        ),
+        (
+            lambda c: c.tandem_lines("loss", 1, [1.0, 2.0], labels=["a"]),
+            ShapeError,
+            "labels has 1 names for 2 lines",
+        ),
     ],
 )
 def test_bad_calls_raise_precise_errors(offline: Client, call, error, message) -> None:  # type: ignore[no-untyped-def]

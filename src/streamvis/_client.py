@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +42,7 @@ from ._specs import (
     PlotSpec,
     check_compatible,
     check_in_layout,
+    check_labels,
     check_layout,
     data_shape,
     normalize,
@@ -79,7 +80,8 @@ def _check_fig_kwargs(fig_kwargs: Mapping[str, Any] | None) -> dict[str, Any] | 
 
 # A call's arguments: kind, append, spatial_dim, line_dims, color, grid, palette. A plot's
 # repeated call matches these without a new spec (a tuple: compared on every call).
-_Call = tuple[PlotKind, bool, Any, tuple[Any, ...], ColorSpec | None, GridSpec | None, str | None]
+# A call's options: kind, append, spatial_dim, line_dims, color, grid, palette, labels.
+_Call = tuple[PlotKind, bool, Any, tuple[Any, ...], Any, Any, str | None, tuple[str, ...] | None]
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,7 @@ class Client:
         ``append=False`` replaces them. ``step`` is the training step they belong to (by
         default the one :meth:`set_step` set, if any).
         """
-        call: _Call = ("scatter", bool(append), spatial_dim, (), color, grid, None)
+        call: _Call = ("scatter", bool(append), spatial_dim, (), color, grid, None, None)
         self._plot(name, call, fig_kwargs, step, as_array(data, "data"))
 
     def multi_lines(
@@ -241,7 +243,7 @@ class Client:
             dims = (line_dims,)
         else:
             raise ArgumentError(f"line_dims must be an int or a tuple of ints, got {line_dims!r}")
-        call: _Call = ("multi_lines", bool(append), spatial_dim, dims, color, grid, None)
+        call: _Call = ("multi_lines", bool(append), spatial_dim, dims, color, grid, None, None)
         self._plot(name, call, fig_kwargs, step, as_array(data, "data"))
 
     def tandem_lines(
@@ -253,16 +255,19 @@ class Client:
         *,
         fig_kwargs: Mapping[str, Any] | None = None,
         step: int | None = None,
+        labels: Sequence[str] | None = None,
     ) -> None:
         """Add the point (x, ys[k]) to line k, for each of the K values in ``ys``. The
         point's step is ``step`` if given, else ``x`` if it is a whole number (x is most
-        often the step), else the one :meth:`set_step` set."""
+        often the step), else the one :meth:`set_step` set. ``labels`` names the lines in
+        the plot's legend (one each; a click on a name hides its line)."""
         if not isinstance(palette, str):
             raise ArgumentError(
                 f"palette must be a palette name like 'Viridis256', got {palette!r}"
             )
         resolve_palette(palette)
-        call: _Call = ("tandem_lines", True, -1, (), None, None, palette)
+        names = None if labels is None else check_labels(labels)
+        call: _Call = ("tandem_lines", True, -1, (), None, None, palette, names)
         ys_array = as_array(ys, "ys")
         ys_array = ys_array.reshape(1) if ys_array.ndim == 0 else ys_array
         x_array = as_array(x, "x")
@@ -342,17 +347,10 @@ class Client:
                 f"plot {name!r}: arrays of shapes {shapes} have more than "
                 f"{DEFAULT_LIMITS.max_ndim} axes; reshape them first"
             )
-        kind, append, spatial_dim, line_dims, color, grid, palette = call
+        kind, append, spatial_dim, line_dims, color, grid, palette, labels = call
         spec = PlotSpec(
-            kind=kind,
-            append=append,
-            spatial_dim=spatial_dim,
-            line_dims=line_dims,
-            color=color,
-            grid=grid,
-            palette=palette,
-            fig_kwargs=fig,
-        )
+            kind, append, spatial_dim, line_dims, color, grid, palette, fig, labels
+        )  # fmt: skip
         checked = normalize(spec, shapes)
         shape = data_shape(checked, arrays)
         previous = self._plots.get(name)

@@ -324,7 +324,10 @@ class PlotState:
     def glyph_key(self) -> tuple[Any, ...]:
         """What the glyphs are built from besides fig_kwargs; a change bumps ``version``."""
         spec = self.spec
-        return (spec.kind, spec.color, spec.palette, self.levels, self.lines, self.rasterized)
+        return (
+            spec.kind, spec.color, spec.palette, spec.labels, self.levels, self.lines,
+            self.rasterized,
+        )  # fmt: skip
 
 
 def _sum_up(envelope: Envelope, pieces: Iterable[Columns]) -> None:

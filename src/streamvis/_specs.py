@@ -30,6 +30,7 @@ __all__ = [
     "check_compatible",
     "check_in_layout",
     "check_int",
+    "check_labels",
     "check_layout",
     "data_shape",
     "merge_layout",
@@ -73,6 +74,7 @@ MAX_AXIS = 64  # dims of an array are far fewer; larger values are mistakes
 MAX_GRID_COLUMNS = 1024
 MAX_LAYOUT_CELLS = 64  # rows and columns of a layout
 MAX_TANDEM_LINES = 256
+MAX_LABEL = 100  # characters of a line's name
 
 
 def check_int(value: object, what: str, minimum: int = -MAX_AXIS, maximum: int = MAX_AXIS) -> int:
@@ -141,6 +143,7 @@ class PlotSpec:
     grid: GridSpec | None = None
     palette: str | None = None
     fig_kwargs: Mapping[str, Any] | None = field(default=None, compare=False)
+    labels: tuple[str, ...] | None = None  # tandem_lines: each line's name, for its legend
 
     def to_wire(self) -> dict[str, Any]:
         """Return the msgpack-able options dict sent in a frame header."""
@@ -157,6 +160,8 @@ class PlotSpec:
             opts["palette"] = self.palette
         if self.fig_kwargs is not None:
             opts["fig"] = dict(self.fig_kwargs)
+        if self.labels is not None:
+            opts["labels"] = list(self.labels)
         return opts
 
     @classmethod
@@ -178,6 +183,7 @@ class PlotSpec:
                 )
             resolve_palette(palette)
         line_dims = _wire_list(opts, "line_dims", None) or []
+        labels = _wire_list(opts, "labels", None)
         return cls(
             kind=kind,
             append=bool(opts.get("append", False)),
@@ -187,7 +193,19 @@ class PlotSpec:
             grid=None if grid is None else GridSpec(*grid),
             palette=palette,
             fig_kwargs=fig,
+            labels=None if labels is None else check_labels(labels),
         )
+
+
+def check_labels(labels: object) -> tuple[str, ...]:
+    """``labels`` as a tuple of line names; raise ArgumentError unless they are strings."""
+    if isinstance(labels, str) or not isinstance(labels, Sequence):
+        raise ArgumentError(f"labels must be a list of line names, got {labels!r}")
+    if not all(isinstance(label, str) and len(label) <= MAX_LABEL for label in labels):
+        raise ArgumentError(
+            f"labels must be strings of at most {MAX_LABEL} characters, got {list(labels)!r}"
+        )
+    return tuple(labels)
 
 
 def _wire_list(opts: Mapping[str, Any], key: str, length: int | None) -> list[Any] | None:
@@ -215,6 +233,12 @@ def normalize(spec: PlotSpec, shapes: Sequence[tuple[int, ...]]) -> PlotSpec:
     """
     if spec.kind == "tandem_lines":
         _check_tandem(shapes)
+        lines = shapes[1][0]
+        if spec.labels is not None and len(spec.labels) != lines:
+            raise ShapeError(
+                f"tandem_lines labels has {len(spec.labels)} names for {lines} lines "
+                f"(ys has {lines} values): give one name per line"
+            )
         return spec
     if len(shapes) != 1:
         raise ShapeError(f"{spec.kind} takes one array, got {len(shapes)}")

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bokeh.models import ColumnDataSource, DataRange1d
+from bokeh.models import CDSView, ColumnDataSource, DataRange1d, HoverTool, IndexFilter
 from bokeh.plotting import figure
 from bokeh.transform import linear_cmap
 
@@ -209,7 +209,28 @@ def make_figure(
     elif spec.kind == "multi_lines":
         fig.segment("x0", "y0", "x1", "y1", source=source, line_color=color, line_width=LINE_WIDTH)
     else:
-        colors = sample_palette(resolve_palette(spec.palette or "Viridis256"), plot.lines)
-        line_color = linear_cmap("c", colors, 0, max(plot.lines - 1, 1))
-        fig.multi_line("xs", "ys", source=source, line_color=line_color, line_width=LINE_WIDTH)
+        _lines(fig, source, plot)
     return fig, source
+
+
+def _lines(fig: Any, source: ColumnDataSource, plot: PlotState) -> None:
+    """A line plot's glyphs: one multi-line, or with labels one per line, named in a legend
+    whose entries hide their line when clicked; hover names the line and its nearest point
+    (unless the plot's fig_kwargs give tooltips of their own)."""
+    colors = sample_palette(resolve_palette(plot.spec.palette or "Viridis256"), plot.lines)
+    style = dict(
+        line_color=linear_cmap("c", colors, 0, max(plot.lines - 1, 1)), line_width=LINE_WIDTH
+    )
+    labels = plot.spec.labels
+    if labels is None:
+        renderers = [fig.multi_line("xs", "ys", source=source, **style)]
+    else:
+        renderers = [
+            fig.multi_line("xs", "ys", source=source, view=CDSView(filter=IndexFilter(indices=[k])),
+                           legend_label=label, **style)
+            for k, label in enumerate(labels)
+        ]  # fmt: skip
+        fig.legend.update(click_policy="hide", location="top_left", label_text_font_size="8pt")
+    if "tooltips" not in plot.fig_kwargs:
+        tips = [("line", "@label"), ("step", "$snap_x{0,0.[000]}"), ("value", "$snap_y")]
+        fig.add_tools(HoverTool(renderers=renderers, tooltips=tips, line_policy="nearest"))

@@ -19,7 +19,7 @@ import numpy as np
 from bokeh.models import ColumnDataSource
 
 from .._pageclock import PageClock
-from .._plots.columns import per_line
+from .._plots.columns import Columns, per_line
 from .._plots.raster import (
     Bounds,
     PageFrame,
@@ -121,7 +121,7 @@ class Points:
     def data(self, plot: PlotState, rows: tuple[int, int] | None = None) -> dict[str, Any]:
         """All the page's source holds of ``plot`` (``rows`` in detail, for an envelope)."""
         columns = plot.data.view()
-        return per_line(columns) if plot.spec.kind == "tandem_lines" else dict(columns)
+        return lines_data(plot, columns) if plot.spec.kind == "tandem_lines" else dict(columns)
 
     def showing(self, view: PlotView, plot: PlotState, rows: tuple[int, int] | None = None) -> Any:
         """What the page holds of ``plot`` once sent it as it is now, to compare with
@@ -173,7 +173,7 @@ class Envelope(Points):
     left memory)."""
 
     def data(self, plot: PlotState, rows: tuple[int, int] | None = None) -> dict[str, Any]:
-        return per_line(plot.summary(rows))
+        return lines_data(plot, plot.summary(rows))
 
     def showing(self, view: PlotView, plot: PlotState, rows: tuple[int, int] | None = None) -> Any:
         """The rows shown in detail, and the row count when the summary reaches the last row
@@ -298,6 +298,13 @@ def show_of(plot: PlotState) -> Points:
     if plot.rasterized:
         return _SHOWS["image"]
     return _SHOWS["envelope" if plot.summarized else "points"]
+
+
+def lines_data(plot: PlotState, columns: Columns) -> dict[str, Any]:
+    """A line plot's page data: a row per line, each with its name (for hover)."""
+    data = per_line(columns)
+    labels = plot.spec.labels or [f"line {k}" for k in range(len(data["ys"]))]
+    return {**data, "label": list(labels)}
 
 
 def page_data(plot: PlotState, rows: tuple[int, int] | None = None) -> dict[str, Any]:

@@ -47,7 +47,7 @@ class Viewed:
         view it cannot show (other runs beside this one; a past step, if ``blind``: no
         history kept); the replaces its clients ``folded`` (their steps are not kept)."""
         links = ", ".join(f'<a href="/?run={html.escape(r)}">{html.escape(r)}</a>' for r in others)
-        text = f"<b>streamvis</b> &middot; run <b>{html.escape(self.run)}</b> &middot; live"
+        text = f"<b>streamvis</b> &middot; run <b>{html.escape(self.run)}</b>"
         text += f" &middot; other runs: {links}" if links else ""
         if folded:
             text += (
