@@ -364,3 +364,24 @@ def test_labels_name_the_lines_in_a_legend_that_hides_them_and_hover_names_them(
     assert [name for name, _ in hover] == ["line", "step", "value"]
     labels: list[Any] = page.column("loss", "label")
     assert labels == ["train", "test"]  # what hover names each line by
+
+
+def test_log_y_redraws_the_line_plots_on_a_log_axis_with_the_data_left_as_it_is(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    client = connect()
+    client.set_layout(LAYOUT)
+    for step in range(1, 6):
+        client.tandem_lines("loss", step, np.array([10.0**-step, 2.0]))
+    assert client.flush(timeout=10)
+    page = shows(browser(), server)
+    fig = "Bokeh.documents[0].get_model_by_name('loss:figure')"
+    ys = "JSON.stringify(Bokeh.documents[0].get_model_by_name('loss').data.ys.map((y) => Array.from(y)))"
+    before = page.wait_for(f"{fig} && {ys}")
+    source = page.js("return Bokeh.documents[0].get_model_by_name('loss').id")
+    page.js("Bokeh.documents[0].get_model_by_name('streamvis:log').active = true;")
+    page.wait_for(f"{fig}.y_scale.type === 'LogScale' && {fig}.left[0].ticker.type === 'LogTicker'")
+    assert page.js(f"return {ys}") == before  # the same data, in the same source
+    assert page.js("return Bokeh.documents[0].get_model_by_name('loss').id") == source
+    page.js("Bokeh.documents[0].get_model_by_name('streamvis:log').active = false;")
+    page.wait_for(f"{fig}.y_scale.type === 'LinearScale'")

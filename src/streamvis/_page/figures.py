@@ -8,7 +8,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bokeh.models import CDSView, ColumnDataSource, DataRange1d, HoverTool, IndexFilter
+from bokeh.models import (
+    BasicTicker,
+    BasicTickFormatter,
+    CDSView,
+    ColumnDataSource,
+    DataRange1d,
+    HoverTool,
+    IndexFilter,
+    LinearScale,
+    LogScale,
+    LogTicker,
+    LogTickFormatter,
+)
 from bokeh.plotting import figure
 from bokeh.transform import linear_cmap
 
@@ -28,6 +40,7 @@ __all__ = [
     "LINE_WIDTH",
     "WEBGL_POINTS",
     "check_fig_kwargs",
+    "log_y",
     "make_figure",
     "wants_webgl",
 ]
@@ -234,3 +247,16 @@ def _lines(fig: Any, source: ColumnDataSource, plot: PlotState) -> None:
     if "tooltips" not in plot.fig_kwargs:
         tips = [("line", "@label"), ("step", "$snap_x{0,0.[000]}"), ("value", "$snap_y")]
         fig.add_tools(HoverTool(renderers=renderers, tooltips=tips, line_policy="nearest"))
+
+
+def log_y(fig: Any, log: bool) -> None:
+    """Draw ``fig``'s y axis on a log scale (or back on a linear one): new scale, ticker and
+    formatter models go to the page; its data stays as it is."""
+    if isinstance(fig.y_scale, LogScale) == log:
+        return
+    fig.y_scale = LogScale() if log else LinearScale()
+    for axis in fig.yaxis:
+        axis.update(ticker=LogTicker() if log else BasicTicker())
+        axis.formatter = LogTickFormatter() if log else BasicTickFormatter()
+    for grid in fig.ygrid:
+        grid.ticker = fig.yaxis[0].ticker

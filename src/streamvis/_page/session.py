@@ -18,26 +18,26 @@ long the updates carrying them took, so the small plots beside them stay live.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, cast
 
 from bokeh.document import Document
 from bokeh.events import DocumentReady
-from bokeh.layouts import column
+from bokeh.layouts import column, row
 from bokeh.models import ColumnDataSource, CustomJS, GridBox
 from bokeh.models.annotations import BoxAnnotation, Span
-from bokeh.models.widgets import Div
+from bokeh.models.widgets import Div, Toggle
 
 from .._history import Stored
 from .._pageclock import PageClock
 from .._plotstate import PlotState
 from .._state import RunState
-from .figures import make_figure, wants_webgl
+from .drawing import off_loop
+from .figures import log_y, make_figure, wants_webgl
 from .history import AHEAD, PastPlots
 from .scripts import ECHO_JS, HOLD_JS, READY_JS
 from .shows import Image, PlotView, follow, is_large, page_data, predrawer, show_of
@@ -87,8 +87,11 @@ class DocumentView:
         if history is not None:  # a plot at the page's cursor: a step, or a time
             read = lambda plot, at: history(self.run, plot, self._timeline.at(at))  # noqa: E731
         drawer = lambda name: predrawer(self._views.get(name))  # noqa: E731
-        self._past = PastPlots(read, self._off_loop_then, self._read_past, drawer)
+        submit = functools.partial(off_loop, call_soon=self.call_soon)
+        self._past = PastPlots(read, submit, self._read_past, drawer)
         self._cursors: dict[str, tuple[Span, BoxAnnotation]] = {}  # line plots' step marks
+        self._log = Toggle(label="log y", name="streamvis:log", width=60)  # the line plots'
+        self._log.on_change("active", lambda attr, old, new: self._log_lines())
         self._rebuild()
 
     def _moved(self, step: int | None) -> None:
@@ -105,6 +108,17 @@ class DocumentView:
         self.clock.hurry()
         if not reading:  # else the read, once done, shows the step
             self.notify(set(self._views))
+
+    def _log_lines(self, fig: Any = None, plot: PlotState | None = None) -> None:
+        """Draw the line plots' y axes (or ``fig``'s, of ``plot``) as the log toggle says
+        (off: as their fig_kwargs say)."""
+        state = self._lookup(self.run)
+        figures = [(fig, plot)] if fig is not None else [
+            (view.figure, state.plots.get(name)) for name, view in self._views.items() if state
+        ]  # fmt: skip
+        for figure, shown in figures:
+            if shown is not None and shown.spec.kind == "tandem_lines":
+                log_y(figure, self._log.active or shown.fig_kwargs.get("y_axis_type") == "log")
 
     def _mark(self, step: int | None) -> None:
         """Mark ``step`` on the line plots (None: live, or by time: none)."""
@@ -138,16 +152,6 @@ class DocumentView:
             return None
         ahead = self._timeline.ahead(cursor, AHEAD) if cursor is not None else []
         return self._past.at(name, live, cursor, ahead)  # playing: the next steps read ahead
-
-    def _off_loop_then(self, work: Callable[[], Any], then: Callable[[Any], None]) -> None:
-        """Run ``work`` on the drawing thread, then ``then`` on the document's thread with
-        its result, or the exception it raised."""
-
-        def finished(done: Future[Any]) -> None:
-            error = done.exception()
-            self.call_soon(lambda: then(error if error is not None else done.result()))
-
-        _drawer().submit(work).add_done_callback(finished)
 
     def notify(self, names: set[str]) -> None:
         """Mark plots as changed ('' = the layout); schedule one batched update."""
@@ -289,27 +293,18 @@ class DocumentView:
             finally:
                 view.draw_seconds = time.monotonic() - started
 
-        job = _drawer().submit(timed)
-        job.add_done_callback(lambda done: self._on_done(name, view, done, keep))
-
-    def _on_done(self, name: str, view: PlotView, done: Future[Any], keep: bool) -> None:
-        """Work for a plot finished (on the drawing thread): hand it to the document."""
-
-        def take() -> None:
+        def take(result: Any) -> None:  # on the document's thread
             if self._views.get(name) is not view:
                 return  # the figure was replaced meanwhile: new work is under way
             wanted, view.drawing = view.drawing, None
-            try:
-                result = done.result()
-            except Exception:  # one plot's failure must not stall the page: not retried
-                log.exception("updating plot %r of run %r failed", name, self.run)
-                view.shown = wanted
-            else:
-                if keep:
-                    view.drawn = (wanted, result)
+            if isinstance(result, Exception):  # one plot's failure must not stall the page
+                log.error("updating plot %r of run %r failed", name, self.run, exc_info=result)
+                view.shown = wanted  # not retried
+            elif keep:
+                view.drawn = (wanted, result)
             self.notify({name})
 
-        self.call_soon(take)
+        off_loop(timed, take, self.call_soon)
 
     def _replace_figure(self, state: RunState, name: str, plot: PlotState) -> PlotView:
         assert state.cells is not None and self._grid is not None
@@ -330,6 +325,7 @@ class DocumentView:
         data = page_data(plot) if plot is not None else None
         fig, source = make_figure(name, cell, plot, data, self._gpu)
         if plot is not None and plot.spec.kind == "tandem_lines":
+            self._log_lines(fig, plot)
             step = None if self._timeline.by_time else self._timeline.cursor
             span = Span(
                 location=step or 0, dimension="height", visible=step is not None,
@@ -393,7 +389,7 @@ class DocumentView:
                 self._views[name] = view
                 children.append((fig, *cell))
             self._grid = GridBox(children=children, name="streamvis:grid")
-            root = column(header, self._timeline.model, self._grid)
+            root = column(header, row(self._timeline.model, self._log), self._grid)
         self.doc.clear()
         self.doc.title = f"streamvis: {self.run}"
         self.doc.add_root(root)
@@ -402,16 +398,3 @@ class DocumentView:
         if drawing:
             self.notify(drawing)
         self._past.start()
-
-
-_drawing_thread: ThreadPoolExecutor | None = None
-_drawing_lock = threading.Lock()
-
-
-def _drawer() -> ThreadPoolExecutor:
-    """The thread that draws every page's images: one, so the loop keeps a core."""
-    global _drawing_thread
-    with _drawing_lock:
-        if _drawing_thread is None:
-            _drawing_thread = ThreadPoolExecutor(1, thread_name_prefix="streamvis-draw")
-        return _drawing_thread
