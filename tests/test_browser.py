@@ -376,7 +376,8 @@ def test_log_y_redraws_the_line_plots_on_a_log_axis_with_the_data_left_as_it_is(
     assert client.flush(timeout=10)
     page = shows(browser(), server)
     fig = "Bokeh.documents[0].get_model_by_name('loss:figure')"
-    ys = "JSON.stringify(Bokeh.documents[0].get_model_by_name('loss').data.ys.map((y) => Array.from(y)))"
+    source_js = "Bokeh.documents[0].get_model_by_name('loss')"
+    ys = f"JSON.stringify({source_js}.data.ys.map((y) => Array.from(y)))"
     before = page.wait_for(f"{fig} && {ys}")
     source = page.js("return Bokeh.documents[0].get_model_by_name('loss').id")
     page.js("Bokeh.documents[0].get_model_by_name('streamvis:log').active = true;")
