@@ -167,3 +167,30 @@ def test_a_step_shown_before_a_kill_9_is_shown_the_same_after_a_restart(
             page.reload()  # the address kept the step
             shows_step(page, 3)
             assert page.js(f"return {MODEL}('streamvis:live').active") is False
+
+
+def test_nan_and_inf_are_marked_where_they_occur_and_counted_across_a_restart(
+    tmp_path: Path, browser: Callable[[], Page]
+) -> None:
+    rest, bokeh = free_port(), free_port()
+    marks = f"Array.from({MODEL}('loss:figure').renderers.find((r) => r.y_range_name"
+    marks += " === 'streamvis:marks').data_source.data.x)"
+    label = f"{MODEL}('loss:figure').center.find((m) => m.type === 'Label').text"
+    with Client(f"127.0.0.1:{rest}", "bad", exit_timeout=5) as client:
+        with server_process(rest, bokeh, tmp_path) as first:
+            client.set_layout({"loss": (0, 0, 1, 1)})
+            for step in range(8):
+                ys = {3: [np.nan, 1.0], 5: [np.inf, -np.inf]}.get(step, [1.0, 2.0])
+                client.tandem_lines("loss", step, np.array(ys))
+            assert client.flush(timeout=10)
+            page = browser()
+            page.open(f"http://127.0.0.1:{bokeh}/?run=bad")
+            shown = page.wait_for(f"{MODEL}('loss:figure') && {marks}.length === 2 && {marks}")
+            assert shown == [3, 5]  # a mark at each step with one, however many it had
+            assert page.wait_for(label) == "3 non-finite values (NaN, inf) since 3"
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(10)
+        with server_process(rest, bokeh, tmp_path):
+            page.reload()  # read back from the store
+            shown = page.wait_for(f"{MODEL}('loss:figure') && {marks}.length === 2 && {marks}")
+            assert shown == [3, 5] and page.wait_for(label).startswith("3 non-finite")

@@ -53,6 +53,18 @@ class History:
                 high = last if high is None else max(high, last)
         return None if low is None or high is None else (int(low), int(high))
 
+    def nonfinite(self, plot: str, since: int, marks: int) -> tuple[int, list[tuple[float, int]]]:
+        """A line plot's non-finite values in frames from id ``since`` on: how many, and
+        the first ``marks`` frames that had them (their x, their count)."""
+        db = self._reader()
+        query = "SELECT coalesce(sum(n), 0) FROM nonfinite WHERE plot = ? AND id >= ?"
+        (total,) = db.execute(query, (plot, since)).fetchone()
+        found = db.execute(
+            "SELECT x, n FROM nonfinite WHERE plot = ? AND id >= ? ORDER BY id LIMIT ?",
+            (plot, since, marks),
+        ).fetchall()
+        return int(total), [(float(x), int(n)) for x, n in found]
+
     def time_range(self) -> tuple[float, float] | None:
         """When the run's first and last plot frames were made (by the client's clock, else
         at arrival); None if it has none."""

@@ -20,6 +20,7 @@ from ._chunking import Chunking
 from ._chunks import Chunks
 from ._errors import StoreError, StreamvisError, UnknownPlot
 from ._plots.raster import Viewport
+from ._plotstate import MARKS
 from ._runstore import RunStore
 from ._state import Admitted, RunState
 from ._store import Store
@@ -332,6 +333,10 @@ def _replayed(stored: RunStore, run: str, chunks: bool) -> tuple[RunState, int]:
     state.take_times(stored.time_range())
     state.merge_seqs(stored.last_seqs())
     state.settle()  # the rows of plots restored from their chunks
+    for plot in state.plots.values():
+        if plot.spec.kind == "tandem_lines":  # its NaN and inf values, from all its frames
+            total, found = stored.nonfinite(plot.name, plot.start_id, MARKS)
+            plot.take_bad(found, total)
     return state, count
 
 

@@ -54,10 +54,11 @@ from ._specs import (
     normalize,
 )
 
-__all__ = ["PlotState", "StoredRows", "at_step", "chunk_mark", "replaced"]
+__all__ = ["MARKS", "PlotState", "StoredRows", "at_step", "chunk_mark", "replaced"]
 
 log = logging.getLogger("streamvis.server")
 
+MARKS = 1000  # non-finite values marked on a line plot, at most (the first ones)
 _WINDOWS = 4  # windows of a long line plot kept in detail (a few pages' zooms)
 
 # The plot kinds pages show as an image once they have this many rows (points, segments).
@@ -112,6 +113,8 @@ class PlotState:
     _windows: dict[tuple[int, int], Columns] = field(default_factory=dict)  # rows in detail
     # The last image any page had drawn of it: of its first ``rows`` rows, for ``view``.
     last_image: tuple[int, Viewport, np.ndarray] | None = None
+    bad: int = 0  # a line plot's non-finite values (NaN, inf), as its clients counted them...
+    bad_at: list[float] = field(default_factory=list)  # ...and the x of the first MARKS
 
     @property
     def data(self) -> GrowingColumns:
@@ -287,6 +290,15 @@ class PlotState:
             return made
 
         return load
+
+    def take_bad(self, found: list[tuple[float, int]], total: int | None = None) -> None:
+        """Take in non-finite values at the x of ``found`` (``total``: all of them, counted
+        anew: a restart reads them from the store)."""
+        if total is not None:
+            self.bad, self.bad_at = total, []
+        else:
+            self.bad += sum(n for _, n in found)
+        self.bad_at.extend(x for x, _ in found[: MARKS - len(self.bad_at)])
 
     def frozen(self) -> PlotState:
         """A copy that later appends to this plot leave alone (take it on the loop)."""

@@ -58,6 +58,8 @@ CREATE INDEX IF NOT EXISTS frames_not_plots ON frames (op, id) WHERE op != 'plot
 CREATE INDEX IF NOT EXISTS frames_by_step ON frames (plot, step, id) WHERE step IS NOT NULL;
 CREATE TABLE IF NOT EXISTS clients (cid TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS removed (seg INTEGER PRIMARY KEY);  -- segments nothing names now
+-- A line plot's frames with NaN or inf values (as its client counted them), at their x.
+CREATE TABLE IF NOT EXISTS nonfinite (id INTEGER PRIMARY KEY, plot TEXT, x REAL, n INTEGER);
 """
 # SQLite's log (WAL) is copied into the database, and both synced, once it holds this many
 # bytes (SQLite's default is 1,000 pages: 4 MiB of the default 4 KiB pages, which suit small
@@ -178,6 +180,9 @@ class RunStore(History, ChunkTables, Retention):
                     + ", ".join([marks] * len(part)),
                     [v for r in part for v in r],
                 )
+            bad = [(i, f.name, _x(f), f.opts["bad"]) for i, f, _ in _bad(kept)]
+            if bad:
+                db.executemany("INSERT INTO nonfinite (id, plot, x, n) VALUES (?, ?, ?, ?)", bad)
             db.executemany(
                 "INSERT INTO clients (cid, seq) VALUES (?, ?) "
                 "ON CONFLICT (cid) DO UPDATE SET seq = max(seq, excluded.seq)",
@@ -306,3 +311,16 @@ def _statements(rows: list[tuple[object, ...]], variables: int) -> Iterator[list
             stop += 1
         yield rows[start:stop]
         start = stop
+
+
+def _bad(kept: list[Any]) -> Iterator[tuple[int, protocol.Frame, Any]]:
+    """The line plot frames of ``kept`` (id, rows, frame, data) with non-finite values."""
+    for frame_id, _, frame, data in kept:
+        bad = frame.opts.get("bad")
+        if type(bad) is int and bad > 0 and frame.op == "plot" and len(frame.arrays) == 2:
+            yield frame_id, frame, data
+
+
+def _x(frame: protocol.Frame) -> float:
+    """A line plot frame's x."""
+    return float(frame.arrays[0].reshape(-1)[0])

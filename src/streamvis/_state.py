@@ -246,6 +246,8 @@ class RunState:
         else:
             self._replace(frame.name, old, spec, frame.arrays, admitted.id)
         plot = self.plots[frame.name]
+        if type(bad := frame.opts.get("bad")) is int and bad > 0 and spec.kind == "tandem_lines":
+            plot.take_bad([(float(frame.arrays[0].reshape(-1)[0]), bad)])  # NaN, inf values
         if fig is not None and fig != plot.fig_kwargs:
             plot.fig_kwargs = fig
             plot.version += 1

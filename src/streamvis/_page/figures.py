@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from bokeh.models import (
     BasicTicker,
     BasicTickFormatter,
@@ -20,7 +21,9 @@ from bokeh.models import (
     LogScale,
     LogTicker,
     LogTickFormatter,
+    Range1d,
 )
+from bokeh.models.annotations import Label
 from bokeh.plotting import figure
 from bokeh.transform import linear_cmap
 
@@ -51,6 +54,7 @@ LINE_WIDTH = 1  # wider lines take 2.5x as long to rasterize in a canvas drawn w
 # and only on a GPU (software WebGL paints 41k markers in ~0.9 s where a canvas takes ~0.15 s).
 WEBGL_POINTS = 5000
 DEFAULT_COLOR = "#1f77b4"
+_BAD_COLOR = "#d62728"  # non-finite values' marks
 
 
 # The figure() keywords a client may set: what is drawn on the canvas, or sizes and places it.
@@ -260,3 +264,27 @@ def log_y(fig: Any, log: bool) -> None:
         axis.formatter = LogTickFormatter() if log else BasicTickFormatter()
     for grid in fig.ygrid:
         grid.ticker = fig.yaxis[0].ticker
+
+
+class NonFinite:
+    """Where a line plot had NaN or inf values: a mark at the foot of the plot at each one's
+    x (the first MARKS), and a line saying how many, since which x (the step, mostly)."""
+
+    def __init__(self, fig: Any) -> None:
+        fig.extra_y_ranges = {**fig.extra_y_ranges, "streamvis:marks": Range1d(start=0, end=1)}
+        self.source = ColumnDataSource(data={"x": np.empty(0)})
+        fig.scatter("x", 0.03, source=self.source, y_range_name="streamvis:marks",
+                    marker="triangle", size=7, color=_BAD_COLOR)  # fmt: skip
+        self.label = Label(x=4, y=14, x_units="screen", y_units="screen", text="",
+                           text_color=_BAD_COLOR, text_font_size="9pt", visible=False)  # fmt: skip
+        fig.add_layout(self.label)
+        self.shown = 0
+
+    def show(self, plot: PlotState) -> None:
+        """Bring the marks and the count up to ``plot``'s (nothing is sent if unchanged)."""
+        if plot.bad == self.shown:
+            return
+        self.shown = plot.bad
+        self.source.data = {"x": np.array(plot.bad_at, dtype=np.float64)}
+        since = f" since {plot.bad_at[0]:g}" if plot.bad_at else ""
+        self.label.update(text=f"{plot.bad} non-finite values (NaN, inf){since}", visible=True)

@@ -37,7 +37,7 @@ from .._pageclock import PageClock
 from .._plotstate import PlotState
 from .._state import RunState
 from .drawing import off_loop
-from .figures import log_y, make_figure, wants_webgl
+from .figures import NonFinite, log_y, make_figure, wants_webgl
 from .history import AHEAD, PastPlots
 from .scripts import ECHO_JS, HOLD_JS, READY_JS
 from .shows import Image, PlotView, follow, is_large, page_data, predrawer, show_of
@@ -90,6 +90,7 @@ class DocumentView:
         submit = functools.partial(off_loop, call_soon=self.call_soon)
         self._past = PastPlots(read, submit, self._read_past, drawer)
         self._cursors: dict[str, tuple[Span, BoxAnnotation]] = {}  # line plots' step marks
+        self._bad: dict[str, NonFinite] = {}  # line plots' NaN and inf values
         self._log = Toggle(label="log y", name="streamvis:log", width=60)  # the line plots'
         self._log.on_change("active", lambda attr, old, new: self._log_lines())
         self._rebuild()
@@ -259,6 +260,8 @@ class DocumentView:
         if view.source is None or view.version != plot.version:
             view = self._replace_figure(state, name, plot)
         wait: float | None = show_of(plot).sync(self, name, view, plot, now)
+        if name in self._bad:
+            self._bad[name].show(plot)
         return wait
 
     @property
@@ -326,6 +329,7 @@ class DocumentView:
         fig, source = make_figure(name, cell, plot, data, self._gpu)
         if plot is not None and plot.spec.kind == "tandem_lines":
             self._log_lines(fig, plot)
+            self._bad[name] = NonFinite(fig)
             step = None if self._timeline.by_time else self._timeline.cursor
             span = Span(
                 location=step or 0, dimension="height", visible=step is not None,
