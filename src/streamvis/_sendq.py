@@ -261,16 +261,9 @@ class SendQueue:
     def _encode(self, item: Outgoing, ack: bool, errors: list[ServerError]) -> Sent:
         seq = self._seq
         self._seq += 1
+        opts = self._remember(seq, item)
         frame = protocol.Frame(
-            op=item.op,
-            run=self.run,
-            cid=self.cid,
-            seq=seq,
-            name=item.name,
-            opts=self._remember(seq, item),
-            arrays=item.arrays,
-            ack=ack,
-            restore=item.restore,
+            item.op, self.run, self.cid, seq, item.name, opts, item.arrays, ack, item.restore
         )
         try:
             data = _frame_bytes(frame, item.buffer)
@@ -297,7 +290,7 @@ class SendQueue:
 
     def _remember(self, seq: int, item: Outgoing) -> Mapping[str, Any]:
         """Note the fig_kwargs ``item`` sends (to restore them once the server took them);
-        return its options, with fig_kwargs the server must be given again."""
+        return its options: fig_kwargs due again, its time and step, a line's NaN count."""
         name, opts = item.name, item.opts
         if item.op == "clear":
             self._figs.clear()
@@ -310,6 +303,8 @@ class SendQueue:
             self._fig_due.discard(name)
         if item.made is None:
             return opts
+        if opts.get("kind") == "tandem_lines" and not (finite := np.isfinite(item.arrays[1])).all():
+            opts = {**opts, "bad": int(finite.size - np.count_nonzero(finite))}
         return {**opts, "time": item.made} | ({} if item.step is None else {"step": item.step})
 
     # -- answers -------------------------------------------------------------------------
