@@ -10,6 +10,7 @@ import numpy as np
 
 from streamvis._history import Stored
 from streamvis._page.history import PastPlots
+from streamvis._plotstate import at_step
 from streamvis._protocol import Frame
 from streamvis._specs import PlotSpec
 from streamvis._state import RunState
@@ -52,3 +53,13 @@ def test_a_playing_page_reads_the_next_steps_ahead_and_shows_them_at_once() -> N
     at_9 = past.at("pts", live, 9)  # not playing: nothing ahead
     past.start()
     assert at_9 is None and reader.read == [5, 6, 7, 8, 9]
+
+
+def test_an_append_frame_of_a_plot_replaced_since_shows_the_plot_as_now() -> None:
+    run = RunState("r")
+    run.apply(Frame("layout", "r", "c", 0, opts={"cells": {"pts": [0, 0, 1, 1]}}))
+    appended = {**PlotSpec("scatter", append=True, spatial_dim=1).to_wire(), "step": 1}
+    run.apply(Frame("plot", "r", "c", 1, "pts", appended, (np.zeros((2, 2)),)))
+    run.apply(frame(5))  # replaced since (append=False)
+    past = at_step(run.plots["pts"], Frame("plot", "r", "c", 1, "pts", appended), 1, rows=2)
+    assert past is None  # which rows it held then is not known from the plot as it is now

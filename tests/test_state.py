@@ -291,3 +291,12 @@ def test_growing_columns_in_many_pieces_read_any_rows_as_they_were_appended(
     for a, b in rng.integers(0, len(whole), (200, 2)):
         a, b = sorted((int(a), int(b)))
         np.testing.assert_array_equal(cols.view(a, b)["x"], whole[a:b])
+
+
+def test_a_frame_made_at_no_plausible_time_leaves_the_runs_times_alone(run: RunState) -> None:
+    send = Sender()
+    for made in (float("nan"), float("inf"), 1e20, True, "now"):
+        run.apply(send("plot", "a", np.zeros((1, 2)), kind="scatter", spatial_dim=1, time=made))
+    assert run.times is None
+    run.apply(send("plot", "a", np.zeros((1, 2)), kind="scatter", spatial_dim=1, time=1.7e9))
+    assert run.times == (1.7e9, 1.7e9)

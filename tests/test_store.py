@@ -508,3 +508,29 @@ def test_small_appends_leave_memory_as_their_frames_and_come_back_the_same(
     assert again.bounds == whole.bounds
     for k, v in whole.data.view().items():
         np.testing.assert_array_equal(again.data.view()[k], v, err_msg=k)
+
+
+def test_a_frame_at_a_time_goes_by_the_clients_clock_whatever_else_the_run_holds(
+    tmp_path: Path,
+) -> None:
+    """A client clock an hour behind the server's, a layout mid-run (stamped by neither),
+    a time that is no time: each plot frame is found at the time its client made it."""
+    store = RunStore(tmp_path / "clock.sqlite")
+    spec = PlotSpec("scatter", spatial_dim=1).to_wire()
+    made = 1_000_000.0  # long before the server's clock
+    frames = [Frame("layout", "clock", "c", 0, opts=LAYOUT)]
+    for seq in range(1, 9):
+        if seq == 5:
+            frames.append(Frame("layout", "clock", "c", seq, opts=LAYOUT))  # a restart, say
+            continue
+        opts = {**spec, "time": made + seq}
+        frames.append(Frame("plot", "clock", "c", seq, "pts", opts, (np.full((1, 2), seq),)))
+    frames.append(Frame("plot", "clock", "c", 9, "pts", {**spec, "time": float("nan")}))
+    for frame in frames:
+        store.append([(frame, encode(frame))])
+    for seq in (1, 4, 6, 8):
+        found = store.latest_at_time("pts", made + seq + 0.5)
+        assert found is not None and found.frame.seq == seq
+    assert store.latest_at_time("pts", made) is None  # before the first
+    assert [s.sent for s in store.frames("pts")][-1] is None  # NaN: no time, not a wrong one
+    store.close()

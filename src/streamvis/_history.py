@@ -81,7 +81,10 @@ class History:
         low, high = db.execute("SELECT min(id), max(id) FROM frames").fetchone()
         if low is None or high is None:
             return None
-        probe = "SELECT id, coalesce(sent, time) FROM frames WHERE id >= ? ORDER BY id LIMIT 1"
+        probe = (  # plot frames only: the client's clock made them (layouts carry none)
+            "SELECT id, coalesce(sent, time) FROM frames WHERE id >= ? AND op = 'plot' "
+            "ORDER BY id LIMIT 1"
+        )
         found = None  # the last frame id known to be made at or before ``at``
         for _ in range(64):  # halving: at most log2 of the ids
             if low > high:

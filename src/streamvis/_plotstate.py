@@ -410,7 +410,9 @@ def at_step(live: PlotState, frame: Frame, frame_id: int, rows: int | None) -> P
     """``live`` as a stored ``frame`` of it left it: what a page at that frame's step shows
     (an append plot: its first ``rows`` rows then; None if unknown, or if it was replaced
     since). Its generation is the frame's id, negated: no live replace has it."""
-    if live.spec.append:
-        return None if rows is None or frame_id < live.start_id else live.head(rows, -frame_id)
+    if frame.opts.get("append"):  # the plot then: its rows up to this frame, if still these
+        if rows is None or frame_id < live.start_id or not live.spec.append:
+            return None
+        return live.head(rows, -frame_id)
     spec = normalize(PlotSpec.from_wire(frame.opts), [a.shape for a in frame.arrays])
     return replaced(live.name, live, spec, frame.arrays, frame_id, generation=-frame_id)

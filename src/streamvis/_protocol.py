@@ -61,6 +61,7 @@ __all__ = [
     "encode_head",
     "encode_reply",
     "is_name",
+    "made_at",
     "padded",
 ]
 
@@ -71,6 +72,15 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
 def is_name(name: object) -> TypeGuard[str]:
     """Whether ``name`` is a valid run or plot name."""
     return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
+def made_at(opts: Mapping[str, Any]) -> float | None:
+    """When a frame was made, by its client's clock (seconds since the epoch), if it says
+    so plausibly (a number, finite, after 1970 and before the year 5000)."""
+    made = opts.get("time")
+    if isinstance(made, float | int) and type(made) is not bool and 0 < made < 1e11:
+        return float(made)  # NaN fails the comparison
+    return None
 
 
 def check_name(name: object, what: str) -> str:

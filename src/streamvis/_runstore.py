@@ -150,7 +150,7 @@ class RunStore(History, ChunkTables, Retention):
         values: list[tuple[object, ...]] = []
         at = iter(places)
         for frame_id, held, frame, data in kept:
-            step, sent = frame.opts.get("step"), frame.opts.get("time")
+            step, sent = frame.opts.get("step"), protocol.made_at(frame.opts)
             place = next(at) if len(data) >= SEGMENT_MIN else None
             row: tuple[object, ...] = (
                 frame_id,
@@ -162,7 +162,7 @@ class RunStore(History, ChunkTables, Retention):
                 now,
                 data if place is None else b"",
                 len(data),
-                float(sent) if isinstance(sent, float | int) else None,
+                sent,
             )
             row = row if held is None else (*row, held)
             values.append(row if place is None else (*row, place.seg, place.pos, place.crc))

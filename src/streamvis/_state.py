@@ -13,7 +13,7 @@ import numpy as np
 from ._errors import ArgumentError, UnknownPlot
 from ._plots.columns import call_rows
 from ._plotstate import PlotState, replaced
-from ._protocol import Frame
+from ._protocol import Frame, made_at
 from ._specs import (
     Cell,
     PlotSpec,
@@ -224,13 +224,9 @@ class RunState:
         if frame.op != "plot" or admitted.spec is None:
             return set()
         assert frame.name is not None
-        folded, step, made = (
-            frame.opts.get("folded"),
-            frame.opts.get("step"),
-            frame.opts.get("time"),
-        )
-        if isinstance(made, float | int) and type(made) is not bool:
-            self.take_times((float(made), float(made)))
+        folded, step, made = frame.opts.get("folded"), frame.opts.get("step"), made_at(frame.opts)
+        if made is not None:
+            self.take_times((made, made))
         if type(folded) is int and folded > 0:
             self.folded += folded
         if type(step) is int:

@@ -193,7 +193,7 @@ class RunsHandler(RequestHandler):
     def get(self, run: str | None = None) -> None:
         if run == ".json":
             self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.write(json.dumps(self.summaries()))
+            self.write(json.dumps(self.summaries(), allow_nan=False))
             return
         rows = "".join(_run_row(summary) for summary in self.summaries())
         self.write(_RUNS_PAGE.format(rows=rows))

@@ -71,6 +71,13 @@ class PastPlots:
         found = self._plots.get(name, {}).get(step)
         return None if found is None else found[0]
 
+    def forget(self) -> None:
+        """Drop what was read, and reads under way: the page's steps mean other frames now
+        (a run that had no steps sent one: its axis went from time to steps)."""
+        self._plots.clear()
+        self._reading.clear()
+        self._wanted.clear()
+
     def image(self, name: str, step: int) -> Any:
         """The image drawn of plot ``name`` at ``step`` as it was read (once; None if none)."""
         found = self._plots.get(name, {}).get(step)

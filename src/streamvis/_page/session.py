@@ -231,7 +231,10 @@ class DocumentView:
         if "" in dirty or state is None:
             self._rebuild()
             return []
+        by_time = self._timeline.by_time
         self._timeline.follow(state)
+        if by_time != self._timeline.by_time:
+            self._past.forget()
         self._mark(self._timeline.cursor)
         changed, large = False, []
         for name in dirty:
