@@ -28,7 +28,8 @@ class Reader:
         self.frames = {step: Stored(step + 10, 0.0, step, frame(step)) for step in range(20)}
         self.read: list[int] = []
 
-    def __call__(self, plot: str, step: int) -> Stored | None:
+    def __call__(self, plot: str, step: int | float) -> Stored | None:
+        assert type(step) is int
         self.read.append(step)
         return self.frames.get(step)
 

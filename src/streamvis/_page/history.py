@@ -20,7 +20,8 @@ __all__ = ["AHEAD", "PastPlots", "Read", "Submit"]
 
 log = logging.getLogger("streamvis.page")
 
-Read = Callable[[str, int], "Stored | None"]  # (plot, step) -> its frame then, from the store
+# (plot, step or time) -> its frame then, from the store
+Read = Callable[[str, "int | float"], "Stored | None"]
 # Run the first callable off the loop, then the second on it with what it returned (or the
 # exception it raised).
 Submit = Callable[[Callable[[], Any], Callable[[Any], None]], None]
@@ -38,12 +39,13 @@ class PastPlots:
         submit: Submit,
         changed: Callable[[set[str], int], None],
         prepare: Callable[[str], Callable[[PlotState], Any] | None] = lambda name: None,
+        where: Callable[[int], int | float] = lambda step: step,
     ) -> None:
         """``changed`` hears which plots were read at which step (their images are taken
         with :meth:`image`); ``prepare`` gives, on the loop, what draws a plot's image for
         the page (None: no image)."""
         self._read, self._submit, self._changed = read, submit, changed
-        self._prepare = prepare
+        self._prepare, self._where = prepare, where  # where: a page's step, for the store
         self._plots: dict[str, dict[int, tuple[PlotState, Any]]] = {}  # step -> plot, image
         self._reading: dict[str, set[int]] = {}  # name -> the steps being read
         self._wanted: dict[tuple[str, int], PlotState] = {}  # to read: (name, step) -> live
@@ -98,15 +100,18 @@ class PastPlots:
             self._reading.setdefault(name, set()).add(step)
         # What the job may touch: frozen copies of the live plots (appends go on meanwhile),
         # and each image's drawer, made here, where the page's frame is known.
-        jobs = [(n, step, live.frozen(), self._prepare(n)) for (n, step), live in wanted.items()]
+        jobs = [
+            (n, step, self._where(step), live.frozen(), self._prepare(n))
+            for (n, step), live in wanted.items()
+        ]
 
         def work() -> list[tuple[str, int, PlotState | None, Any]]:  # on the drawing thread
             found = []
-            for name, step, live, draw in jobs:
+            for name, step, at, live, draw in jobs:
                 if step not in self._reading.get(name, ()):  # moved on meanwhile: skip
                     continue
                 try:
-                    stored = read(name, step)
+                    stored = read(name, at)
                     plot = None
                     if stored is not None:
                         plot = at_step(live, stored.frame, stored.id, stored.rows)

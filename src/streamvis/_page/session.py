@@ -83,12 +83,10 @@ class DocumentView:
         self._hold.js_on_change("tags", CustomJS(args=dict(hold=self._hold), code=HOLD_JS))
         self._timeline = Timeline(viewed.step, self._moved, viewed.time)
         doc.js_on_event(DocumentReady, self._timeline.keys)
-        read = None
-        if history is not None:  # a plot at the page's cursor: a step, or a time
-            read = lambda plot, at: history(self.run, plot, self._timeline.at(at))  # noqa: E731
+        read = functools.partial(history, self.run) if history is not None else None
         drawer = lambda name: predrawer(self._views.get(name))  # noqa: E731
         submit = functools.partial(off_loop, call_soon=self.call_soon)
-        self._past = PastPlots(read, submit, self._read_past, drawer)
+        self._past = PastPlots(read, submit, self._read_past, drawer, self._timeline.at)
         self._cursors: dict[str, tuple[Span, BoxAnnotation]] = {}  # line plots' step marks
         self._bad: dict[str, NonFinite] = {}  # line plots' NaN and inf values
         self._log = Toggle(label="log y", name="streamvis:log", width=60)  # the line plots'
