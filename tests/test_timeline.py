@@ -3,11 +3,12 @@ steps with its controls, and returns to live."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,20 @@ def send(client: Client, step: int) -> None:
     assert client.flush(timeout=10)  # at a pace the link keeps up with: every step kept
 
 
+@contextlib.contextmanager
+def stepped(
+    stored: StreamvisServer, browser: Callable[[], Page], steps: Iterable[int], query: str
+) -> Iterator[tuple[Client, Page]]:
+    """A client that sent ``steps`` of run "steps", and a page of it opened at ``query``."""
+    with Client(f"127.0.0.1:{stored.ingest_port}", "steps", exit_timeout=5) as client:
+        client.set_layout({"pts": (0, 0, 1, 1), "loss": (0, 1, 1, 1)})
+        for step in steps:
+            send(client, step)
+        page = browser()
+        page.open(f"http://127.0.0.1:{stored.bokeh_port}/?run=steps&{query}")
+        yield client, page
+
+
 def shows_step(page: Page, step: int) -> None:
     """Wait until the replace plot shows what was sent at ``step``."""
     page.wait_for(f"JSON.stringify({PTS_X}) === JSON.stringify(arguments[0])", [step] * 3)
@@ -37,12 +52,7 @@ def shows_step(page: Page, step: int) -> None:
 def test_a_page_at_a_step_shows_it_moves_through_steps_and_returns_to_live(
     stored: StreamvisServer, browser: Callable[[], Page]
 ) -> None:
-    with Client(f"127.0.0.1:{stored.ingest_port}", "steps", exit_timeout=5) as client:
-        client.set_layout({"pts": (0, 0, 1, 1), "loss": (0, 1, 1, 1)})
-        for step in range(10):
-            send(client, step)
-        page = browser()
-        page.open(f"http://127.0.0.1:{stored.bokeh_port}/?run=steps&step=4")
+    with stepped(stored, browser, range(10), "step=4") as (client, page):
         shows_step(page, 4)  # step 4's frame, not the latest
         status = page.wait_for(f"{MODEL}('streamvis:status').text.includes('5 steps')")
         assert status and page.js(f"return {MODEL}('streamvis:live').active") is False
@@ -70,12 +80,7 @@ def test_a_page_at_a_step_shows_it_moves_through_steps_and_returns_to_live(
 def test_play_moves_the_page_through_every_step_to_the_end(
     stored: StreamvisServer, browser: Callable[[], Page]
 ) -> None:
-    with Client(f"127.0.0.1:{stored.ingest_port}", "steps", exit_timeout=5) as client:
-        client.set_layout({"pts": (0, 0, 1, 1), "loss": (0, 1, 1, 1)})
-        for step in range(12):
-            send(client, step)
-        page = browser()
-        page.open(f"http://127.0.0.1:{stored.bokeh_port}/?run=steps&step=0")
+    with stepped(stored, browser, range(12), "step=0") as (_, page):
         shows_step(page, 0)
         page.js(f"""window.seen = new Set();
             (function look() {{ const x = {PTS_X}; if (x) window.seen.add(x[0]);
@@ -136,12 +141,7 @@ def test_a_run_without_steps_scrubs_by_the_time_its_frames_were_made(
 def test_a_page_says_when_steps_went_back(
     stored: StreamvisServer, browser: Callable[[], Page]
 ) -> None:
-    with Client(f"127.0.0.1:{stored.ingest_port}", "steps", exit_timeout=5) as client:
-        client.set_layout({"pts": (0, 0, 1, 1), "loss": (0, 1, 1, 1)})
-        for step in [*range(6), 3, 4]:  # resumed from a checkpoint at step 3
-            send(client, step)
-        page = browser()
-        page.open(f"http://127.0.0.1:{stored.bokeh_port}/?run=steps")
+    with stepped(stored, browser, [*range(6), 3, 4], "") as (_, page):  # resumed at step 3
         shows_step(page, 4)  # live: the latest frame
         status = f"{MODEL}('streamvis:status').text"
         assert "steps went back once, last from 5 to 3" in page.wait_for(
