@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from streamvis import ArgumentError, Client
+from streamvis._runstore import RunStore
 from streamvis._server import StreamvisServer, serve_in_thread
 from test_durability import free_port
 
@@ -23,6 +24,19 @@ def steps_of(server: StreamvisServer, plot: str) -> list[int | None]:
     store = server.hub.store
     assert store is not None
     return [s.step for s in store.open("steps").frames(plot)]
+
+
+def paced_run(server: StreamvisServer, sent: list[tuple[float, int | None]]) -> RunStore:
+    """Send a replace of value v at step s (None: none) for each (v, s) of ``sent``, each
+    stored before the next is made; the run's store."""
+    client = Client(f"127.0.0.1:{server.ingest_port}", "steps", exit_timeout=5)
+    client.set_layout({"pts": (0, 0, 1, 1)})
+    for value, step in sent:
+        client.scatter("pts", np.full((2, 2), value), spatial_dim=1, step=step)
+        paced(client)
+    client.close()
+    assert server.hub.store is not None
+    return server.hub.store.open("steps")
 
 
 def test_each_call_sends_its_step_and_time(stored: StreamvisServer) -> None:
@@ -66,16 +80,8 @@ def test_a_step_that_is_not_an_int_is_refused_at_the_call(step: object) -> None:
 def test_the_frame_at_a_step_is_the_latest_of_the_greatest_step_not_after_it(
     stored: StreamvisServer,
 ) -> None:
-    client = Client(f"127.0.0.1:{stored.ingest_port}", "steps", exit_timeout=5)
-    client.set_layout({"pts": (0, 0, 1, 1)})
     sent = [*range(10), *range(5, 8)]  # resumed from a checkpoint at step 5
-    for n, step in enumerate(sent):
-        client.scatter("pts", np.full((2, 2), float(n)), spatial_dim=1, step=step)
-        paced(client)
-    client.close()
-    store = stored.hub.store
-    assert store is not None
-    run = store.open("steps")
+    run = paced_run(stored, [(float(n), step) for n, step in enumerate(sent)])
 
     def at(step: int) -> float | None:
         found = run.latest_at_step("pts", step)
@@ -114,17 +120,24 @@ def test_an_append_plots_frames_record_its_rows_then_across_a_restart(tmp_path: 
     serving = functools.partial(serve_in_thread, ingest_port=port, bokeh_port=0, data_dir=tmp_path)
     client = Client(f"127.0.0.1:{port}", "steps", exit_timeout=5)
     try:
-        with serving():
+        with serving() as first:
             client.set_layout({"pts": (0, 0, 1, 1)})
-            for _ in range(3):
-                client.scatter("pts", np.zeros((3, 2)), spatial_dim=1, append=True)
+            for _ in range(3):  # 24,000 rows: the first 16,384 are stored as a chunk
+                client.scatter("pts", np.zeros((8000, 2)), spatial_dim=1, append=True)
             paced(client)
+            assert first.hub.store is not None
+            start = first.hub.runs["steps"].plots["pts"].start_id
+            for _ in range(200):  # a restart reads the chunk, not the frames in it
+                if first.hub.store.open("steps").stored_chunks("pts", start):
+                    break
+                time.sleep(0.05)
         with serving() as again:  # the rows go on from what the store held
             client.scatter("pts", np.zeros((2, 2)), spatial_dim=1, append=True)
             paced(client)
             store = again.hub.store
             assert store is not None
-            assert [s.rows for s in store.open("steps").frames("pts")] == [3, 6, 9, 11]
+            rows = [s.rows for s in store.open("steps").frames("pts")]
+            assert rows == [8000, 16000, 24000, 24002]
     finally:
         client.close(timeout=1)
 
@@ -132,15 +145,7 @@ def test_an_append_plots_frames_record_its_rows_then_across_a_restart(tmp_path: 
 def test_a_run_without_steps_is_read_by_the_time_its_frames_were_made(
     stored: StreamvisServer,
 ) -> None:
-    client = Client(f"127.0.0.1:{stored.ingest_port}", "steps", exit_timeout=5)
-    client.set_layout({"pts": (0, 0, 1, 1)})
-    for value in range(4):
-        client.scatter("pts", np.full((1, 2), float(value)), spatial_dim=1)
-        paced(client)  # each made (and sent) after the one before was stored
-    client.close()
-    store = stored.hub.store
-    assert store is not None
-    run = store.open("steps")
+    run = paced_run(stored, [(float(value), None) for value in range(4)])  # each made after
     made = [s.sent or 0.0 for s in run.frames("pts")]
     assert all(made) and run.time_range() == (made[0], made[-1])
     for i, t in enumerate(made):

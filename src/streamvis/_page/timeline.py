@@ -24,6 +24,11 @@ __all__ = ["SPEEDS", "Timeline"]
 
 SPEEDS = ("1", "5", "10", "25", "50")  # steps (or tenths of a second) a second when playing
 TIME_STEP = 0.1  # seconds a move (previous, next, play, keys) goes, by time
+# The slider by steps, and by time (the page's JS reads its axis and unit of a move in tags).
+_AXES: dict[bool, dict[str, Any]] = {
+    False: dict(title="step", step=1, tags=["step", 1]),
+    True: dict(title="seconds", step=0.001, tags=["time", TIME_STEP]),
+}
 
 # A person's moves of the slider show as ``value_throttled`` (the server's own, to follow
 # live data, as ``value`` alone): set both, and leave live mode.
@@ -91,11 +96,9 @@ class Timeline:
         self.origin: float | None = None  # by time: when the run's first frame was made
         start: float = step if step is not None else (time or 0)
         self.slider = Slider(
-            start=start, end=start + 1, value=start, step=1, title="step", tags=["step", 1],
+            start=start, end=start + 1, value=start, **_AXES[self.by_time],
             name="streamvis:step", width=360, disabled=True,
         )  # fmt: skip
-        if self.by_time:
-            self._set(title="seconds", step=0.001, tags=["time", TIME_STEP])
         live = step is None and time is None
         self.live = Toggle(label="live", active=live, name="streamvis:live", width=60)
         self.previous = Button(label="◀", name="streamvis:previous", width=40)
@@ -157,7 +160,7 @@ class Timeline:
             return
         if self.by_time:  # steps came: the run has them now
             self.by_time = False
-            self._set(title="step", step=1, tags=["step", 1])
+            self._set(**_AXES[False])
         first, last = steps
         self._set(start=first, end=max(last, first + 1), disabled=False)
         if self.live.active:
@@ -173,7 +176,7 @@ class Timeline:
         """Follow a run without steps by the seconds since its first frame."""
         if not self.by_time:
             self.by_time = True
-            self._set(title="seconds", step=0.001, tags=["time", TIME_STEP])
+            self._set(**_AXES[True])
         self.origin = times[0]
         length = round(times[1] - times[0], 3)
         self._set(start=0, end=max(length, TIME_STEP), disabled=False)
