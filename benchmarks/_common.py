@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import socket
 import sys
@@ -226,15 +227,23 @@ def report(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) ->
 
 
 class ServerProcess:
-    """``python -m streamvis`` on free loopback ports, as its own process."""
+    """``python -m streamvis`` on loopback ports, as its own process. By default the server
+    picks free ports itself (port 0) and the ports are read from its "open" line, so two
+    servers started together never race for one port."""
+
+    OPEN = re.compile(r"open http://[^:/]+:(\d+)/.*Client\('[^']*:(\d+)'")
 
     def __init__(
-        self, run_name: str = "default", timeout: float = 30.0, args: tuple[str, ...] = ()
+        self,
+        run_name: str = "default",
+        timeout: float = 30.0,
+        args: tuple[str, ...] = (),
+        ports: tuple[int, int] = (0, 0),
     ) -> None:
         import subprocess
         import tempfile
 
-        self.ingest_port, self.bokeh_port = free_port(), free_port()
+        self.ingest_port, self.bokeh_port = ports
         self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in close())
         # The server's working directory: whatever it writes by default (say a data folder)
         # lands here and is deleted with it, never in the project.
@@ -262,8 +271,9 @@ class ServerProcess:
         self.pid = self.proc.pid
         ready = self._wait_ready(timeout)
         if not ready:
+            log = self.log()
             self.close()
-            raise RuntimeError(f"streamvis server did not start in {timeout} s: {self.log()}")
+            raise RuntimeError(f"streamvis server did not start in {timeout} s: {log[-2000:]}")
 
     def _wait_ready(self, timeout: float) -> bool:
         import selectors
@@ -279,7 +289,9 @@ class ServerProcess:
                     return False
                 if selector.select(min(left, 0.5)):
                     line = self.proc.stdout.readline()
-                    if "streamvis: open" in line:
+                    opened = self.OPEN.search(line)
+                    if opened:
+                        self.bokeh_port, self.ingest_port = map(int, opened.groups())
                         return True
                     if not line:
                         return False
@@ -301,9 +313,10 @@ class ServerProcess:
         return proc_status_mb(self.pid)
 
     def log(self) -> str:
-        """The server's stderr so far (its last 2000 characters)."""
-        self._log.seek(0)
-        return self._log.read()[-2000:]
+        """The server's stderr so far. Read with pread: a seek would move the offset the
+        server's stderr writes at too."""
+        fd = self._log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
     def close(self) -> None:
         """Stop the server process (SIGTERM, then SIGKILL after 5 s)."""
