@@ -160,7 +160,7 @@ def test_runs_page_lists_every_run(
     page.wait_for("window.location.search === '?run=one&run=two'")
 
 
-def test_an_address_can_ask_for_some_plots_and_says_what_it_cannot_show_yet(
+def test_an_address_can_ask_for_some_plots_and_says_what_it_cannot_show(
     server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
 ) -> None:
     client = connect()
@@ -173,7 +173,7 @@ def test_an_address_can_ask_for_some_plots_and_says_what_it_cannot_show_yet(
     assert page.wait_for(f"{names}('pts:figure') !== null")
     assert page.js(f"return {names}('loss:figure') === null")  # only the plot asked for
     header = page.wait_for(f"{names}('streamvis:header').text")
-    assert "Not shown yet: runs side by side (other)" in header
+    assert "runs <b>test</b>, <b>other</b>" in header  # both named, though other sent nothing
     assert "step=&#x27;x7&#x27; (not a whole number)" in header
     assert "keeps no history" in header  # this server runs in memory: no step 57 to show
 

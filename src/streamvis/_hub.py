@@ -32,11 +32,12 @@ log = logging.getLogger("streamvis.server")
 
 
 class View(Protocol):
-    """A page following one run."""
+    """A page following one or more runs."""
 
-    run: str
+    @property
+    def runs(self) -> tuple[str, ...]: ...
 
-    def notify(self, names: set[str]) -> None: ...
+    def changed(self, run: str, names: set[str]) -> None: ...
 
 
 class Hub:
@@ -99,7 +100,7 @@ class Hub:
             loaded.set_result(None)
             for views in list(self._views.values()):  # pages still waiting may now say why
                 for view in list(views):
-                    view.notify({""})
+                    view.changed(view.runs[0], {""})
 
     def _install(self, run: str, state: RunState) -> None:
         self.runs[run] = state
@@ -280,16 +281,18 @@ class Hub:
         self._submit(job, ("rows", run), stored)
 
     def _notify(self, run: str, changed: set[str]) -> None:
-        for view in self._views.get(run, ()):
-            view.notify(changed)
+        for view in list(self._views.get(run, ())):
+            view.changed(run, changed)
 
     def attach(self, view: View) -> None:
-        """Send ``view`` its run's changes from now on."""
-        self._views.setdefault(view.run, set()).add(view)
+        """Send ``view`` its runs' changes from now on."""
+        for run in view.runs:
+            self._views.setdefault(run, set()).add(view)
 
     def detach(self, view: View) -> None:
         """Stop updating ``view`` (its page closed)."""
-        self._views.get(view.run, set()).discard(view)
+        for run in view.runs:
+            self._views.get(run, set()).discard(view)
 
     async def rows(self, run: str, plot: str, x0: float, x1: float) -> dict[str, np.ndarray]:
         """The rows of ``run``'s ``plot`` whose x is within ``[x0, x1]``, at full resolution

@@ -6,6 +6,7 @@ import difflib
 import html
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,8 @@ __all__ = [
     "FIG_KWARGS",
     "LINE_WIDTH",
     "WEBGL_POINTS",
+    "Among",
+    "NonFinite",
     "check_fig_kwargs",
     "log_y",
     "make_figure",
@@ -55,6 +58,21 @@ LINE_WIDTH = 1  # wider lines take 2.5x as long to rasterize in a canvas drawn w
 WEBGL_POINTS = 5000
 DEFAULT_COLOR = "#1f77b4"
 _BAD_COLOR = "#d62728"  # non-finite values' marks
+_DASHES = ("solid", "dashed", "dotted", "dotdash", "dashdot")  # runs' lines, in the page's order
+
+
+@dataclass(frozen=True)
+class Among:
+    """A run's plot on a page comparing runs: the run, its place among the page's runs (its
+    lines' dash), and how many panels share its cell (1: the runs' lines overlay)."""
+
+    run: str
+    index: int
+    panels: int = 1
+
+    @property
+    def dash(self) -> str:
+        return _DASHES[self.index % len(_DASHES)]
 
 
 # The figure() keywords a client may set: what is drawn on the canvas, or sizes and places it.
@@ -128,20 +146,24 @@ _UNEXPECTED = re.compile(
 )
 
 
-def _defaults(name: str, cell: Cell) -> dict[str, Any]:
+def _defaults(name: str, cell: Cell, among: Among | None = None) -> dict[str, Any]:
+    """Our figure options; ``name`` (``plot@run`` beside other runs) names its models."""
+    plot = name.partition("@")[0]
     return {
-        "title": name,
+        "title": f"{plot} · {among.run}" if among is not None and among.panels > 1 else plot,
         "name": f"{name}:figure",
-        "width": CELL_WIDTH * cell[3],
+        "width": CELL_WIDTH * cell[3] // (among.panels if among is not None else 1),
         "height": CELL_HEIGHT * cell[2],
         "tools": "pan,wheel_zoom,box_zoom,reset,save",
         "active_scroll": "wheel_zoom",
     }
 
 
-def _options(name: str, cell: Cell, fig_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _options(
+    name: str, cell: Cell, fig_kwargs: Mapping[str, Any], among: Among | None = None
+) -> dict[str, Any]:
     """Our defaults under the user's fig_kwargs; scroll zooms only if the tools include it."""
-    options = {**_defaults(name, cell), **_safe(fig_kwargs)}
+    options = {**_defaults(name, cell, among), **_safe(fig_kwargs)}
     if "active_scroll" not in fig_kwargs and "wheel_zoom" not in str(options["tools"]):
         del options["active_scroll"]
     return options
@@ -183,20 +205,25 @@ def make_figure(
     plot: PlotState | None,
     data: dict[str, Any] | None,
     gpu: bool = False,
+    among: Among | None = None,
+    on: Any = None,
 ) -> tuple[Any, ColumnDataSource | None]:
     """A figure for plot ``name`` in ``cell``, with glyphs and a source of ``data`` (what
-    :func:`shows.page_data` makes) if it has any.
+    :func:`shows.page_data` makes) if it has any; or those glyphs drawn ``on`` a figure of
+    another run's lines, ``among`` the runs of a page comparing them.
 
     ``gpu`` says the page has hardware WebGL, used then for plots with many points.
     """
-    backend = {"output_backend": "webgl" if gpu and wants_webgl(plot) else "canvas"}
-    fig = figure(**{**backend, **_options(name, cell, plot.fig_kwargs if plot else {})})
-    # The page's auto ranges change on every update; only a line plot's x range is needed
-    # here (to summarize the rows outside it), and an image's ranges (to draw it for them),
-    # so the others don't travel back to the server.
     raster = plot is not None and plot.rasterized
-    fig.y_range.syncable = raster
-    fig.x_range.syncable = raster or (plot is not None and plot.spec.kind == "tandem_lines")
+    fig = on
+    if fig is None:
+        backend = {"output_backend": "webgl" if gpu and wants_webgl(plot) else "canvas"}
+        fig = figure(**{**backend, **_options(name, cell, plot.fig_kwargs if plot else {}, among)})
+        # The page's auto ranges change on every update; only a line plot's x range is
+        # needed here (to summarize the rows outside it), and an image's ranges (to draw it
+        # for them), so the others don't travel back to the server.
+        fig.y_range.syncable = raster
+        fig.x_range.syncable = raster or (plot is not None and plot.spec.kind == "tandem_lines")
     if plot is None or data is None:
         return fig, None
     source = ColumnDataSource(data=data, name=name)
@@ -226,30 +253,35 @@ def make_figure(
     elif spec.kind == "multi_lines":
         fig.segment("x0", "y0", "x1", "y1", source=source, line_color=color, line_width=LINE_WIDTH)
     else:
-        _lines(fig, source, plot)
+        _lines(fig, source, plot, among)
     return fig, source
 
 
-def _lines(fig: Any, source: ColumnDataSource, plot: PlotState) -> None:
+def _lines(fig: Any, source: ColumnDataSource, plot: PlotState, among: Among | None) -> None:
     """A line plot's glyphs: one multi-line, or with labels one per line, named in a legend
     whose entries hide their line when clicked; hover names the line and its nearest point
-    (unless the plot's fig_kwargs give tooltips of their own)."""
+    (unless the plot's fig_kwargs give tooltips of their own). ``among`` other runs, the
+    lines have the run's dash, and the legend and hover name the run."""
     colors = sample_palette(resolve_palette(plot.spec.palette or "Viridis256"), plot.lines)
     style = dict(
-        line_color=linear_cmap("c", colors, 0, max(plot.lines - 1, 1)), line_width=LINE_WIDTH
-    )
-    labels = plot.spec.labels
+        line_color=linear_cmap("c", colors, 0, max(plot.lines - 1, 1)), line_width=LINE_WIDTH,
+        line_dash=among.dash if among is not None else "solid",
+    )  # fmt: skip
+    labels, run = plot.spec.labels, among.run if among is not None else None
     if labels is None:
-        renderers = [fig.multi_line("xs", "ys", source=source, **style)]
+        named = {} if run is None else {"legend_label": run}
+        renderers = [fig.multi_line("xs", "ys", source=source, **named, **style)]
     else:
         renderers = [
             fig.multi_line("xs", "ys", source=source, view=CDSView(filter=IndexFilter(indices=[k])),
-                           legend_label=label, **style)
+                           legend_label=label if run is None else f"{run} · {label}", **style)
             for k, label in enumerate(labels)
         ]  # fmt: skip
+    if labels is not None or run is not None:
         fig.legend.update(click_policy="hide", location="top_left", label_text_font_size="8pt")
     if "tooltips" not in plot.fig_kwargs:
         tips = [("line", "@label"), ("step", "$snap_x{0,0.[000]}"), ("value", "$snap_y")]
+        tips = tips if run is None else [("run", run), *tips]
         fig.add_tools(HoverTool(renderers=renderers, tooltips=tips, line_policy="nearest"))
 
 
@@ -270,12 +302,15 @@ class NonFinite:
     """Where a line plot had NaN or inf values: a mark at the foot of the plot at each one's
     x (the first MARKS), and a line saying how many, since which x (the step, mostly)."""
 
-    def __init__(self, fig: Any) -> None:
-        fig.extra_y_ranges = {**fig.extra_y_ranges, "streamvis:marks": Range1d(start=0, end=1)}
+    def __init__(self, fig: Any, among: Among | None = None) -> None:
+        if "streamvis:marks" not in fig.extra_y_ranges:
+            fig.extra_y_ranges = {**fig.extra_y_ranges, "streamvis:marks": Range1d(start=0, end=1)}
+        self.run = f"{among.run}: " if among is not None else ""  # its line, among runs'
+        at = 14 + 14 * (among.index if among is not None else 0)
         self.source = ColumnDataSource(data={"x": np.empty(0)})
         fig.scatter("x", 0.03, source=self.source, y_range_name="streamvis:marks",
                     marker="triangle", size=7, color=_BAD_COLOR)  # fmt: skip
-        self.label = Label(x=4, y=14, x_units="screen", y_units="screen", text="",
+        self.label = Label(x=4, y=at, x_units="screen", y_units="screen", text="",
                            text_color=_BAD_COLOR, text_font_size="9pt", visible=False)  # fmt: skip
         fig.add_layout(self.label)
         self.shown = 0
@@ -287,4 +322,5 @@ class NonFinite:
         self.shown = plot.bad
         self.source.data = {"x": np.array(plot.bad_at, dtype=np.float64)}
         since = f" since {plot.bad_at[0]:g}" if plot.bad_at else ""
-        self.label.update(text=f"{plot.bad} non-finite values (NaN, inf){since}", visible=True)
+        text = f"{self.run}{plot.bad} non-finite values (NaN, inf){since}"
+        self.label.update(text=text, visible=True)

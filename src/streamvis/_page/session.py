@@ -1,4 +1,5 @@
-"""One browser document following one run's state, updated in batches on its own ticks.
+"""One browser document following one or more runs' state, updated in batches on its own
+ticks.
 
 The ingest side only calls :meth:`DocumentView.notify`, which schedules an update through
 the document's own callbacks (the one safe way in from outside the document lock). The
@@ -14,6 +15,8 @@ echoes the tick back from the animation frame that paints it (saying too whether
 runs on a GPU). Until then (or ``ACK_TIMEOUT``) changes only accumulate, so a slow browser
 gets fewer, larger updates instead of a growing queue; large replaces are spaced by how
 long the updates carrying them took, so the small plots beside them stay live.
+
+A page of several runs (``/?run=a&run=b``) shows each plot name once (:mod:`cells`).
 """
 
 from __future__ import annotations
@@ -23,12 +26,12 @@ import html
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from bokeh.document import Document
 from bokeh.events import DocumentReady
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, CustomJS, GridBox
+from bokeh.models import CustomJS, GridBox
 from bokeh.models.annotations import BoxAnnotation, Span
 from bokeh.models.widgets import Div, Toggle
 
@@ -36,11 +39,12 @@ from .._history import Stored
 from .._pageclock import PageClock
 from .._plotstate import PlotState
 from .._state import RunState
+from .cells import Cells
 from .drawing import off_loop
-from .figures import NonFinite, log_y, make_figure, wants_webgl
+from .figures import NonFinite, wants_webgl
 from .history import AHEAD, PastPlots
 from .scripts import ECHO_JS, HOLD_JS, READY_JS
-from .shows import Image, PlotView, follow, is_large, page_data, predrawer, show_of
+from .shows import PlotView, is_large, predrawer, show_of
 from .timeline import Timeline
 from .viewed import Viewed
 
@@ -49,7 +53,7 @@ __all__ = ["DocumentView"]
 log = logging.getLogger("streamvis.page")
 
 
-class DocumentView:
+class DocumentView(Cells):
     """Shows what ``viewed`` asks for in ``doc``; ``lookup`` returns a run's current state
     (or None)."""
 
@@ -65,11 +69,11 @@ class DocumentView:
         history: Callable[[str, str, int | float], Stored | None] | None = None,
     ) -> None:
         self.doc, self.viewed, self.interval = doc, viewed, interval
-        self.run = viewed.run
+        self.run, self.runs = viewed.run, viewed.runs
         self._reading = reading
         self._keep_image = keep_image  # store a plot's last image (slow to draw) for restarts
         self._lookup, self._runs = lookup, runs
-        self._views: dict[str, PlotView] = {}
+        self._views: dict[str, PlotView] = {}  # by key (see the module's docstring)
         self._grid: GridBox | None = None
         self.clock = PageClock(interval)
         self._scheduled: Any = None  # the pending callback, if any...
@@ -83,77 +87,83 @@ class DocumentView:
         self._hold.js_on_change("tags", CustomJS(args=dict(hold=self._hold), code=HOLD_JS))
         self._timeline = Timeline(viewed.step, self._moved, viewed.time)
         doc.js_on_event(DocumentReady, self._timeline.keys)
-        read = functools.partial(history, self.run) if history is not None else None
-        drawer = lambda name: predrawer(self._views.get(name))  # noqa: E731
         submit = functools.partial(off_loop, call_soon=self.call_soon)
-        self._past = PastPlots(read, submit, self._read_past, drawer, self._timeline.at)
+        self._pasts = {  # each run's plots at the page's step
+            run: PastPlots(
+                functools.partial(history, run) if history is not None else None,
+                submit,
+                functools.partial(self._read_past, run),
+                functools.partial(self._predrawer, run),
+                functools.partial(self._where, run),
+            )
+            for run in self.runs
+        }
         self._cursors: dict[str, tuple[Span, BoxAnnotation]] = {}  # line plots' step marks
         self._bad: dict[str, NonFinite] = {}  # line plots' NaN and inf values
         self._log = Toggle(label="log y", name="streamvis:log", width=60)  # the line plots'
         self._log.on_change("active", lambda attr, old, new: self._log_lines())
         self._rebuild()
 
+    def _predrawer(self, run: str, name: str) -> Callable[[PlotState], Any] | None:
+        """What draws an image of ``run``'s plot ``name`` for the page (None: no image)."""
+        return predrawer(self._views.get(self._key(run, name)))
+
+    def _where(self, run: str, cursor: int) -> int | float:
+        """What ``run``'s plots are read at for the page's ``cursor``: by time, the same
+        seconds after its own first frame."""
+        state = self._lookup(run) if run != self.run else None
+        origin = state.times[0] if state is not None and state.times is not None else None
+        return self._timeline.at(cursor, origin)
+
+    def changed(self, run: str, names: set[str]) -> None:
+        """Plots of ``run`` changed ('' = its layout, or the run itself)."""
+        self.notify({self._key(run, name) if name else "" for name in names})
+
     def _moved(self, step: int | None) -> None:
         """The person moved the time control: show every plot at ``step`` (None: live), in
         one update once what it needs is read (the page has nothing to do meanwhile)."""
-        state = self._lookup(self.run)
         reading = False
-        if state is not None:  # read (and draw) the step now, not at the next update's tick:
-            shown = [self._shown(state, name) for name in self._views if name in state.plots]
-            reading = None in shown  # scrub p50 84-97 ms this way, 107-111 ms without
-            self._past.start()
-            if step is not None:
-                self._take_images(set(self._views), step)  # of plots read ahead, if any
+        for key in self._views:  # read (and draw) the step now, not at the next update's
+            run, state, name = self._plot(key)  # tick: scrub p50 84-97 ms, 107-111 without
+            if state is not None and name in state.plots:
+                reading |= self._shown(run, state, name) is None
+        for past in self._pasts.values():
+            past.start()
+        if step is not None:
+            self._take_images(set(self._views), step)  # of plots read ahead, if any
         self.clock.hurry()
         if not reading:  # else the read, once done, shows the step
             self.notify(set(self._views))
 
-    def _log_lines(self, fig: Any = None, plot: PlotState | None = None) -> None:
-        """Draw the line plots' y axes (or ``fig``'s, of ``plot``) as the log toggle says
-        (off: as their fig_kwargs say)."""
-        state = self._lookup(self.run)
-        figures = [(fig, plot)] if fig is not None else [
-            (view.figure, state.plots.get(name)) for name, view in self._views.items() if state
-        ]  # fmt: skip
-        for figure, shown in figures:
-            if shown is not None and shown.spec.kind == "tandem_lines":
-                log_y(figure, self._log.active or shown.fig_kwargs.get("y_axis_type") == "log")
-
-    def _mark(self, step: int | None) -> None:
-        """Mark ``step`` on the line plots (None: live, or by time: none)."""
-        marked = step is not None and not self._timeline.by_time  # by time: no step to mark
-        for span, after in self._cursors.values():
-            span.update(location=step if marked else 0, visible=marked)
-            after.update(left=step if marked else 0, visible=marked)
-
-    def _read_past(self, names: set[str], step: int) -> None:
-        """Plots were read at ``step`` (and images of them drawn): show them, if the page
-        is there (else they wait, read ahead)."""
+    def _read_past(self, run: str, names: set[str], step: int) -> None:
+        """Plots of ``run`` were read at ``step`` (and images of them drawn): show them, if
+        the page is there (else they wait, read ahead)."""
         if step != self._timeline.cursor:
             return
-        self._take_images(names, step)
+        self._take_images({self._key(run, name) for name in names}, step)
         self.clock.hurry()  # a step the person asked for: show it as soon as it is read
         self.notify(set(self._views))  # with the plots it needed no read for
 
     def _take_images(self, names: set[str], step: int) -> None:
-        """Show the images drawn of plots as they were read at ``step``."""
-        for name in names:
-            view = self._views.get(name)
+        """Show the images drawn of plots (by key) as they were read at ``step``."""
+        for key in names:
+            view = self._views.get(key)
             if view is not None and view.drawing is None:
-                image = self._past.image(name, step)
+                run, name = self._split(key)
+                image = self._pasts[run].image(name, step)
                 if image is not None:
                     view.drawn = image
 
-    def _shown(self, state: RunState, name: str) -> PlotState | None:
+    def _shown(self, run: str, state: RunState, name: str) -> PlotState | None:
         """The plot the page shows at its step (None: not read yet, or no such plot)."""
         live, cursor = state.plots.get(name), self._timeline.cursor
         if live is None:
             return None
         ahead = self._timeline.ahead(cursor, AHEAD) if cursor is not None else []
-        return self._past.at(name, live, cursor, ahead)  # playing: the next steps read ahead
+        return self._pasts[run].at(name, live, cursor, ahead)  # playing: read ahead
 
     def notify(self, names: set[str]) -> None:
-        """Mark plots as changed ('' = the layout); schedule one batched update."""
+        """Mark plots (by key) as changed ('' = the layout); schedule one batched update."""
         self.clock.changed(names)
         self._schedule()
 
@@ -199,10 +209,14 @@ class DocumentView:
 
     def _use_gpu(self, gpu: bool) -> None:
         """Rebuild the figures whose backend depends on whether the page has a GPU."""
-        if gpu == self._gpu or (state := self._lookup(self.run)) is None:
+        if gpu == self._gpu:
             return
         self._gpu = gpu
-        rebuild = {name for name in self._views if wants_webgl(state.plots.get(name))}
+        rebuild = set()
+        for key in self._views:
+            _, state, name = self._plot(key)
+            if state is not None and wants_webgl(state.plots.get(name)):
+                rebuild.add(key)
         for name in rebuild:
             self._views[name].version = -1
         self.notify(rebuild)
@@ -230,39 +244,52 @@ class DocumentView:
             self._rebuild()
             return []
         by_time = self._timeline.by_time
-        self._timeline.follow(state)
+        self._timeline.follow(state, self._others())
         if by_time != self._timeline.by_time:
-            self._past.forget()
+            for past in self._pasts.values():
+                past.forget()
         self._mark(self._timeline.cursor)
         changed, large = False, []
-        for name in dirty:
+        for key in dirty:
+            run, state_of, name = self._plot(key)
             try:
-                wait = self._sync(state, name, now)
+                wait = self._sync(run, state_of, key, now) if state_of is not None else 0
             except Exception:  # one plot's failure must not stall the others
-                log.exception("updating plot %r of run %r failed", name, self.run)
+                log.exception("updating plot %r of run %r failed", name, run)
                 continue
-            if wait is None:
+            if wait is None and state_of is not None:
                 changed = True
-                if is_large(state.plots[name]):
-                    large.append(name)
-            elif wait > 0:
-                self.clock.defer(name, wait, now)
-        self._past.start()  # the plots this update could not show yet, at the page's step
+                if is_large(state_of.plots[name]):
+                    large.append(key)
+            elif wait is not None and wait > 0:
+                self.clock.defer(key, wait, now)
+        for past in self._pasts.values():
+            past.start()  # the plots this update could not show yet, at the page's step
         return large if changed else None
 
-    def _sync(self, state: RunState, name: str, now: float) -> float | None:
+    def _others(self) -> list[RunState]:
+        """The states of the runs shown beside the first (those that have sent anything)."""
+        states = (self._lookup(run) for run in self.runs[1:])
+        return [state for state in states if state is not None]
+
+    def _sync(self, run: str, state: RunState, key: str, now: float) -> float | None:
         """Bring one plot up to date, as its representation does (:mod:`shows`); a plot
-        whose figure changed gets a new one first. Returns None if it sent something, 0
-        if there was nothing to send, or the seconds after which a large replace may go."""
-        plot = self._shown(state, name)
-        view = self._views.get(name)
+        whose figure changed gets a new one first (beside other runs: the page is built
+        again). Returns None if it sent something, 0 if there was nothing to send, or the
+        seconds after which a large replace may go."""
+        name = self._split(key)[1]
+        plot = self._shown(run, state, name)
+        view = self._views.get(key)
         if plot is None or view is None or state.cells is None:
             return 0
         if view.source is None or view.version != plot.version:
+            if len(self.runs) > 1:
+                self.notify({""})
+                return 0
             view = self._replace_figure(state, name, plot)
-        wait: float | None = show_of(plot).sync(self, name, view, plot, now)
-        if name in self._bad:
-            self._bad[name].show(plot)
+        wait: float | None = show_of(plot).sync(self, key, view, plot, now)
+        if key in self._bad:
+            self._bad[key].show(plot)
         return wait
 
     @property
@@ -271,13 +298,13 @@ class DocumentView:
         return self._timeline.cursor is None
 
     def is_current(self, name: str, view: PlotView) -> bool:
-        """Whether ``view`` is still the page's figure of plot ``name``."""
+        """Whether ``view`` is still the page's figure of plot ``name`` (a key)."""
         return self._views.get(name) is view
 
     def keep_image(self, name: str) -> None:
         """Store the plot's last image, slow to draw, for a restarted server to show."""
         if self._timeline.cursor is None:  # of the live plot only
-            self._keep_image(self.run, name)
+            self._keep_image(*self._split(name))
 
     def call_soon(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the document's thread (from any thread)."""
@@ -310,61 +337,22 @@ class DocumentView:
 
         off_loop(timed, take, self.call_soon)
 
-    def _replace_figure(self, state: RunState, name: str, plot: PlotState) -> PlotView:
-        assert state.cells is not None and self._grid is not None
-        cell = state.cells[name]
-        fig, source = self._figure(name, cell, plot)
-        previous = self._views[name]
-        old = previous.retire()
-        self._views[name] = self._new_view(name, fig, source, plot)
-        self._views[name].cost = previous.cost
-        self._grid.children = [
-            (fig, *cell) if c[0] is old else c for c in cast(list[Any], self._grid.children)
-        ]
-        return self._views[name]
-
-    def _figure(self, name: str, cell: Any, plot: PlotState | None) -> tuple[Any, Any]:
-        """A new figure of ``plot``, with its data; a line plot's marks the step shown, the
-        rest of its curves faint (overlays: moving them repaints no line)."""
-        data = page_data(plot) if plot is not None else None
-        fig, source = make_figure(name, cell, plot, data, self._gpu)
-        if plot is not None and plot.spec.kind == "tandem_lines":
-            self._log_lines(fig, plot)
-            self._bad[name] = NonFinite(fig)
-            step = None if self._timeline.by_time else self._timeline.cursor
-            span = Span(
-                location=step or 0, dimension="height", visible=step is not None,
-                line_dash="dashed", line_color="#555555", name=f"{name}:cursor", level="overlay",
-            )  # fmt: skip
-            after = BoxAnnotation(
-                left=step or 0, visible=step is not None, fill_color="white", fill_alpha=0.7,
-                line_alpha=0, name=f"{name}:after", level="overlay", editable=False,
-            )  # fmt: skip
-            fig.add_layout(after)
-            fig.add_layout(span)
-            self._cursors[name] = (span, after)
-        return fig, source
-
-    def _new_view(
-        self, name: str, fig: Any, source: ColumnDataSource | None, plot: PlotState | None
-    ) -> PlotView:
-        """A view of a new figure, which tells the server what its representation needs."""
-        view = PlotView(fig, source)
-        follow(self, name, view, plot)
-        return view
-
     def _rebuild(self) -> None:
-        state = self._lookup(self.run)
         drawing: set[str] = set()  # images to draw once the page has its figures
         for view in self._views.values():
             view.retire()
-        self._views = {}
+        self._views, self._cursors, self._bad = {}, {}, {}
         self._grid = None
-        others = [r for r in self._runs() if r != self.run]
-        folded = state.folded if state is not None else 0
-        text = self.viewed.header(others, folded, self._past.blind)
+        states = [s for s in (self._lookup(run) for run in self.runs) if s is not None]
+        state = self._lookup(self.run)
+        others = [r for r in self._runs() if r not in self.runs]
+        text = self.viewed.header(others, sum(s.folded for s in states), self._blind)
         header = Div(text=text, name="streamvis:header")
-        if state is None or state.cells is None:
+        cells: dict[str, Any] = {}  # each plot's cell, as the first run laying it out says
+        for laid in states:
+            for name, cell in (laid.cells or {}).items():
+                cells.setdefault(name, cell)
+        if state is None or not cells:
             why = (
                 "the server is reading its stored runs"
                 if state is None and self._reading()
@@ -377,29 +365,25 @@ class DocumentView:
             )
             root = column(header, waiting)
         else:
-            self._timeline.follow(state)  # its steps (or times) first: what to read at
-            children: list[Any] = []
-            for name, cell in state.cells.items():
-                if not self.viewed.shows(name):
-                    continue
-                live = state.plots.get(name)
-                plot = live and (self._past.at(name, live, self._timeline.cursor) or live)
-                fig, source = self._figure(name, cell, plot)
-                view = self._new_view(name, fig, source, plot)
-                if plot is not None:
-                    show = show_of(plot)
-                    view.caught_up(plot, show.first(view, plot), 0.0)
-                    if isinstance(show, Image):
-                        drawing.add(name)
-                self._views[name] = view
-                children.append((fig, *cell))
+            self._timeline.follow(state, self._others())  # steps first: what to read at
+            children = [
+                (self._cell(name, cell, drawing), *cell)
+                for name, cell in cells.items()
+                if self.viewed.shows(name)
+            ]
             self._grid = GridBox(children=children, name="streamvis:grid")
             root = column(header, row(self._timeline.model, self._log), self._grid)
         self.doc.clear()
-        self.doc.title = f"streamvis: {self.run}"
+        self.doc.title = f"streamvis: {', '.join(self.runs)}"
         self.doc.add_root(root)
         self.doc.add_root(self._clock)
         self.doc.add_root(self._hold)
         if drawing:
             self.notify(drawing)
-        self._past.start()
+        for past in self._pasts.values():
+            past.start()
+
+    @property
+    def _blind(self) -> bool:
+        """Whether the page has no history to read (every step shows live)."""
+        return self._pasts[self.run].blind

@@ -11,7 +11,7 @@ the server hears of each move through Bokeh's property sync and tells the page
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bokeh.layouts import row
@@ -139,15 +139,19 @@ class Timeline:
         unit = round(TIME_STEP * 1000) if self.by_time else 1
         return [cursor + k * unit for k in range(1, moves + 1)] if self.play.active else []
 
-    def at(self, cursor: int) -> int | float:
+    def at(self, cursor: int, origin: float | None = None) -> int | float:
         """What the store reads a plot at for ``cursor``: a step, or a time (a float,
-        seconds since the epoch)."""
-        return (self.origin or 0.0) + cursor / 1000 if self.by_time else cursor
+        seconds since the epoch: since ``origin``, a run's first frame, if given, else
+        since the followed run's)."""
+        if not self.by_time:
+            return cursor
+        return (origin if origin is not None else self.origin or 0.0) + cursor / 1000
 
-    def follow(self, run: RunState) -> None:
-        """Take in the run's range of steps as it grows; when live, stay at its end. Say
-        when steps went back (a run resumed from a checkpoint, say): each step is kept."""
-        steps, rewinds, rewound = run.steps, run.rewinds, run.rewound
+    def follow(self, run: RunState, others: Sequence[RunState] = ()) -> None:
+        """Take in the run's range of steps as it grows (widened to the ``others``' shown
+        beside it); when live, stay at its end. Say when steps went back (a run resumed
+        from a checkpoint, say): each step is kept."""
+        steps, rewinds, rewound = _widest(run.steps, others), run.rewinds, run.rewound
         back = ""
         if rewinds and rewound is not None:
             times = "once" if rewinds == 1 else f"{rewinds} times"
@@ -204,3 +208,11 @@ class Timeline:
 
     def _lived(self, attr: str, old: Any, new: Any) -> None:
         self._on_move(None if new else self._cursor(self.slider.value))
+
+
+def _widest(steps: tuple[int, int] | None, others: Sequence[RunState]) -> tuple[int, int] | None:
+    """``steps`` widened to every other run's range of steps (None: no steps yet)."""
+    ranges = [r for r in (steps, *(other.steps for other in others)) if r is not None]
+    if steps is None:
+        return None
+    return min(r[0] for r in ranges), max(r[1] for r in ranges)

@@ -4,8 +4,9 @@ it, the hub sends it the runs' changes.
 
 ``/?run=a&run=b&plot=loss&step=57`` views runs ``a`` and ``b``, only their plot ``loss``, at
 step 57 (``&time=12.5``: 12.5 s after the run's first frame, for a run that sends no
-steps). A page shows the first run today; comparing runs builds on this (the other runs
-are kept, and the page says it cannot show them yet).
+steps). The first run leads: its layout places the plots first, its steps set the time
+control's, and the others are shown at the same step (by time: as long after their own
+first frame).
 """
 
 from __future__ import annotations
@@ -43,21 +44,17 @@ class Viewed:
         return self.plots is None or plot in self.plots
 
     def header(self, others: list[str], folded: int, blind: bool) -> str:
-        """The page's first line: the run, the ``others`` it can switch to, and what of the
-        view it cannot show (other runs beside this one; a past step, if ``blind``: no
-        history kept); the replaces its clients ``folded`` (their steps are not kept)."""
+        """The page's first line: the runs, the ``others`` it can switch to, and what of the
+        view it cannot show (a past step, if ``blind``: no history kept); the replaces its
+        clients ``folded`` (their steps are not kept)."""
         links = ", ".join(f'<a href="/?run={html.escape(r)}">{html.escape(r)}</a>' for r in others)
-        text = f"<b>streamvis</b> &middot; run <b>{html.escape(self.run)}</b>"
+        shown = ", ".join(f"<b>{html.escape(run)}</b>" for run in self.runs)
+        text = f"<b>streamvis</b> &middot; run{'s' if len(self.runs) > 1 else ''} {shown}"
         text += f" &middot; other runs: {links}" if links else ""
         if folded:
             text += (
                 f"<br>{folded} replaces were folded into later ones before they were "
                 "sent: the link or the server fell behind, so their steps are not kept."
-            )
-        if len(self.runs) > 1:
-            beside = ", ".join(map(html.escape, self.runs[1:]))
-            text += (
-                f"<br>Not shown yet: runs side by side ({beside}); this page shows the first run."
             )
         if not self.live and blind:
             text += "<br>This server keeps no history (--no_persist): the page shows it live."

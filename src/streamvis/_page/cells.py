@@ -1,0 +1,201 @@
+"""How a page lays its runs' plots out in cells of figures (mixed into the page's session).
+
+A plot is known by its key: its name for the page's first run, ``name@run`` for the others
+(``@`` is in no plot's name). Beside other runs, a cell's line plots overlay in one figure
+(each run's lines in a dash of its own, named in the legend); other plots are a panel per
+run, with linked ranges, and a run without the plot says so in its panel.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Any, cast
+
+from bokeh.layouts import row
+from bokeh.models import ColumnDataSource, DataRange1d, GridBox
+from bokeh.models.annotations import BoxAnnotation, Span
+from bokeh.models.widgets import Div, Toggle
+
+from .._plotstate import PlotState
+from .._state import RunState
+from .figures import CELL_HEIGHT, CELL_WIDTH, Among, NonFinite, log_y, make_figure
+from .history import PastPlots
+from .shows import Image, Page, PlotView, follow, page_data, show_of
+from .timeline import Timeline
+
+__all__ = ["Cells"]
+
+
+class Cells:
+    """The figures of a page's cells, and each plot's view (by key): built, replaced, and
+    marked at the page's step."""
+
+    run: str  # the page's first run
+    runs: tuple[str, ...]
+    _lookup: Callable[[str], RunState | None]
+    _views: dict[str, PlotView]
+    _cursors: dict[str, tuple[Span, BoxAnnotation]]  # line plots' step marks
+    _bad: dict[str, NonFinite]  # line plots' NaN and inf values
+    _pasts: dict[str, PastPlots]
+    _timeline: Timeline
+    _grid: GridBox | None
+    _gpu: bool
+    _log: Toggle
+
+    def _key(self, run: str, name: str) -> str:
+        """The key of ``run``'s plot ``name`` on this page."""
+        return name if run == self.run else f"{name}@{run}"
+
+    def _split(self, key: str) -> tuple[str, str]:
+        """The run and plot name of a ``key``."""
+        name, _, run = key.partition("@")
+        return run or self.run, name
+
+    def _plot(self, key: str) -> tuple[str, RunState | None, str]:
+        """The run, its state (None: nothing yet) and the plot name of ``key``."""
+        run, name = self._split(key)
+        return run, self._lookup(run), name
+
+    def _log_lines(self, fig: Any = None, plot: PlotState | None = None) -> None:
+        """Draw the line plots' y axes (or ``fig``'s, of ``plot``) as the log toggle says
+        (off: as their fig_kwargs say)."""
+        figures = [(fig, plot)] if fig is not None else []
+        for key, view in self._views.items() if fig is None else ():
+            _, state, name = self._plot(key)
+            figures.append((view.figure, state.plots.get(name) if state is not None else None))
+        for figure, shown in figures:
+            if shown is not None and shown.spec.kind == "tandem_lines":
+                log_y(figure, self._log.active or shown.fig_kwargs.get("y_axis_type") == "log")
+
+    def _mark(self, step: int | None) -> None:
+        """Mark ``step`` on the line plots (None: live, or by time: none)."""
+        marked = step is not None and not self._timeline.by_time  # by time: no step to mark
+        for span, after in self._cursors.values():
+            span.update(location=step if marked else 0, visible=marked)
+            after.update(left=step if marked else 0, visible=marked)
+
+    def _replace_figure(self, state: RunState, name: str, plot: PlotState) -> PlotView:
+        """A new figure of the page's one run's plot ``name``, in its old one's place."""
+        assert state.cells is not None and self._grid is not None
+        cell = state.cells[name]
+        fig, source = self._figure(name, cell, plot, None)
+        previous = self._views[name]
+        old = previous.retire()
+        self._views[name] = self._new_view(name, fig, source, plot)
+        self._views[name].cost = previous.cost
+        self._grid.children = [
+            (fig, *cell) if c[0] is old else c for c in cast(list[Any], self._grid.children)
+        ]
+        return self._views[name]
+
+    def _figure(
+        self, key: str, cell: Any, plot: PlotState | None, among: Among | None, on: Any = None
+    ) -> tuple[Any, Any]:
+        """A new figure of ``plot`` (or its lines drawn ``on`` another run's), with its data;
+        a line plot's figure marks the step shown, the rest of its curves faint (overlays:
+        moving them repaints no line)."""
+        data = page_data(plot) if plot is not None else None
+        fig, source = make_figure(key, cell, plot, data, self._gpu, among, on)
+        if plot is not None and plot.spec.kind == "tandem_lines":
+            self._log_lines(fig, plot)
+            self._bad[key] = NonFinite(fig, among)
+        if plot is not None and plot.spec.kind == "tandem_lines" and on is None:
+            step = None if self._timeline.by_time else self._timeline.cursor
+            span = Span(
+                location=step or 0, dimension="height", visible=step is not None,
+                line_dash="dashed", line_color="#555555", name=f"{key}:cursor", level="overlay",
+            )  # fmt: skip
+            after = BoxAnnotation(
+                left=step or 0, visible=step is not None, fill_color="white", fill_alpha=0.7,
+                line_alpha=0, name=f"{key}:after", level="overlay", editable=False,
+            )  # fmt: skip
+            fig.add_layout(after)
+            fig.add_layout(span)
+            self._cursors[key] = (span, after)
+        return fig, source
+
+    def _new_view(
+        self, name: str, fig: Any, source: ColumnDataSource | None, plot: PlotState | None
+    ) -> PlotView:
+        """A view of a new figure, which tells the server what its representation needs."""
+        view = PlotView(fig, source)
+        follow(cast(Page, self), name, view, plot)  # a Page: the session
+        return view
+
+    def _place(
+        self,
+        run: str,
+        name: str,
+        cell: Any,
+        drawing: set[str],
+        among: Among | None = None,
+        on: Any = None,
+        share: Any = None,
+    ) -> Any:
+        """Make the figure of ``run``'s plot ``name`` (or draw it ``on`` another's, or with
+        ranges linked to the figure it ``share``s) and its view; images to draw go in
+        ``drawing``. Returns the figure."""
+        key, state = self._key(run, name), self._lookup(run)
+        live = state.plots.get(name) if state is not None else None
+        plot = live and (self._pasts[run].at(name, live, self._timeline.cursor) or live)
+        fig, source = self._figure(key, cell, plot, among, on)
+        if share is not None:
+            _link(fig, share)
+        view = self._new_view(key, fig, source, plot)
+        if plot is not None:
+            show = show_of(plot)
+            view.caught_up(plot, show.first(view, plot), 0.0)
+            if isinstance(show, Image):
+                drawing.add(key)
+        self._views[key] = view
+        return fig
+
+    def _cell(self, name: str, cell: Any, drawing: set[str]) -> Any:
+        """What a cell shows of plot ``name``: its figure; beside other runs, their line
+        plots overlaid in one figure, or else a panel per run with linked ranges (a run
+        without the plot says so in its panel)."""
+        if len(self.runs) == 1:
+            return self._place(self.run, name, cell, drawing)
+        states = {run: self._lookup(run) for run in self.runs}
+        having = [r for r, s in states.items() if s is not None and s.cells and name in s.cells]
+        lacking = [run for run in self.runs if run not in having]
+        plots = [s.plots.get(name) for s in states.values() if s is not None]
+        if any(plot is not None and plot.spec.kind == "tandem_lines" for plot in plots):
+            fig: Any = None
+            for run in having:
+                among = Among(run, self.runs.index(run))
+                fig = self._place(run, name, cell, drawing, among, on=fig)
+            if lacking:
+                fig.title.text += f" (no {name} in run {', '.join(lacking)})"
+            return fig
+        panels: list[Any] = []
+        width, height = CELL_WIDTH * cell[3] // len(self.runs), CELL_HEIGHT * cell[2]
+        for index, run in enumerate(self.runs):
+            if run in lacking:
+                text = (
+                    f"<p>Run <b>{html.escape(run)}</b> has no plot <b>{html.escape(name)}</b>.</p>"
+                )
+                missing = f"{self._key(run, name)}:missing"
+                panels.append(Div(text=text, width=width, height=height, name=missing))
+                continue
+            share = next((p for p in panels if not isinstance(p, Div)), None)
+            among = Among(run, index, len(self.runs))
+            panels.append(self._place(run, name, cell, drawing, among, share=share))
+        return row(*panels)
+
+
+def _link(fig: Any, shared: Any) -> None:
+    """Give ``fig`` the ranges of ``shared`` (zoom one, all follow), autoranging over both
+    figures' glyphs (an image's: its bounds), and synced if either's were (images are
+    drawn for them)."""
+    for attr in ("x_range", "y_range"):
+        mine, theirs = getattr(fig, attr), getattr(shared, attr)
+        if isinstance(mine, DataRange1d) and isinstance(theirs, DataRange1d):
+            if mine.renderers or theirs.renderers:
+                theirs.renderers = [
+                    *(theirs.renderers or shared.renderers),
+                    *(mine.renderers or fig.renderers),
+                ]
+            theirs.syncable = theirs.syncable or mine.syncable
+        setattr(fig, attr, theirs)

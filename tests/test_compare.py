@@ -1,0 +1,95 @@
+"""Comparing runs in a real browser: a page of several runs overlays their line plots in one
+figure and shows their other plots in linked panels, live and at a step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from browser import Page
+from streamvis import Client
+from streamvis._server import StreamvisServer
+
+MODEL = "Bokeh.documents[0].get_model_by_name"
+LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
+LEGEND = "{0}.center.find((model) => model.type === 'Legend')?.items.map((i) => i.label.value)"
+
+
+def two_runs(
+    connect: Callable[..., Client], steps: int, plots: dict[str, tuple[str, ...]]
+) -> dict[str, Client]:
+    """Runs "a" and "b" send ``steps`` line steps (b's values are a's negated, plus 100)
+    and their last scatter (a's points at 1, b's at 2) to the ``plots`` each lays out;
+    their clients."""
+    clients = {}
+    for sign, run in ((1, "a"), (-1, "b")):
+        client = clients[run] = connect(run)
+        client.set_layout({name: LAYOUT[name] for name in plots[run]})
+        for step in range(steps):
+            values = sign * np.array([step, 2 * step], np.float32) + (100 if sign < 0 else 0)
+            if "loss" in plots[run]:
+                client.tandem_lines("loss", step, values)
+        if "pts" in plots[run]:
+            client.scatter("pts", np.full((4, 2), 1.0 if sign > 0 else 2.0), spatial_dim=1)
+        assert client.flush(timeout=10)
+    return clients
+
+
+def opened(browser: Callable[[], Page], server: StreamvisServer, query: str) -> Page:
+    page = browser()
+    page.open(f"http://127.0.0.1:{server.bokeh_port}/{query}")
+    page.all_rendered()
+    return page
+
+
+def test_a_page_of_two_runs_overlays_their_lines_and_shows_their_points_side_by_side(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    n = 50
+    two_runs(connect, n, {"a": ("loss", "pts"), "b": ("loss", "pts")})
+    for page in (opened(browser, server, "?run=a&run=b"), opened(browser, server, "?run=a&run=b")):
+        assert page.wait_for_line_length("loss", n) == list(range(n))  # run a: every value
+        assert page.line("loss", 1)[1] == [2 * s for s in range(n)]
+        assert page.wait_for_line_length("loss@b", n) == list(range(n))  # run b: every value
+        assert page.line("loss@b", 1)[1] == [100 - 2 * s for s in range(n)]
+        fig = f"{MODEL}('loss:figure')"
+        assert page.js(f"return {MODEL}('loss@b:figure')") is None  # one figure: overlaid
+        assert page.wait_for(f"{fig} && {LEGEND.format(fig)}") == ["a", "b"]  # names both
+        dashes = page.js(
+            f"return {fig}.renderers.filter((r) => r.glyph?.type === 'MultiLine')"
+            ".map((r) => r.glyph.line_dash)"
+        )
+        assert dashes[0] != dashes[1]  # each run in a style of its own
+        assert page.js(
+            f"return {fig}.toolbar.tools.filter((t) => t.type === 'HoverTool')"
+            ".map((t) => t.tooltips[0])"
+        ) == [["run", "a"], ["run", "b"]]
+        assert page.wait_for_column_length("pts", "x", 4) == [1.0] * 4  # a panel per run
+        assert page.wait_for_column_length("pts@b", "x", 4) == [2.0] * 4
+        titles = page.js(f"return [{MODEL}('pts:figure').title.text, {MODEL}('pts@b:figure').title.text]")
+        assert titles == ["pts · a", "pts · b"]
+        same = page.js(
+            f"const f = {MODEL}('pts:figure'), g = {MODEL}('pts@b:figure');"
+            " return f.x_range === g.x_range && f.y_range === g.y_range"
+        )
+        assert same  # linked: zoom one, both follow
+        header = page.js(f"return {MODEL}('streamvis:header').text")
+        assert "runs <b>a</b>, <b>b</b>" in header
+
+
+def test_a_run_without_a_plot_says_so_and_either_runs_new_points_appear_live(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    clients = two_runs(connect, 3, {"a": ("loss", "pts"), "b": ("loss",)})
+    page = opened(browser, server, "?run=a&run=b")
+    missing = page.wait_for(f"{MODEL}('pts@b:missing')?.text")
+    assert "Run <b>b</b> has no plot <b>pts</b>" in missing
+    assert page.js(f"return {MODEL}('pts:figure') !== null")
+    assert page.wait_for_line_length("loss@b", 3) == [0, 1, 2]
+    for run, value in (("b", 7.0), ("a", 8.0)):  # a new point of either run, live
+        clients[run].tandem_lines("loss", 3, np.full(2, value))
+        assert clients[run].flush(timeout=10)
+        name = "loss" if run == "a" else "loss@b"
+        assert page.wait_for_line_length(name, 4) == [0, 1, 2, 3]
+        assert page.line(name, 0)[1][-1] == value
