@@ -67,7 +67,9 @@ def test_a_page_of_two_runs_overlays_their_lines_and_shows_their_points_side_by_
         ) == [["run", "a"], ["run", "b"]]
         assert page.wait_for_column_length("pts", "x", 4) == [1.0] * 4  # a panel per run
         assert page.wait_for_column_length("pts@b", "x", 4) == [2.0] * 4
-        titles = page.js(f"return [{MODEL}('pts:figure').title.text, {MODEL}('pts@b:figure').title.text]")
+        titles = page.js(
+            f"return ['pts', 'pts@b'].map((key) => {MODEL}(key + ':figure').title.text)"
+        )
         assert titles == ["pts · a", "pts · b"]
         same = page.js(
             f"const f = {MODEL}('pts:figure'), g = {MODEL}('pts@b:figure');"
