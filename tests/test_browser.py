@@ -358,7 +358,7 @@ def test_labels_name_the_lines_in_a_legend_that_hides_them_and_hover_names_them(
     assert items == ["train", "test"]
     assert page.js(f"return {legend}.click_policy") == "hide"
     page.js(f"{legend}.items[1].renderers[0].visible = false;")  # as its click does
-    lines = f"{fig}.renderers.filter((r) => r.glyph?.type === 'MultiLine')"
+    lines = f"{fig}.renderers.filter((r) => r.name === 'loss:line')"
     assert page.js(f"return {lines}.map((r) => r.visible)") == [True, False]  # one line each
     hover = page.js(f"return {fig}.toolbar.tools.find((t) => t.type === 'HoverTool').tooltips")
     assert [name for name, _ in hover] == ["line", "step", "value"]

@@ -57,7 +57,7 @@ def test_a_page_of_two_runs_overlays_their_lines_and_shows_their_points_side_by_
         assert page.js(f"return {MODEL}('loss@b:figure')") is None  # one figure: overlaid
         assert page.wait_for(f"{fig} && {LEGEND.format(fig)}") == ["a", "b"]  # names both
         dashes = page.js(
-            f"return {fig}.renderers.filter((r) => r.glyph?.type === 'MultiLine')"
+            f"return {fig}.renderers.filter((r) => r.name?.endsWith(':line'))"
             ".map((r) => r.glyph.line_dash)"
         )
         assert dashes[0] != dashes[1]  # each run in a style of its own

@@ -15,13 +15,14 @@ from typing import Any, cast
 from bokeh.layouts import row
 from bokeh.models import ColumnDataSource, DataRange1d, GridBox
 from bokeh.models.annotations import BoxAnnotation, Span
-from bokeh.models.widgets import Div, Toggle
+from bokeh.models.widgets import Div, Slider, Toggle
 
 from .._plotstate import PlotState
 from .._state import RunState
-from .figures import CELL_HEIGHT, CELL_WIDTH, Among, NonFinite, log_y, make_figure
+from .drawing import off_loop
+from .figures import CELL_HEIGHT, CELL_WIDTH, Among, NonFinite, Smoothing, log_y, make_figure
 from .history import PastPlots
-from .shows import Image, Page, PlotView, follow, page_data, show_of
+from .shows import Image, Page, PlotView, follow, lines_data, page_data, show_of
 from .timeline import Timeline
 
 __all__ = ["Cells"]
@@ -37,11 +38,19 @@ class Cells:
     _views: dict[str, PlotView]
     _cursors: dict[str, tuple[Span, BoxAnnotation]]  # line plots' step marks
     _bad: dict[str, NonFinite]  # line plots' NaN and inf values
+    _smooth: dict[str, Smoothing]  # line plots' smoothed lines
     _pasts: dict[str, PastPlots]
     _timeline: Timeline
     _grid: GridBox | None
     _gpu: bool
     _log: Toggle
+    _smoothing: Slider
+
+    def notify(self, names: set[str]) -> None:
+        raise NotImplementedError  # the session's
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        raise NotImplementedError  # the session's
 
     def _key(self, run: str, name: str) -> str:
         """The key of ``run``'s plot ``name`` on this page."""
@@ -67,6 +76,27 @@ class Cells:
         for figure, shown in figures:
             if shown is not None and shown.spec.kind == "tandem_lines":
                 log_y(figure, self._log.active or shown.fig_kwargs.get("y_axis_type") == "log")
+
+    def _smoothed(self) -> None:
+        """The person moved the smoothing slider: draw every line plot so smoothed."""
+        self.notify({key for key in self._views if key in self._smooth})
+
+    def _smoothen(self, key: str, plot: PlotState) -> bool:
+        """Bring the smoothed lines of plot ``key`` up to the slider's weight and the
+        plot's rows; whether it sent anything. Many rows are smoothed off the loop first
+        (the page is updated once they are)."""
+        weight, smoothing = min(max(float(self._smoothing.value), 0.0), 0.999), self._smooth[key]
+        if weight == 0:
+            sent = smoothing.shown is not None
+            smoothing.show(None)
+            return sent
+        smoothed, work = plot.smoothings.at(weight, plot.data)
+        if work is not None:
+            off_loop(work, lambda _: self.notify({key}), self.call_soon)
+        if smoothed.busy or smoothing.shown == (weight, smoothed.rows):
+            return False
+        smoothing.show(lines_data(plot, smoothed.columns()), (weight, smoothed.rows))
+        return True
 
     def _mark(self, step: int | None) -> None:
         """Mark ``step`` on the line plots (None: live, or by time: none)."""
@@ -100,6 +130,7 @@ class Cells:
         if plot is not None and plot.spec.kind == "tandem_lines":
             self._log_lines(fig, plot)
             self._bad[key] = NonFinite(fig, among)
+            self._smooth[key] = Smoothing(fig, key)
         if plot is not None and plot.spec.kind == "tandem_lines" and on is None:
             step = None if self._timeline.by_time else self._timeline.cursor
             span = Span(

@@ -42,9 +42,11 @@ __all__ = [
     "DEFAULT_COLOR",
     "FIG_KWARGS",
     "LINE_WIDTH",
+    "RAW_ALPHA",
     "WEBGL_POINTS",
     "Among",
     "NonFinite",
+    "Smoothing",
     "check_fig_kwargs",
     "log_y",
     "make_figure",
@@ -58,6 +60,8 @@ LINE_WIDTH = 1  # wider lines take 2.5x as long to rasterize in a canvas drawn w
 WEBGL_POINTS = 5000
 DEFAULT_COLOR = "#1f77b4"
 _BAD_COLOR = "#d62728"  # non-finite values' marks
+RAW_ALPHA = 0.25  # raw lines behind their smoothed ones
+_NO_LINES: dict[str, Any] = {"xs": [], "ys": [], "c": [], "label": []}
 _DASHES = ("solid", "dashed", "dotted", "dotdash", "dashdot")  # runs' lines, in the page's order
 
 
@@ -253,36 +257,70 @@ def make_figure(
     elif spec.kind == "multi_lines":
         fig.segment("x0", "y0", "x1", "y1", source=source, line_color=color, line_width=LINE_WIDTH)
     else:
-        _lines(fig, source, plot, among)
+        _lines(fig, name, source, plot, among)
     return fig, source
 
 
-def _lines(fig: Any, source: ColumnDataSource, plot: PlotState, among: Among | None) -> None:
+def _lines(
+    fig: Any, name: str, source: ColumnDataSource, plot: PlotState, among: Among | None
+) -> None:
     """A line plot's glyphs: one multi-line, or with labels one per line, named in a legend
     whose entries hide their line when clicked; hover names the line and its nearest point
     (unless the plot's fig_kwargs give tooltips of their own). ``among`` other runs, the
-    lines have the run's dash, and the legend and hover name the run."""
+    lines have the run's dash, and the legend and hover name the run. Each has a twin that
+    draws the lines smoothed, hidden until the page smooths (:class:`Smoothing`)."""
     colors = sample_palette(resolve_palette(plot.spec.palette or "Viridis256"), plot.lines)
     style = dict(
         line_color=linear_cmap("c", colors, 0, max(plot.lines - 1, 1)), line_width=LINE_WIDTH,
         line_dash=among.dash if among is not None else "solid",
     )  # fmt: skip
+    smoothed = ColumnDataSource(data=_NO_LINES, name=f"{name}:smoothed")
     labels, run = plot.spec.labels, among.run if among is not None else None
-    if labels is None:
-        named = {} if run is None else {"legend_label": run}
-        renderers = [fig.multi_line("xs", "ys", source=source, **named, **style)]
+    if labels is None:  # one glyph for every line (None: no filter)
+        lines: list[tuple[int | None, dict[str, str]]] = [
+            (None, {} if run is None else {"legend_label": run})
+        ]
     else:
-        renderers = [
-            fig.multi_line("xs", "ys", source=source, view=CDSView(filter=IndexFilter(indices=[k])),
-                           legend_label=label if run is None else f"{run} · {label}", **style)
+        lines = [
+            (k, {"legend_label": label if run is None else f"{run} · {label}"})
             for k, label in enumerate(labels)
-        ]  # fmt: skip
+        ]
+    renderers = []
+    for k, named in lines:  # raw and smoothed with the same legend label: one entry hides both
+        for data, what in ((source, "line"), (smoothed, "smooth")):
+            view = {} if k is None else {"view": CDSView(filter=IndexFilter(indices=[k]))}
+            glyph = fig.multi_line("xs", "ys", source=data, name=f"{name}:{what}",
+                                   visible=what == "line", **view, **named, **style)  # fmt: skip
+            if what == "line":
+                renderers.append(glyph)
     if labels is not None or run is not None:
         fig.legend.update(click_policy="hide", location="top_left", label_text_font_size="8pt")
     if "tooltips" not in plot.fig_kwargs:
         tips = [("line", "@label"), ("step", "$snap_x{0,0.[000]}"), ("value", "$snap_y")]
         tips = tips if run is None else [("run", run), *tips]
         fig.add_tools(HoverTool(renderers=renderers, tooltips=tips, line_policy="nearest"))
+
+
+class Smoothing:
+    """A line plot's lines smoothed, drawn over its raw lines made faint; or not smoothed."""
+
+    def __init__(self, fig: Any, name: str) -> None:
+        self.source = fig.select_one({"name": f"{name}:smoothed"})
+        self.raw = list(fig.select({"name": f"{name}:line"}))
+        self.smooth = list(fig.select({"name": f"{name}:smooth"}))
+        self.shown: Any = None  # what the page holds: (weight, rows), or None (not smoothed)
+
+    def show(self, data: dict[str, Any] | None, shown: Any = None) -> None:
+        """Draw the lines smoothed as ``data`` says (what ``shown``), or raw (None)."""
+        if (data is None) != (self.shown is None):  # turned on or off
+            for raw, smooth in zip(self.raw, self.smooth, strict=True):
+                raw.glyph.line_alpha = 1.0 if data is None else RAW_ALPHA
+                smooth.visible = data is not None and raw.visible  # a hidden line stays so
+        if data is not None:
+            self.source.data = data
+        elif self.shown is not None:
+            self.source.data = _NO_LINES
+        self.shown = shown if data is not None else None
 
 
 def log_y(fig: Any, log: bool) -> None:

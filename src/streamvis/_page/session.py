@@ -33,7 +33,7 @@ from bokeh.events import DocumentReady
 from bokeh.layouts import column, row
 from bokeh.models import CustomJS, GridBox
 from bokeh.models.annotations import BoxAnnotation, Span
-from bokeh.models.widgets import Div, Toggle
+from bokeh.models.widgets import Div, Slider, Toggle
 
 from .._history import Stored
 from .._pageclock import PageClock
@@ -102,6 +102,11 @@ class DocumentView(Cells):
         self._bad: dict[str, NonFinite] = {}  # line plots' NaN and inf values
         self._log = Toggle(label="log y", name="streamvis:log", width=60)  # the line plots'
         self._log.on_change("active", lambda attr, old, new: self._log_lines())
+        self._smoothing = Slider(  # TensorBoard's range; its default (0.6) is a click away
+            start=0, end=0.999, step=0.001, value=0, title="smoothing", width=160,
+            name="streamvis:smoothing",
+        )  # fmt: skip
+        self._smoothing.on_change("value_throttled", lambda attr, old, new: self._smoothed())
         self._rebuild()
 
     def _predrawer(self, run: str, name: str) -> Callable[[PlotState], Any] | None:
@@ -290,6 +295,8 @@ class DocumentView(Cells):
         wait: float | None = show_of(plot).sync(self, key, view, plot, now)
         if key in self._bad:
             self._bad[key].show(plot)
+        if key in self._smooth and self._smoothen(key, plot) and wait == 0:
+            wait = None
         return wait
 
     @property
@@ -341,7 +348,7 @@ class DocumentView(Cells):
         drawing: set[str] = set()  # images to draw once the page has its figures
         for view in self._views.values():
             view.retire()
-        self._views, self._cursors, self._bad = {}, {}, {}
+        self._views, self._cursors, self._bad, self._smooth = {}, {}, {}, {}
         self._grid = None
         states = [s for s in (self._lookup(run) for run in self.runs) if s is not None]
         state = self._lookup(self.run)
@@ -372,7 +379,8 @@ class DocumentView(Cells):
                 if self.viewed.shows(name)
             ]
             self._grid = GridBox(children=children, name="streamvis:grid")
-            root = column(header, row(self._timeline.model, self._log), self._grid)
+            controls = row(self._timeline.model, self._log, self._smoothing)
+            root = column(header, controls, self._grid)
         self.doc.clear()
         self.doc.title = f"streamvis: {', '.join(self.runs)}"
         self.doc.add_root(root)
