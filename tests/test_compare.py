@@ -95,3 +95,25 @@ def test_a_run_without_a_plot_says_so_and_either_runs_new_points_appear_live(
         name = "loss" if run == "a" else "loss@b"
         assert page.wait_for_line_length(name, 4) == [0, 1, 2, 3]
         assert page.line(name, 0)[1][-1] == value
+
+
+def test_line_plots_can_be_drawn_by_the_steps_since_each_runs_first(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    for run, first in (("a", 0), ("b", 1000)):  # b was fine-tuned from a checkpoint
+        client = connect(run)
+        client.set_layout({"loss": (0, 0, 1, 1)})
+        for step in range(first, first + 20):
+            client.tandem_lines("loss", step, np.zeros(2))
+        assert client.flush(timeout=10)
+    fig = f"{MODEL}('loss:figure')"
+    ends = f"{fig} && [{fig}.x_range.start, {fig}.x_range.end]"
+    page = opened(browser, server, "?run=a&run=b")
+    assert page.wait_for(f"{ends} && {fig}.x_range.end > 1000 && {ends}")[1] >= 1019
+    page = opened(browser, server, "?run=a&run=b&x=since")
+    start, end = page.wait_for(f"{ends} && Number.isFinite({fig}.x_range.end) && {ends}")
+    assert start >= -1 and end <= 20  # both runs from 0
+    assert page.wait_for_line_length("loss@b", 20)[0] == 1000  # the data stay as sent
+    assert page.js(f"return {MODEL}('streamvis:x').value") == "since"
+    page.js(f"{MODEL}('streamvis:x').value = 'step';")  # as the person's choice does
+    page.wait_for(f"{MODEL}('loss:figure')?.x_range.end > 1000")

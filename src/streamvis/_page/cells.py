@@ -15,7 +15,7 @@ from typing import Any, cast
 from bokeh.layouts import row
 from bokeh.models import ColumnDataSource, DataRange1d, GridBox
 from bokeh.models.annotations import BoxAnnotation, Span
-from bokeh.models.widgets import Div, Slider, Toggle
+from bokeh.models.widgets import Div, Select, Slider, Toggle
 
 from .._plotstate import PlotState
 from .._state import RunState
@@ -36,7 +36,7 @@ class Cells:
     runs: tuple[str, ...]
     _lookup: Callable[[str], RunState | None]
     _views: dict[str, PlotView]
-    _cursors: dict[str, tuple[Span, BoxAnnotation]]  # line plots' step marks
+    _cursors: dict[str, tuple[Span, BoxAnnotation, float]]  # line plots' step marks
     _bad: dict[str, NonFinite]  # line plots' NaN and inf values
     _smooth: dict[str, Smoothing]  # line plots' smoothed lines
     _pasts: dict[str, PastPlots]
@@ -45,6 +45,7 @@ class Cells:
     _gpu: bool
     _log: Toggle
     _smoothing: Slider
+    _x: Select  # what line plots' x is (viewed.X_AXES)
 
     def notify(self, names: set[str]) -> None:
         raise NotImplementedError  # the session's
@@ -77,6 +78,13 @@ class Cells:
             if shown is not None and shown.spec.kind == "tandem_lines":
                 log_y(figure, self._log.active or shown.fig_kwargs.get("y_axis_type") == "log")
 
+    def _offset(self, run: str) -> float:
+        """How far ``run``'s line plots are shifted left: by its first step, when the page
+        shows the steps since each run's first."""
+        state = self._lookup(run)
+        steps = state.steps if state is not None else None
+        return float(steps[0]) if self._x.value == "since" and steps is not None else 0.0
+
     def _smoothed(self) -> None:
         """The person moved the smoothing slider: draw every line plot so smoothed."""
         self.notify({key for key in self._views if key in self._smooth})
@@ -101,9 +109,10 @@ class Cells:
     def _mark(self, step: int | None) -> None:
         """Mark ``step`` on the line plots (None: live, or by time: none)."""
         marked = step is not None and not self._timeline.by_time  # by time: no step to mark
-        for span, after in self._cursors.values():
-            span.update(location=step if marked else 0, visible=marked)
-            after.update(left=step if marked else 0, visible=marked)
+        for span, after, offset in self._cursors.values():  # offset: x shown as x - offset
+            at = step - offset if step is not None and marked else 0
+            span.update(location=at, visible=marked)
+            after.update(left=at, visible=marked)
 
     def _replace_figure(self, state: RunState, name: str, plot: PlotState) -> PlotView:
         """A new figure of the page's one run's plot ``name``, in its old one's place."""
@@ -133,17 +142,19 @@ class Cells:
             self._smooth[key] = Smoothing(fig, key)
         if plot is not None and plot.spec.kind == "tandem_lines" and on is None:
             step = None if self._timeline.by_time else self._timeline.cursor
+            offset = among.offset if among is not None else 0.0
+            at = step - offset if step is not None else 0
             span = Span(
-                location=step or 0, dimension="height", visible=step is not None,
+                location=at, dimension="height", visible=step is not None,
                 line_dash="dashed", line_color="#555555", name=f"{key}:cursor", level="overlay",
             )  # fmt: skip
             after = BoxAnnotation(
-                left=step or 0, visible=step is not None, fill_color="white", fill_alpha=0.7,
+                left=at, visible=step is not None, fill_color="white", fill_alpha=0.7,
                 line_alpha=0, name=f"{key}:after", level="overlay", editable=False,
             )  # fmt: skip
             fig.add_layout(after)
             fig.add_layout(span)
-            self._cursors[key] = (span, after)
+            self._cursors[key] = (span, after, offset)
         return fig, source
 
     def _new_view(
@@ -174,6 +185,7 @@ class Cells:
         if share is not None:
             _link(fig, share)
         view = self._new_view(key, fig, source, plot)
+        view.x_offset = among.offset if among is not None else 0.0
         if plot is not None:
             show = show_of(plot)
             view.caught_up(plot, show.first(view, plot), 0.0)
@@ -195,7 +207,7 @@ class Cells:
         if any(plot is not None and plot.spec.kind == "tandem_lines" for plot in plots):
             fig: Any = None
             for run in having:
-                among = Among(run, self.runs.index(run))
+                among = Among(run, self.runs.index(run), offset=self._offset(run))
                 fig = self._place(run, name, cell, drawing, among, on=fig)
             if lacking:
                 fig.title.text += f" (no {name} in run {', '.join(lacking)})"

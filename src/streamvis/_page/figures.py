@@ -15,6 +15,7 @@ from bokeh.models import (
     BasicTickFormatter,
     CDSView,
     ColumnDataSource,
+    CustomJSTransform,
     DataRange1d,
     HoverTool,
     IndexFilter,
@@ -73,10 +74,27 @@ class Among:
     run: str
     index: int
     panels: int = 1
+    offset: float = 0.0  # line plots: shown at x - offset (the steps since the run's first)
 
     @property
     def dash(self) -> str:
         return _DASHES[self.index % len(_DASHES)]
+
+    def x(self, column: str) -> Any:
+        """A line glyph's x: ``column``, shifted by the offset on the page (its data, and
+        so what the server sends, stay as they are)."""
+        if not self.offset:
+            return column
+        return {"field": column, "transform": CustomJSTransform(args={"by": self.offset},
+                func="return x - by", v_func=_SHIFT_JS)}  # fmt: skip
+
+
+def _x(among: Among | None, column: str) -> Any:
+    return among.x(column) if among is not None else column
+
+
+# Flat x (marks) or a list of them (lines), each shifted by ``by``.
+_SHIFT_JS = "return xs.map((x) => typeof x === 'number' ? x - by : x.map((v) => v - by))"
 
 
 # The figure() keywords a client may set: what is drawn on the canvas, or sizes and places it.
@@ -289,7 +307,7 @@ def _lines(
     for k, named in lines:  # raw and smoothed with the same legend label: one entry hides both
         for data, what in ((source, "line"), (smoothed, "smooth")):
             view = {} if k is None else {"view": CDSView(filter=IndexFilter(indices=[k]))}
-            glyph = fig.multi_line("xs", "ys", source=data, name=f"{name}:{what}",
+            glyph = fig.multi_line(_x(among, "xs"), "ys", source=data, name=f"{name}:{what}",
                                    visible=what == "line", **view, **named, **style)  # fmt: skip
             if what == "line":
                 renderers.append(glyph)
@@ -346,7 +364,7 @@ class NonFinite:
         self.run = f"{among.run}: " if among is not None else ""  # its line, among runs'
         at = 14 + 14 * (among.index if among is not None else 0)
         self.source = ColumnDataSource(data={"x": np.empty(0)})
-        fig.scatter("x", 0.03, source=self.source, y_range_name="streamvis:marks",
+        fig.scatter(_x(among, "x"), 0.03, source=self.source, y_range_name="streamvis:marks",
                     marker="triangle", size=7, color=_BAD_COLOR)  # fmt: skip
         self.label = Label(x=4, y=at, x_units="screen", y_units="screen", text="",
                            text_color=_BAD_COLOR, text_font_size="9pt", visible=False)  # fmt: skip

@@ -33,7 +33,7 @@ from bokeh.events import DocumentReady
 from bokeh.layouts import column, row
 from bokeh.models import CustomJS, GridBox
 from bokeh.models.annotations import BoxAnnotation, Span
-from bokeh.models.widgets import Div, Slider, Toggle
+from bokeh.models.widgets import Div, Select, Slider, Toggle
 
 from .._history import Stored
 from .._pageclock import PageClock
@@ -46,7 +46,7 @@ from .history import AHEAD, PastPlots
 from .scripts import ECHO_JS, HOLD_JS, READY_JS
 from .shows import PlotView, is_large, predrawer, show_of
 from .timeline import Timeline
-from .viewed import Viewed
+from .viewed import X_AXES, Viewed
 
 __all__ = ["DocumentView"]
 
@@ -98,7 +98,7 @@ class DocumentView(Cells):
             )
             for run in self.runs
         }
-        self._cursors: dict[str, tuple[Span, BoxAnnotation]] = {}  # line plots' step marks
+        self._cursors: dict[str, tuple[Span, BoxAnnotation, float]] = {}  # line plots' steps
         self._bad: dict[str, NonFinite] = {}  # line plots' NaN and inf values
         self._log = Toggle(label="log y", name="streamvis:log", width=60)  # the line plots'
         self._log.on_change("active", lambda attr, old, new: self._log_lines())
@@ -107,6 +107,11 @@ class DocumentView(Cells):
             name="streamvis:smoothing",
         )  # fmt: skip
         self._smoothing.on_change("value_throttled", lambda attr, old, new: self._smoothed())
+        axes: list[str | tuple[Any, str]] = list(X_AXES.items())
+        self._x = Select(  # beside other runs: line plots by step, or steps since the first
+            options=axes, value=viewed.x, name="streamvis:x", width=200
+        )
+        self._x.on_change("value", lambda attr, old, new: self.notify({""}))
         self._rebuild()
 
     def _predrawer(self, run: str, name: str) -> Callable[[PlotState], Any] | None:
@@ -379,7 +384,8 @@ class DocumentView(Cells):
                 if self.viewed.shows(name)
             ]
             self._grid = GridBox(children=children, name="streamvis:grid")
-            controls = row(self._timeline.model, self._log, self._smoothing)
+            compare = [self._x] if len(self.runs) > 1 or self._x.value != "step" else []
+            controls = row(self._timeline.model, self._log, self._smoothing, *compare)
             root = column(header, controls, self._grid)
         self.doc.clear()
         self.doc.title = f"streamvis: {', '.join(self.runs)}"

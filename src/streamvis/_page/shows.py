@@ -72,6 +72,7 @@ class PlotView:
     replaced_at: float = 0.0
     cost: float = 0.0  # seconds from sending an update with a large replace here to its echo
     window: tuple[float, float] | None = None  # the x range the page shows, once it told us
+    x_offset: float = 0.0  # ...as x - x_offset (a line plot by steps since its run's first)
     shown: Any = None  # what the page holds of an envelope or image (Show.showing)
     drawing: Any = None  # what the work off the loop (an image, rows) will show...
     drawn: tuple[Any, dict[str, Any]] | None = None  # ...and, once done, it with its data
@@ -340,7 +341,7 @@ def follow(page: Page, name: str, view: PlotView, plot: PlotState | None) -> Non
         def moved(attr: str, old: Any, new: Any) -> None:
             start, end = fig.x_range.start, fig.x_range.end
             if isinstance(start, int | float) and isinstance(end, int | float):
-                view.window = (float(start), float(end))
+                view.window = (float(start) + view.x_offset, float(end) + view.x_offset)
                 page.notify({name})
 
         fig.x_range.on_change("start", moved)

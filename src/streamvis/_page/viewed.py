@@ -4,9 +4,9 @@ it, the hub sends it the runs' changes.
 
 ``/?run=a&run=b&plot=loss&step=57`` views runs ``a`` and ``b``, only their plot ``loss``, at
 step 57 (``&time=12.5``: 12.5 s after the run's first frame, for a run that sends no
-steps). The first run leads: its layout places the plots first, its steps set the time
-control's, and the others are shown at the same step (by time: as long after their own
-first frame).
+steps; ``&x=since``: line plots by the steps since each run's first). The first run leads:
+its layout places the plots first, its steps set the time control's, and the others are
+shown at the same step (by time: as long after their own first frame).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Viewed"]
+__all__ = ["X_AXES", "Viewed"]
+
+X_AXES = {"step": "step", "since": "steps since each run's first"}  # line plots' x
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Viewed:
     plots: frozenset[str] | None = None
     step: int | None = None
     time: float | None = None  # seconds after the run's first frame (a run without steps)
+    x: str = "step"  # line plots' x: the step, or "since" each run's first step
     ignored: tuple[str, ...] = ()  # parts of the address that mean nothing, to say so
 
     @property
@@ -83,7 +86,13 @@ class Viewed:
                 ignored.append(f"time={text!r} (not a number of seconds)")
         times = [t for t in times if math.isfinite(t)]
         step, time = steps[-1] if steps else None, times[-1] if times else None
-        return cls(runs or (default_run,), plots, step, time, tuple(ignored))
+        x = "step"
+        for text in _texts(args.get("x", ())):
+            if text in X_AXES:
+                x = text
+            else:
+                ignored.append(f"x={text!r} (one of {', '.join(X_AXES)})")
+        return cls(runs or (default_run,), plots, step, time, x, tuple(ignored))
 
 
 def _texts(values: Sequence[bytes | str]) -> list[str]:
