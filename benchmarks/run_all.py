@@ -26,6 +26,7 @@ BENCHMARKS = (
     "startup",
     "scrub",
     "history_rss",
+    "compare",
 )
 
 

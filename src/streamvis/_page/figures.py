@@ -323,9 +323,11 @@ class Smoothing:
     """A line plot's lines smoothed, drawn over its raw lines made faint; or not smoothed."""
 
     def __init__(self, fig: Any, name: str) -> None:
-        self.source = fig.select_one({"name": f"{name}:smoothed"})
-        self.raw = list(fig.select({"name": f"{name}:line"}))
-        self.smooth = list(fig.select({"name": f"{name}:smooth"}))
+        # The figure's own list: Bokeh's select() walks every model it references (0.24 s
+        # for a figure of ten runs' lines).
+        self.raw = [r for r in fig.renderers if r.name == f"{name}:line"]
+        self.smooth = [r for r in fig.renderers if r.name == f"{name}:smooth"]
+        self.source = self.smooth[0].data_source
         self.shown: Any = None  # what the page holds: (weight, rows), or None (not smoothed)
 
     def show(self, data: dict[str, Any] | None, shown: Any = None) -> None:
