@@ -10,8 +10,8 @@ message, in this process, as ``long_run`` times one run's) says whether it follo
 shown or the history.
 
 The limit is a bare Bokeh app on the same machine (no streamvis): one figure with the same
-glyphs (ten sources of 40 lines, as many points a line as the streamvis page held), sent
-pre-made data again as soon as the page echoes that it painted the last.
+glyphs (ten sources of 40 lines) and the same data (what the streamvis page held at the end
+of the long run), sent again as soon as the page echoes that it painted the last.
 """
 
 from __future__ import annotations
@@ -38,7 +38,11 @@ READY_JS = f"""return {KEYS!r}.every((key) => {{
   const s = Bokeh.documents[0].get_model_by_name(key);
   return s && s.data.xs.length === {LINES} && s.data.xs[0].length > 0;
 }})"""
-POINTS_JS = f"return {KEYS!r}.map((k) => Bokeh.documents[0].get_model_by_name(k).data.xs[0].length)"
+# What the page shows of each run: its lines' x (shared) and values, as plain arrays.
+SHOWN_JS = f"""return {KEYS!r}.map((k) => {{
+  const d = Bokeh.documents[0].get_model_by_name(k).data;
+  return [Array.from(d.xs[0]), d.ys.map((y) => Array.from(y))];
+}})"""
 # Run r0's source: when its newest x arrives, and the first animation frame holding it.
 RECORD_JS = """
 const doc = Bokeh.documents[0], rec = window.__sv = {signal: [], frame: [], stop: false};
@@ -106,7 +110,7 @@ def live(history: int, duration: float) -> dict[str, Any]:
                 client.flush(timeout=60)
             page.wait_for(f"window.__sv.frame.at(-1)?.[1] >= {step - 1}", timeout=30)
             records = page.js("window.__sv.stop = true; return window.__sv;")
-            points = page.js(POINTS_JS)
+            shown = page.js(SHOWN_JS)
         finally:
             for client in clients:
                 client.close(timeout=60)
@@ -118,7 +122,8 @@ def live(history: int, duration: float) -> dict[str, Any]:
         "updates_per_s": len(updates) / seconds,
         "latency_ms": latencies(records["frame"], calls),
         "server_cores": cpu / seconds,
-        "points_per_line": points,
+        "points_per_line": [len(x) for x, _ in shown],
+        "shown": shown,
         "server_mb": server.memory() if server.proc.poll() is None else {},
     }
 
@@ -142,7 +147,7 @@ BARE_ECHO_JS = (
 
 
 @contextmanager
-def bare_app(points: list[int]) -> Iterator[tuple[int, list[tuple[float, float, float]]]]:
+def bare_app(shown: list[Any]) -> Iterator[tuple[int, list[tuple[float, float, float]]]]:
     """A bare Bokeh server (its own thread and loop) whose page is the streamvis page's figure
     with pre-made data, sent again as soon as its last update is painted. Yields its port
     and the (sent, painted, echoed) times of each update, in seconds since the epoch."""
@@ -159,15 +164,13 @@ def bare_app(points: list[int]) -> Iterator[tuple[int, list[tuple[float, float, 
     from bokeh.transform import linear_cmap
     from tornado.ioloop import IOLoop
 
-    rng = np.random.default_rng(0)
+    def lines(x: list[float], ys: list[list[float]], shift: float) -> dict[str, Any]:
+        xs = [np.asarray(x, np.float32)] * LINES
+        values = [np.asarray(y, np.float32) + np.float32(shift) for y in ys]
+        return {"xs": xs, "ys": values, "c": np.arange(LINES, dtype=np.int32)}
 
-    def lines(n: int, shift: float) -> dict[str, Any]:
-        ys = [(rng.normal(size=n).cumsum() / 30 + shift).astype(np.float32) for _ in range(LINES)]
-        xs = [np.arange(n, dtype=np.float32)] * LINES
-        return {"xs": xs, "ys": ys, "c": np.arange(LINES, dtype=np.int32)}
-
-    # Two versions of the data, so that each update repaints.
-    variants = [[lines(n, shift) for n in points] for shift in (0.0, 0.01)]
+    # What the streamvis page showed, and the same a little higher: each update repaints.
+    variants = [[lines(x, ys, shift) for x, ys in shown] for shift in (0.0, 1e-3)]
     times: list[tuple[float, float, float]] = []
     colors = [Viridis256[int(i)] for i in np.linspace(0, 255, LINES)]
     dashes = ("solid", "dashed", "dotted", "dotdash", "dashdot")
@@ -227,9 +230,9 @@ def bare_app(points: list[int]) -> Iterator[tuple[int, list[tuple[float, float, 
         thread.join(10)
 
 
-def limit(points: list[int], duration: float) -> dict[str, Any]:
+def limit(shown: list[Any], duration: float) -> dict[str, Any]:
     """The bare Bokeh page's updates/s and send-to-paint times, for ``duration`` seconds."""
-    with bare_app(points) as (port, times), Page(timeout=60) as page:
+    with bare_app(shown) as (port, times), Page(timeout=60) as page:
         page.open(f"http://127.0.0.1:{port}/")
         page.all_rendered()
         deadline = time.monotonic() + 120
@@ -244,7 +247,7 @@ def limit(points: list[int], duration: float) -> dict[str, Any]:
     return {
         "updates_per_s": len(done) / seconds,
         "latency_ms": {"p50": _common.percentile(ms, 50), "p99": _common.percentile(ms, 99)},
-        "points_per_line": points,
+        "points_per_line": [len(x) for x, _ in shown],
     }
 
 
@@ -261,7 +264,8 @@ def main() -> None:
     args = _common.parse_args(__doc__.splitlines()[0])
     histories, duration = ((200, 2_000), 3.0) if args.smoke else ((1_000, 100_000), 10.0)
     short, long = (live(h, duration) for h in histories)
-    bare = limit(long["points_per_line"], duration)
+    bare = limit(long.pop("shown"), duration)
+    short.pop("shown")
     costs = [update_cost(h) for h in histories]
     rows = [
         (f"{r['history']:,} steps", r["fill_seconds"], r["updates_per_s"], r["latency_ms"]["p50"],

@@ -357,6 +357,8 @@ def test_labels_name_the_lines_in_a_legend_that_hides_them_and_hover_names_them(
     items = page.wait_for(f"{fig} && {legend}?.items.map((item) => item.label.value)")
     assert items == ["train", "test"]
     assert page.js(f"return {legend}.click_policy") == "hide"
+    entries_on = f"{legend}.items.every((item) => item.renderers.every((r) => r.visible))"
+    assert page.js(f"return {entries_on}")  # shown as on: smoothing off hides no twin
     page.js(f"{legend}.items[1].renderers[0].visible = false;")  # as its click does
     lines = f"{fig}.renderers.filter((r) => r.name === 'loss:line')"
     assert page.js(f"return {lines}.map((r) => r.visible)") == [True, False]  # one line each

@@ -117,3 +117,41 @@ def test_line_plots_can_be_drawn_by_the_steps_since_each_runs_first(
     assert page.js(f"return {MODEL}('streamvis:x').value") == "since"
     page.js(f"{MODEL}('streamvis:x').value = 'step';")  # as the person's choice does
     page.wait_for(f"{MODEL}('loss:figure')?.x_range.end > 1000")
+
+
+def test_two_runs_at_a_step_show_each_runs_frame_of_that_step(
+    stored: StreamvisServer, browser: Callable[[], Page]
+) -> None:
+    for run, scale in (("a", 1.0), ("b", -1.0)):
+        with Client(f"127.0.0.1:{stored.ingest_port}", run, exit_timeout=5) as client:
+            client.set_layout(LAYOUT)
+            for step in range(8):
+                client.tandem_lines("loss", step, np.full(2, scale * step))
+                client.scatter("pts", np.full((3, 2), scale * step), spatial_dim=1, step=step)
+                assert client.flush(timeout=10)  # paced: every step kept
+    page = opened(browser, stored, "?run=a&run=b&step=3")
+    xs = f"(key) => Array.from({MODEL}(key)?.data.x ?? [])"
+    both = f"JSON.stringify(['pts', 'pts@b'].map({xs}))"
+    assert page.wait_for(f"{both} === JSON.stringify([[3, 3, 3], [-3, -3, -3]]) && {both}")
+    slider = f"{MODEL}('streamvis:step')"
+    page.js(f"{slider}.value = 6; {slider}.value_throttled = 6;")  # both runs move together
+    page.wait_for(f"{both} === JSON.stringify([[6, 6, 6], [-6, -6, -6]])")
+    assert page.wait_for_line_length("loss@b", 8) == list(range(8))  # lines: every row
+
+
+def test_a_plot_drawn_anew_beside_other_runs_rebuilds_its_cell_only(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    clients = two_runs(connect, 3, {"a": ("loss", "pts"), "b": ("loss", "pts")})
+    page = opened(browser, server, "?run=a&run=b")
+    page.wait_for_column_length("pts@b", "x", 4)
+    ids = f"['loss:figure', 'pts:figure', 'pts@b:figure'].map((n) => {MODEL}(n)?.id)"
+    before = page.js(f"return {ids}")
+    clients["a"].scatter("pts", np.full((4, 2), 5.0), spatial_dim=1, fig_kwargs={"title": "new"})
+    assert clients["a"].flush(timeout=10)
+    page.wait_for(f"{MODEL}('pts:figure')?.title.text === 'new'")
+    after = page.js(f"return {ids}")
+    assert after[0] == before[0]  # the line plots' figure stays: its zoom, its hidden lines
+    assert after[1] != before[1] and after[2] != before[2]  # both runs' panels, anew
+    assert page.js(f"return {MODEL}('pts:figure').x_range === {MODEL}('pts@b:figure').x_range")
+    assert page.wait_for_column_length("pts@b", "x", 4) == [2.0] * 4

@@ -8,6 +8,7 @@ run, with linked ranges, and a run without the plot says so in its panel.
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Callable
 from typing import Any, cast
@@ -18,6 +19,7 @@ from bokeh.models.annotations import BoxAnnotation, Span
 from bokeh.models.widgets import Div, Select, Slider, Toggle
 
 from .._plotstate import PlotState
+from .._specs import Cell
 from .._state import RunState
 from .drawing import off_loop
 from .figures import CELL_HEIGHT, CELL_WIDTH, Among, NonFinite, Smoothing, log_y, make_figure
@@ -36,7 +38,8 @@ class Cells:
     runs: tuple[str, ...]
     _lookup: Callable[[str], RunState | None]
     _views: dict[str, PlotView]
-    _cursors: dict[str, tuple[Span, BoxAnnotation, float]]  # line plots' step marks
+    _cursors: dict[str, tuple[Span, BoxAnnotation | None, float]]  # line plots' step marks
+    _cells: dict[str, tuple[Any, Cell]]  # what each cell shows, by plot name
     _bad: dict[str, NonFinite]  # line plots' NaN and inf values
     _smooth: dict[str, Smoothing]  # line plots' smoothed lines
     _pasts: dict[str, PastPlots]
@@ -90,20 +93,23 @@ class Cells:
         self.notify({key for key in self._views if key in self._smooth})
 
     def _smoothen(self, key: str, plot: PlotState) -> bool:
-        """Bring the smoothed lines of plot ``key`` up to the slider's weight and the
-        plot's rows; whether it sent anything. Many rows are smoothed off the loop first
-        (the page is updated once they are)."""
-        weight, smoothing = min(max(float(self._smoothing.value), 0.0), 0.999), self._smooth[key]
+        """Bring the smoothed lines of plot ``key`` up to the slider's weight (as the person
+        let go of it) and the plot's rows; whether it sent anything. Many rows are smoothed
+        off the loop first (the page is updated once they are)."""
+        weight = round(min(max(float(self._smoothing.value_throttled or 0), 0.0), 0.999), 3)
+        smoothing = self._smooth[key]
         if weight == 0:
             sent = smoothing.shown is not None
             smoothing.show(None)
             return sent
-        smoothed, work = plot.smoothings.at(weight, plot.data)
+        done = functools.partial(self.call_soon, functools.partial(self.notify, {key}))
+        smoothed, work = plot.smoothings.at(weight, plot.data, done)
         if work is not None:
-            off_loop(work, lambda _: self.notify({key}), self.call_soon)
-        if smoothed.busy or smoothing.shown == (weight, smoothed.rows):
+            off_loop(work, lambda _: None, self.call_soon)
+        shown = (id(smoothed), smoothed.rows)
+        if smoothed.busy or smoothing.shown == shown:
             return False
-        smoothing.show(lines_data(plot, smoothed.columns()), (weight, smoothed.rows))
+        smoothing.show(lines_data(plot, smoothed.columns()), shown)
         return True
 
     def _mark(self, step: int | None) -> None:
@@ -112,21 +118,42 @@ class Cells:
         for span, after, offset in self._cursors.values():  # offset: x shown as x - offset
             at = step - offset if step is not None and marked else 0
             span.update(location=at, visible=marked)
-            after.update(left=at, visible=marked)
+            if after is not None:
+                after.update(left=at, visible=marked)
 
-    def _replace_figure(self, state: RunState, name: str, plot: PlotState) -> PlotView:
-        """A new figure of the page's one run's plot ``name``, in its old one's place."""
-        assert state.cells is not None and self._grid is not None
-        cell = state.cells[name]
-        fig, source = self._figure(name, cell, plot, None)
-        previous = self._views[name]
-        old = previous.retire()
-        self._views[name] = self._new_view(name, fig, source, plot)
-        self._views[name].cost = previous.cost
+    def _replace_cell(self, name: str) -> None:
+        """Build the cell of plot ``name`` again (every run's figure of it, as it shows
+        now), in the old one's place: its figures' configuration changed."""
+        old = self._cells.get(name)
+        if old is None or self._grid is None:
+            return
+        child, cell = old
+        costs = {}
+        for run in self.runs:
+            key = self._key(run, name)
+            view = self._views.pop(key, None)
+            if view is not None:
+                costs[key] = view.cost
+                view.retire()
+            span, after, _ = self._cursors.pop(key, (None, None, 0.0))
+            for mark in (span, after):
+                if mark is not None:
+                    mark.name = None
+            self._bad.pop(key, None)
+            self._smooth.pop(key, None)
+        for panel in getattr(child, "children", ()):  # names stay unique: a panel's too
+            panel.name = None
+        drawing: set[str] = set()
+        new = self._cell(name, cell, drawing)
+        for key, cost in costs.items():
+            if key in self._views:
+                self._views[key].cost = cost
         self._grid.children = [
-            (fig, *cell) if c[0] is old else c for c in cast(list[Any], self._grid.children)
+            (new, *cell) if c[0] is child else c for c in cast(list[Any], self._grid.children)
         ]
-        return self._views[name]
+        self._cells[name] = (new, cell)
+        smoothing = {k for k in self._smooth if k.partition("@")[0] == name}
+        self.notify(drawing | (smoothing if self._smoothing.value_throttled else set()))
 
     def _figure(
         self, key: str, cell: Any, plot: PlotState | None, among: Among | None, on: Any = None
@@ -140,7 +167,7 @@ class Cells:
             self._log_lines(fig, plot)
             self._bad[key] = NonFinite(fig, among)
             self._smooth[key] = Smoothing(fig, key)
-        if plot is not None and plot.spec.kind == "tandem_lines" and on is None:
+        if plot is not None and plot.spec.kind == "tandem_lines":  # each run's step: its own
             step = None if self._timeline.by_time else self._timeline.cursor
             offset = among.offset if among is not None else 0.0
             at = step - offset if step is not None else 0
@@ -148,11 +175,12 @@ class Cells:
                 location=at, dimension="height", visible=step is not None,
                 line_dash="dashed", line_color="#555555", name=f"{key}:cursor", level="overlay",
             )  # fmt: skip
-            after = BoxAnnotation(
+            after = None if on is not None else BoxAnnotation(  # faint: after the first run's
                 left=at, visible=step is not None, fill_color="white", fill_alpha=0.7,
                 line_alpha=0, name=f"{key}:after", level="overlay", editable=False,
             )  # fmt: skip
-            fig.add_layout(after)
+            if after is not None:
+                fig.add_layout(after)
             fig.add_layout(span)
             self._cursors[key] = (span, after, offset)
         return fig, source
@@ -194,7 +222,7 @@ class Cells:
         self._views[key] = view
         return fig
 
-    def _cell(self, name: str, cell: Any, drawing: set[str]) -> Any:
+    def _cell(self, name: str, cell: Cell, drawing: set[str]) -> Any:
         """What a cell shows of plot ``name``: its figure; beside other runs, their line
         plots overlaid in one figure, or else a panel per run with linked ranges (a run
         without the plot says so in its panel)."""

@@ -62,7 +62,13 @@ WEBGL_POINTS = 5000
 DEFAULT_COLOR = "#1f77b4"
 _BAD_COLOR = "#d62728"  # non-finite values' marks
 RAW_ALPHA = 0.25  # raw lines behind their smoothed ones
-_NO_LINES: dict[str, Any] = {"xs": [], "ys": [], "c": [], "label": []}
+
+
+def _no_lines() -> dict[str, Any]:
+    """A line plot's page data with no lines."""
+    return {"xs": [], "ys": [], "c": [], "label": []}
+
+
 _DASHES = ("solid", "dashed", "dotted", "dotdash", "dashdot")  # runs' lines, in the page's order
 
 
@@ -78,6 +84,7 @@ class Among:
 
     @property
     def dash(self) -> str:
+        """Its lines' dash."""
         return _DASHES[self.index % len(_DASHES)]
 
     def x(self, column: str) -> Any:
@@ -90,6 +97,7 @@ class Among:
 
 
 def _x(among: Among | None, column: str) -> Any:
+    """A line glyph's x: ``column``, shifted as ``among`` says, if given."""
     return among.x(column) if among is not None else column
 
 
@@ -292,7 +300,7 @@ def _lines(
         line_color=linear_cmap("c", colors, 0, max(plot.lines - 1, 1)), line_width=LINE_WIDTH,
         line_dash=among.dash if among is not None else "solid",
     )  # fmt: skip
-    smoothed = ColumnDataSource(data=_NO_LINES, name=f"{name}:smoothed")
+    smoothed = ColumnDataSource(data=_no_lines(), name=f"{name}:smoothed")
     labels, run = plot.spec.labels, among.run if among is not None else None
     if labels is None:  # one glyph for every line (None: no filter)
         lines: list[tuple[int | None, dict[str, str]]] = [
@@ -303,12 +311,14 @@ def _lines(
             (k, {"legend_label": label if run is None else f"{run} · {label}"})
             for k, label in enumerate(labels)
         ]
-    renderers = []
-    for k, named in lines:  # raw and smoothed with the same legend label: one entry hides both
+    renderers, x = [], _x(among, "xs")
+    # Raw and smoothed with the same legend label: one entry hides both (and shows as on
+    # only while both are visible, so the smoothed twin is visible, with no data when off).
+    for k, named in lines:
         for data, what in ((source, "line"), (smoothed, "smooth")):
             view = {} if k is None else {"view": CDSView(filter=IndexFilter(indices=[k]))}
-            glyph = fig.multi_line(_x(among, "xs"), "ys", source=data, name=f"{name}:{what}",
-                                   visible=what == "line", **view, **named, **style)  # fmt: skip
+            glyph = fig.multi_line(x, "ys", source=data, name=f"{name}:{what}", **view, **named,
+                                   **style)  # fmt: skip
             if what == "line":
                 renderers.append(glyph)
     if labels is not None or run is not None:
@@ -328,18 +338,17 @@ class Smoothing:
         self.raw = [r for r in fig.renderers if r.name == f"{name}:line"]
         self.smooth = [r for r in fig.renderers if r.name == f"{name}:smooth"]
         self.source = self.smooth[0].data_source
-        self.shown: Any = None  # what the page holds: (weight, rows), or None (not smoothed)
+        self.shown: object = None  # what the page holds (None: not smoothed)
 
-    def show(self, data: dict[str, Any] | None, shown: Any = None) -> None:
+    def show(self, data: dict[str, Any] | None, shown: object = None) -> None:
         """Draw the lines smoothed as ``data`` says (what ``shown``), or raw (None)."""
         if (data is None) != (self.shown is None):  # turned on or off
-            for raw, smooth in zip(self.raw, self.smooth, strict=True):
+            for raw in self.raw:
                 raw.glyph.line_alpha = 1.0 if data is None else RAW_ALPHA
-                smooth.visible = data is not None and raw.visible  # a hidden line stays so
         if data is not None:
             self.source.data = data
         elif self.shown is not None:
-            self.source.data = _NO_LINES
+            self.source.data = _no_lines()
         self.shown = shown if data is not None else None
 
 

@@ -38,6 +38,7 @@ from bokeh.models.widgets import Div, Select, Slider, Toggle
 from .._history import Stored
 from .._pageclock import PageClock
 from .._plotstate import PlotState
+from .._specs import Cell
 from .._state import RunState
 from .cells import Cells
 from .drawing import off_loop
@@ -98,7 +99,8 @@ class DocumentView(Cells):
             )
             for run in self.runs
         }
-        self._cursors: dict[str, tuple[Span, BoxAnnotation, float]] = {}  # line plots' steps
+        self._cursors: dict[str, tuple[Span, BoxAnnotation | None, float]] = {}  # steps
+        self._cells: dict[str, tuple[Any, Cell]] = {}  # what each cell shows
         self._bad: dict[str, NonFinite] = {}  # line plots' NaN and inf values
         self._log = Toggle(label="log y", name="streamvis:log", width=60)  # the line plots'
         self._log.on_change("active", lambda attr, old, new: self._log_lines())
@@ -293,10 +295,8 @@ class DocumentView(Cells):
         if plot is None or view is None or state.cells is None:
             return 0
         if view.source is None or view.version != plot.version:
-            if len(self.runs) > 1:
-                self.notify({""})
-                return 0
-            view = self._replace_figure(state, name, plot)
+            self._replace_cell(name)  # its new figures are built with their data
+            return None
         wait: float | None = show_of(plot).sync(self, key, view, plot, now)
         if key in self._bad:
             self._bad[key].show(plot)
@@ -341,7 +341,8 @@ class DocumentView(Cells):
                 return  # the figure was replaced meanwhile: new work is under way
             wanted, view.drawing = view.drawing, None
             if isinstance(result, Exception):  # one plot's failure must not stall the page
-                log.error("updating plot %r of run %r failed", name, self.run, exc_info=result)
+                run, plot = self._split(name)
+                log.error("updating plot %r of run %r failed", plot, run, exc_info=result)
                 view.shown = wanted  # not retried
             elif keep:
                 view.drawn = (wanted, result)
@@ -353,7 +354,7 @@ class DocumentView(Cells):
         drawing: set[str] = set()  # images to draw once the page has its figures
         for view in self._views.values():
             view.retire()
-        self._views, self._cursors, self._bad, self._smooth = {}, {}, {}, {}
+        self._views, self._cursors, self._bad, self._smooth, self._cells = {}, {}, {}, {}, {}
         self._grid = None
         states = [s for s in (self._lookup(run) for run in self.runs) if s is not None]
         state = self._lookup(self.run)
@@ -378,11 +379,10 @@ class DocumentView(Cells):
             root = column(header, waiting)
         else:
             self._timeline.follow(state, self._others())  # steps first: what to read at
-            children = [
-                (self._cell(name, cell, drawing), *cell)
-                for name, cell in cells.items()
-                if self.viewed.shows(name)
-            ]
+            for name, cell in cells.items():
+                if self.viewed.shows(name):
+                    self._cells[name] = (self._cell(name, cell, drawing), cell)
+            children: list[Any] = [(child, *cell) for child, cell in self._cells.values()]
             self._grid = GridBox(children=children, name="streamvis:grid")
             compare = [self._x] if len(self.runs) > 1 or self._x.value != "step" else []
             controls = row(self._timeline.model, self._log, self._smoothing, *compare)
@@ -392,8 +392,9 @@ class DocumentView(Cells):
         self.doc.add_root(root)
         self.doc.add_root(self._clock)
         self.doc.add_root(self._hold)
-        if drawing:
-            self.notify(drawing)
+        smoothing = set(self._smooth) if self._smoothing.value_throttled else set()
+        if drawing or smoothing:
+            self.notify(drawing | smoothing)
         for past in self._pasts.values():
             past.start()
 

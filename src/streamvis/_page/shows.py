@@ -1,5 +1,4 @@
-"""How a page shows a plot, one class per representation: its points, a long line plot's
-envelope, or an image of a big plot.
+"""How a page shows a plot, one class per representation: points, envelope or image.
 
 Each builds the page data from the plot's state, says what the page holds once sent it (a
 page is stale when that differs from what it holds), and brings a page's figure up to date;

@@ -211,8 +211,8 @@ class Timeline:
 
 
 def _widest(steps: tuple[int, int] | None, others: Sequence[RunState]) -> tuple[int, int] | None:
-    """``steps`` widened to every other run's range of steps (None: no steps yet)."""
+    """``steps`` widened to every other run's range of steps (None: none has steps yet)."""
     ranges = [r for r in (steps, *(other.steps for other in others)) if r is not None]
-    if steps is None:
+    if not ranges:
         return None
     return min(r[0] for r in ranges), max(r[1] for r in ranges)

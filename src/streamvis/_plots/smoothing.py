@@ -7,12 +7,15 @@ For each line, ``last = w * last + (1 - w) * y`` over its finite values in order
 the first value instead of at 0. A non-finite value is shown as it is and skipped. A line
 whose values are all equal is left as it is (TensorBoard's rule). Rows are fed in order, so
 new rows cost only themselves; a line keeps at most ``2 * KEPT`` of its smoothed rows, every
-``stride``-th (doubling as they grow) and the newest. Pure numpy, no I/O.
+``stride``-th (doubling as they grow) and the newest. Numpy; rows that left memory are read
+through the plot's pieces, on the thread that runs the work handed out.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -21,7 +24,9 @@ import numpy as np
 from .columns import Columns
 from .growing import GrowingColumns
 
-__all__ = ["KEPT", "Ema", "Smoothed", "Smoothings", "ema"]
+__all__ = ["KEPT", "ON_LOOP_ROWS", "Ema", "Smoothed", "Smoothings", "ema"]
+
+log = logging.getLogger("streamvis.page")
 
 KEPT = 2048  # a smoothed line keeps from KEPT to 2 * KEPT rows (all of them, up to that)
 ON_LOOP_ROWS = 4096  # new rows held in memory, up to this many, are smoothed on the loop
@@ -96,7 +101,9 @@ class Smoothed:
     weight: float
     rows: int = 0  # rows fed so far
     stride: int = 1
-    busy: bool = False  # rows are being fed off the loop: read nothing meanwhile
+    busy: bool = False  # rows are being fed off the loop: read nothing meanwhile...
+    waiting: list[Callable[[], None]] = field(default_factory=list)  # ...told when done
+    failed: bool = False  # rows could not be read: no more are fed
     _ema: Ema = field(init=False)
     _kept: list[tuple[np.ndarray, Columns]] = field(default_factory=list)  # row numbers, rows
     _newest: Columns | None = None
@@ -114,11 +121,12 @@ class Smoothed:
             smoothed = self._ema(np.stack([columns[k] for k in names], axis=1))
             rows = np.arange(self.rows, self.rows + n)
             keep = rows % self.stride == 0
+            shown = smoothed.astype(np.float32)  # as pages get raw values
             part = {"x": np.asarray(columns["x"])[keep]}
-            part.update((k, smoothed[keep, i]) for i, k in enumerate(names))
+            part.update((k, shown[keep, i]) for i, k in enumerate(names))
             self._kept.append((rows[keep], part))
             self._newest = {"x": columns["x"][-1:]}
-            self._newest.update((k, smoothed[-1:, i]) for i, k in enumerate(names))
+            self._newest.update((k, shown[-1:, i]) for i, k in enumerate(names))
             self.rows += n
             while sum(len(r) for r, _ in self._kept) > 2 * KEPT:
                 self._thin()
@@ -155,29 +163,44 @@ class Smoothings:
 
     def __init__(self) -> None:
         self._by_weight: dict[float, Smoothed] = {}
+        self._lock = threading.Lock()  # a smoothing's busy and waiting, loop and thread
 
-    def at(self, weight: float, data: GrowingColumns) -> tuple[Smoothed, Callable[[], None] | None]:
+    def at(
+        self, weight: float, data: GrowingColumns, done: Callable[[], None]
+    ) -> tuple[Smoothed, Callable[[], None] | None]:
         """The smoothing with ``weight`` of ``data`` (call on the loop), fed on the loop
         with the rows it lacks if they are few and held in memory; else also the work that
-        feeds them, to run off the loop (its rows settled now), after which it is up to date
-        as of this call. None: no work."""
+        feeds them, to run off the loop (its rows settled now). ``done`` is called, on the
+        thread that ran it, once work under way (handed out now or before) has ended."""
         smoothed = self._by_weight.pop(weight, None) or Smoothed(weight)
         self._by_weight[weight] = smoothed  # the most recent last
-        while len(self._by_weight) > _WEIGHTS:
-            self._by_weight.pop(next(iter(self._by_weight)))
+        idle = [w for w, s in self._by_weight.items() if not s.busy and s is not smoothed]
+        for old in idle[: max(len(self._by_weight) - _WEIGHTS, 0)]:
+            del self._by_weight[old]
+        with self._lock:
+            if smoothed.busy:
+                smoothed.waiting.append(done)
+                return smoothed, None
         start, stop = smoothed.rows, len(data)
-        if smoothed.busy or start >= stop:
+        if smoothed.failed or start >= stop:
             return smoothed, None
         pieces = data.pieces(start, stop)
         if stop - start <= ON_LOOP_ROWS and data.held(start, stop):
             smoothed.feed(pieces)
             return smoothed, None
-        smoothed.busy = True
+        smoothed.busy, smoothed.waiting = True, [done]
 
         def work() -> None:
             try:
-                smoothed.feed(pieces)
+                if self._by_weight.get(weight) is smoothed:  # else no page shows it now
+                    smoothed.feed(pieces)
+            except Exception:  # the rows could not be read: what was smoothed stays shown
+                log.exception("smoothing rows %d to %d failed", start, stop)
+                smoothed.failed = True
             finally:
-                smoothed.busy = False
+                with self._lock:
+                    smoothed.busy, waiting, smoothed.waiting = False, smoothed.waiting, []
+                for callback in waiting:
+                    callback()
 
         return smoothed, work
