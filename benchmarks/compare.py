@@ -3,8 +3,10 @@
 Each run's history is sent first (1,000 and then 100,000 steps; a server of its own, stored
 as deployed); then all ten go on at the example's pace (a step every 20 ms each) while
 headless Chromium shows ``/?run=r0&...&run=r9``: one figure with the ten runs' lines overlaid.
-The page records when run r0's newest point arrives and the first animation frame that holds
-it (``Date.now()``), the client when it called ``tandem_lines`` for it (``time.time()``).
+Both pages are measured after a warm-up (10 s): a page's first updates are several times
+slower than its later ones. The page records when run r0's newest point arrives and the
+first animation frame that holds it (``Date.now()``), the client when it called
+``tandem_lines`` for it (``time.time()``).
 The server's cost per page update at both lengths (building the ten runs' page data and the
 message, in this process, as ``long_run`` times one run's) says whether it follows what is
 shown or the history.
@@ -81,9 +83,25 @@ def fill(clients: list[Client], steps: int) -> None:
             raise RuntimeError("the history was not acknowledged within 300 s")
 
 
-def live(history: int, duration: float) -> dict[str, Any]:
-    """Fill ten runs with ``history`` steps, then go on at the example's pace for
-    ``duration`` seconds with a page of all ten open."""
+def pace(
+    clients: list[Client], step: int, seconds: float, calls: dict[int, float] | None = None
+) -> int:
+    """Send every run's next steps at the example's pace for ``seconds``, noting when each
+    step was sent in ``calls``; the next step."""
+    start, first = time.perf_counter(), step
+    while time.perf_counter() - start < seconds:
+        if calls is not None:
+            calls[step] = time.time()
+        for run, client in enumerate(clients):
+            client.tandem_lines("loss", step, values(run, step))
+        step += 1
+        time.sleep(max(0.0, start + (step - first) * PACE - time.perf_counter()))
+    return step
+
+
+def live(history: int, duration: float, warm: float) -> dict[str, Any]:
+    """Fill ten runs with ``history`` steps, then go on at the example's pace with a page of
+    all ten open: ``warm`` seconds, then ``duration`` seconds measured."""
     with _common.ServerProcess("r0", timeout=60) as server, Page(timeout=60) as page:
         clients = [Client(server.address, f"r{i}", exit_timeout=60) for i in range(RUNS)]
         try:
@@ -93,17 +111,13 @@ def live(history: int, duration: float) -> dict[str, Any]:
             page.open(f"http://127.0.0.1:{server.bokeh_port}/{QUERY}")
             page.all_rendered()
             page.wait_for(f"(() => {{ {READY_JS} }})()", timeout=120)
+            step = history
+            step = pace(clients, step, warm)  # the page warms up (its first updates are slow)
             page.js(RECORD_JS)
             calls: dict[int, float] = {}
             cpu = _common.cpu_seconds([server.pid])
             wall, start = time.time(), time.perf_counter()
-            step = history
-            while time.perf_counter() - start < duration:
-                calls[step] = time.time()
-                for run, client in enumerate(clients):
-                    client.tandem_lines("loss", step, values(run, step))
-                step += 1
-                time.sleep(max(0.0, start + (step - history) * PACE - time.perf_counter()))
+            step = pace(clients, step, duration, calls)
             seconds = time.perf_counter() - start
             cpu = _common.cpu_seconds([server.pid]) - cpu
             for client in clients:
@@ -230,14 +244,16 @@ def bare_app(shown: list[Any]) -> Iterator[tuple[int, list[tuple[float, float, f
         thread.join(10)
 
 
-def limit(shown: list[Any], duration: float) -> dict[str, Any]:
-    """The bare Bokeh page's updates/s and send-to-paint times, for ``duration`` seconds."""
+def limit(shown: list[Any], duration: float, warm: float) -> dict[str, Any]:
+    """The bare Bokeh page's updates/s and send-to-paint times, for ``duration`` seconds
+    after ``warm`` seconds."""
     with bare_app(shown) as (port, times), Page(timeout=60) as page:
         page.open(f"http://127.0.0.1:{port}/")
         page.all_rendered()
         deadline = time.monotonic() + 120
         while len(times) < 2 and time.monotonic() < deadline:  # its first updates painted
             time.sleep(0.05)
+        time.sleep(warm)
         first = len(times)
         start = time.perf_counter()
         time.sleep(duration)
@@ -262,9 +278,11 @@ def update_cost(history: int) -> float:
 
 def main() -> None:
     args = _common.parse_args(__doc__.splitlines()[0])
-    histories, duration = ((200, 2_000), 3.0) if args.smoke else ((1_000, 100_000), 10.0)
-    short, long = (live(h, duration) for h in histories)
-    bare = limit(long.pop("shown"), duration)
+    histories, duration, warm = (
+        ((200, 2_000), 3.0, 2.0) if args.smoke else ((1_000, 100_000), 10.0, 10.0)
+    )
+    short, long = (live(h, duration, warm) for h in histories)
+    bare = limit(long.pop("shown"), duration, warm)
     short.pop("shown")
     costs = [update_cost(h) for h in histories]
     rows = [

@@ -56,15 +56,15 @@ def test_a_page_of_two_runs_overlays_their_lines_and_shows_their_points_side_by_
         fig = f"{MODEL}('loss:figure')"
         assert page.js(f"return {MODEL}('loss@b:figure')") is None  # one figure: overlaid
         assert page.wait_for(f"{fig} && {LEGEND.format(fig)}") == ["a", "b"]  # names both
-        dashes = page.js(
-            f"return {fig}.renderers.filter((r) => r.name?.endsWith(':line'))"
-            ".map((r) => r.glyph.line_dash)"
-        )
-        assert dashes[0] != dashes[1]  # each run in a style of its own
-        assert page.js(
+        lines = f"{fig}.renderers.filter((r) => r.glyph?.type === 'MultiLine')"
+        dashes = page.js(f"return {lines}.map((r) => [r.name, r.glyph.line_dash])")
+        assert [name for name, _ in dashes] == ["a", "b"]  # hover names a line's run by it
+        assert dashes[0][1] != dashes[1][1]  # each run in a style of its own
+        hovers = page.js(
             f"return {fig}.toolbar.tools.filter((t) => t.type === 'HoverTool')"
-            ".map((t) => t.tooltips[0])"
-        ) == [["run", "a"], ["run", "b"]]
+            ".map((t) => [t.tooltips[0], t.renderers.map((r) => r.name)])"
+        )
+        assert hovers == [[["run", "$name"], ["a", "b"]]]  # one for both runs' lines
         assert page.wait_for_column_length("pts", "x", 4) == [1.0] * 4  # a panel per run
         assert page.wait_for_column_length("pts@b", "x", 4) == [2.0] * 4
         titles = page.js(

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from browser import Page
 from streamvis import Client
-from streamvis._page.figures import RAW_ALPHA
+from streamvis._page.lines import RAW_ALPHA
 from streamvis._plots.envelope import DETAIL_ROWS
 from streamvis._plots.growing import GrowingColumns
 from streamvis._plots.smoothing import KEPT, ON_LOOP_ROWS, Smoothed, Smoothings

@@ -22,8 +22,9 @@ from .._plotstate import PlotState
 from .._specs import Cell
 from .._state import RunState
 from .drawing import off_loop
-from .figures import CELL_HEIGHT, CELL_WIDTH, Among, NonFinite, Smoothing, log_y, make_figure
+from .figures import CELL_HEIGHT, CELL_WIDTH, Among, log_y, make_figure
 from .history import PastPlots
+from .lines import NonFinite, Smoothing
 from .shows import Image, Page, PlotView, follow, lines_data, page_data, show_of
 from .timeline import Timeline
 

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from bokeh.models import (
     BasicTicker,
     BasicTickFormatter,
@@ -23,9 +22,7 @@ from bokeh.models import (
     LogScale,
     LogTicker,
     LogTickFormatter,
-    Range1d,
 )
-from bokeh.models.annotations import Label
 from bokeh.plotting import figure
 from bokeh.transform import linear_cmap
 
@@ -43,14 +40,12 @@ __all__ = [
     "DEFAULT_COLOR",
     "FIG_KWARGS",
     "LINE_WIDTH",
-    "RAW_ALPHA",
     "WEBGL_POINTS",
     "Among",
-    "NonFinite",
-    "Smoothing",
     "check_fig_kwargs",
     "log_y",
     "make_figure",
+    "shifted_x",
     "wants_webgl",
 ]
 
@@ -60,13 +55,6 @@ LINE_WIDTH = 1  # wider lines take 2.5x as long to rasterize in a canvas drawn w
 # and only on a GPU (software WebGL paints 41k markers in ~0.9 s where a canvas takes ~0.15 s).
 WEBGL_POINTS = 5000
 DEFAULT_COLOR = "#1f77b4"
-_BAD_COLOR = "#d62728"  # non-finite values' marks
-RAW_ALPHA = 0.25  # raw lines behind their smoothed ones
-
-
-def _no_lines() -> dict[str, Any]:
-    """A line plot's page data with no lines."""
-    return {"xs": [], "ys": [], "c": [], "label": []}
 
 
 _DASHES = ("solid", "dashed", "dotted", "dotdash", "dashdot")  # runs' lines, in the page's order
@@ -96,7 +84,7 @@ class Among:
                 func="return x - by", v_func=_SHIFT_JS)}  # fmt: skip
 
 
-def _x(among: Among | None, column: str) -> Any:
+def shifted_x(among: Among | None, column: str) -> Any:
     """A line glyph's x: ``column``, shifted as ``among`` says, if given."""
     return among.x(column) if among is not None else column
 
@@ -293,14 +281,13 @@ def _lines(
     """A line plot's glyphs: one multi-line, or with labels one per line, named in a legend
     whose entries hide their line when clicked; hover names the line and its nearest point
     (unless the plot's fig_kwargs give tooltips of their own). ``among`` other runs, the
-    lines have the run's dash, and the legend and hover name the run. Each has a twin that
-    draws the lines smoothed, hidden until the page smooths (:class:`Smoothing`)."""
+    lines have the run's dash and are named by it (the legend and the figure's one hover
+    say it). Renderers are tagged ``NAME:line``, for :class:`Smoothing`."""
     colors = sample_palette(resolve_palette(plot.spec.palette or "Viridis256"), plot.lines)
     style = dict(
         line_color=linear_cmap("c", colors, 0, max(plot.lines - 1, 1)), line_width=LINE_WIDTH,
         line_dash=among.dash if among is not None else "solid",
     )  # fmt: skip
-    smoothed = ColumnDataSource(data=_no_lines(), name=f"{name}:smoothed")
     labels, run = plot.spec.labels, among.run if among is not None else None
     if labels is None:  # one glyph for every line (None: no filter)
         lines: list[tuple[int | None, dict[str, str]]] = [
@@ -311,45 +298,27 @@ def _lines(
             (k, {"legend_label": label if run is None else f"{run} · {label}"})
             for k, label in enumerate(labels)
         ]
-    renderers, x = [], _x(among, "xs")
-    # Raw and smoothed with the same legend label: one entry hides both (and shows as on
-    # only while both are visible, so the smoothed twin is visible, with no data when off).
+    renderers, x = [], shifted_x(among, "xs")
     for k, named in lines:
-        for data, what in ((source, "line"), (smoothed, "smooth")):
-            view = {} if k is None else {"view": CDSView(filter=IndexFilter(indices=[k]))}
-            glyph = fig.multi_line(x, "ys", source=data, name=f"{name}:{what}", **view, **named,
-                                   **style)  # fmt: skip
-            if what == "line":
-                renderers.append(glyph)
+        view = {} if k is None else {"view": CDSView(filter=IndexFilter(indices=[k]))}
+        line = fig.multi_line(x, "ys", source=source, name=run or f"{name}:line", **view, **named,
+                              **style)  # fmt: skip
+        line.tags = [f"{name}:line"]  # (the glyph methods give tags to the glyph)
+        renderers.append(line)
     if labels is not None or run is not None:
         fig.legend.update(click_policy="hide", location="top_left", label_text_font_size="8pt")
-    if "tooltips" not in plot.fig_kwargs:
-        tips = [("line", "@label"), ("step", "$snap_x{0,0.[000]}"), ("value", "$snap_y")]
-        tips = tips if run is None else [("run", run), *tips]
-        fig.add_tools(HoverTool(renderers=renderers, tooltips=tips, line_policy="nearest"))
-
-
-class Smoothing:
-    """A line plot's lines smoothed, drawn over its raw lines made faint; or not smoothed."""
-
-    def __init__(self, fig: Any, name: str) -> None:
-        # The figure's own list: Bokeh's select() walks every model it references (0.24 s
-        # for a figure of ten runs' lines).
-        self.raw = [r for r in fig.renderers if r.name == f"{name}:line"]
-        self.smooth = [r for r in fig.renderers if r.name == f"{name}:smooth"]
-        self.source = self.smooth[0].data_source
-        self.shown: object = None  # what the page holds (None: not smoothed)
-
-    def show(self, data: dict[str, Any] | None, shown: object = None) -> None:
-        """Draw the lines smoothed as ``data`` says (what ``shown``), or raw (None)."""
-        if (data is None) != (self.shown is None):  # turned on or off
-            for raw in self.raw:
-                raw.glyph.line_alpha = 1.0 if data is None else RAW_ALPHA
-        if data is not None:
-            self.source.data = data
-        elif self.shown is not None:
-            self.source.data = _no_lines()
-        self.shown = shown if data is not None else None
+    if "tooltips" in plot.fig_kwargs:
+        return
+    # One hover for all the runs' lines of a figure: one per run cost a page of ten runs
+    # more than half its paints, with no mouse over it.
+    hover = next((t for t in fig.toolbar.tools if "streamvis:hover" in t.tags), None)
+    if hover is not None:
+        hover.renderers = [*hover.renderers, *renderers]
+        return
+    tips = [("line", "@label"), ("step", "$snap_x{0,0.[000]}"), ("value", "$snap_y")]
+    tips = tips if run is None else [("run", "$name"), *tips]
+    fig.add_tools(HoverTool(renderers=renderers, tooltips=tips, line_policy="nearest",
+                            tags=["streamvis:hover"]))  # fmt: skip
 
 
 def log_y(fig: Any, log: bool) -> None:
@@ -363,31 +332,3 @@ def log_y(fig: Any, log: bool) -> None:
         axis.formatter = LogTickFormatter() if log else BasicTickFormatter()
     for grid in fig.ygrid:
         grid.ticker = fig.yaxis[0].ticker
-
-
-class NonFinite:
-    """Where a line plot had NaN or inf values: a mark at the foot of the plot at each one's
-    x (the first MARKS), and a line saying how many, since which x (the step, mostly)."""
-
-    def __init__(self, fig: Any, among: Among | None = None) -> None:
-        if "streamvis:marks" not in fig.extra_y_ranges:
-            fig.extra_y_ranges = {**fig.extra_y_ranges, "streamvis:marks": Range1d(start=0, end=1)}
-        self.run = f"{among.run}: " if among is not None else ""  # its line, among runs'
-        at = 14 + 14 * (among.index if among is not None else 0)
-        self.source = ColumnDataSource(data={"x": np.empty(0)})
-        fig.scatter(_x(among, "x"), 0.03, source=self.source, y_range_name="streamvis:marks",
-                    marker="triangle", size=7, color=_BAD_COLOR)  # fmt: skip
-        self.label = Label(x=4, y=at, x_units="screen", y_units="screen", text="",
-                           text_color=_BAD_COLOR, text_font_size="9pt", visible=False)  # fmt: skip
-        fig.add_layout(self.label)
-        self.shown = 0
-
-    def show(self, plot: PlotState) -> None:
-        """Bring the marks and the count up to ``plot``'s (nothing is sent if unchanged)."""
-        if plot.bad == self.shown:
-            return
-        self.shown = plot.bad
-        self.source.data = {"x": np.array(plot.bad_at, dtype=np.float64)}
-        since = f" since {plot.bad_at[0]:g}" if plot.bad_at else ""
-        text = f"{self.run}{plot.bad} non-finite values (NaN, inf){since}"
-        self.label.update(text=text, visible=True)

@@ -42,8 +42,9 @@ from .._specs import Cell
 from .._state import RunState
 from .cells import Cells
 from .drawing import off_loop
-from .figures import NonFinite, wants_webgl
+from .figures import wants_webgl
 from .history import AHEAD, PastPlots
+from .lines import NonFinite
 from .scripts import ECHO_JS, HOLD_JS, READY_JS
 from .shows import PlotView, is_large, predrawer, show_of
 from .timeline import Timeline
