@@ -10,6 +10,7 @@ import numpy as np
 from browser import Page
 from streamvis import Client
 from streamvis._server import StreamvisServer
+from test_browser import shows
 
 MODEL = "Bokeh.documents[0].get_model_by_name"
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
@@ -37,10 +38,7 @@ def two_runs(
 
 
 def opened(browser: Callable[[], Page], server: StreamvisServer, query: str) -> Page:
-    page = browser()
-    page.open(f"http://127.0.0.1:{server.bokeh_port}/{query}")
-    page.all_rendered()
-    return page
+    return shows(browser(), server, query)
 
 
 def test_a_page_of_two_runs_overlays_their_lines_and_shows_their_points_side_by_side(
