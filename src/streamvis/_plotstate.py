@@ -47,7 +47,6 @@ from ._plots.raster import (
     box_of_columns,
     merged,
 )
-from ._plots.smoothing import Smoothings
 from ._protocol import Frame
 from ._specs import (
     PlotSpec,
@@ -116,7 +115,6 @@ class PlotState:
     last_image: tuple[int, Viewport, np.ndarray] | None = None
     bad: int = 0  # a line plot's non-finite values (NaN, inf), as its clients counted them...
     bad_at: list[float] = field(default_factory=list)  # ...and the x of the first MARKS
-    smoothings: Smoothings = field(default_factory=Smoothings)  # a line plot's, pages ask
 
     @property
     def data(self) -> GrowingColumns:
@@ -316,7 +314,7 @@ class PlotState:
         plot = copy.copy(self)
         plot._data, plot._box, plot._boxed = self.data.head(rows), None, 0
         plot._envelope, plot._summed_rows, plot._windows = None, 0, {}
-        plot.last_image, plot.generation, plot.smoothings = None, generation, Smoothings()
+        plot.last_image, plot.generation = None, generation
         if plot.glyph_key != self.glyph_key:
             plot.version += 1
         return plot

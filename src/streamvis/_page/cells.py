@@ -18,6 +18,7 @@ from bokeh.models import ColumnDataSource, DataRange1d, GridBox
 from bokeh.models.annotations import BoxAnnotation, Span
 from bokeh.models.widgets import Div, Select, Slider, Toggle
 
+from .._plots.smoothing import smoothings_of
 from .._plotstate import PlotState
 from .._specs import Cell
 from .._state import RunState
@@ -51,11 +52,8 @@ class Cells:
     _smoothing: Slider
     _x: Select  # what line plots' x is (viewed.X_AXES)
 
-    def notify(self, names: set[str]) -> None:
-        raise NotImplementedError  # the session's
-
-    def call_soon(self, callback: Callable[[], None]) -> None:
-        raise NotImplementedError  # the session's
+    notify: Callable[[set[str]], None]  # the session's
+    call_soon: Callable[[Callable[[], None]], None]
 
     def _key(self, run: str, name: str) -> str:
         """The key of ``run``'s plot ``name`` on this page."""
@@ -104,7 +102,7 @@ class Cells:
             smoothing.show(None)
             return sent
         done = functools.partial(self.call_soon, functools.partial(self.notify, {key}))
-        smoothed, work = plot.smoothings.at(weight, plot.data, done)
+        smoothed, work = smoothings_of(plot).at(weight, plot.data, done)
         if work is not None:
             off_loop(work, lambda _: None, self.call_soon)
         shown = (id(smoothed), smoothed.rows)
@@ -153,7 +151,7 @@ class Cells:
             (new, *cell) if c[0] is child else c for c in cast(list[Any], self._grid.children)
         ]
         self._cells[name] = (new, cell)
-        smoothing = {k for k in self._smooth if k.partition("@")[0] == name}
+        smoothing = {k for k in self._smooth if self._split(k)[1] == name}
         self.notify(drawing | (smoothing if self._smoothing.value_throttled else set()))
 
     def _figure(
@@ -168,7 +166,6 @@ class Cells:
             self._log_lines(fig, plot)
             self._bad[key] = NonFinite(fig, among)
             self._smooth[key] = Smoothing(fig, key)
-        if plot is not None and plot.spec.kind == "tandem_lines":  # each run's step: its own
             step = None if self._timeline.by_time else self._timeline.cursor
             offset = among.offset if among is not None else 0.0
             at = step - offset if step is not None else 0

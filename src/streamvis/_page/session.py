@@ -265,16 +265,18 @@ class DocumentView(Cells):
         changed, large = False, []
         for key in dirty:
             run, state_of, name = self._plot(key)
+            if state_of is None:
+                continue
             try:
-                wait = self._sync(run, state_of, key, now) if state_of is not None else 0
+                wait = self._sync(run, state_of, key, now)
             except Exception:  # one plot's failure must not stall the others
                 log.exception("updating plot %r of run %r failed", name, run)
                 continue
-            if wait is None and state_of is not None:
+            if wait is None:
                 changed = True
                 if is_large(state_of.plots[name]):
                     large.append(key)
-            elif wait is not None and wait > 0:
+            elif wait > 0:
                 self.clock.defer(key, wait, now)
         for past in self._pasts.values():
             past.start()  # the plots this update could not show yet, at the page's step
@@ -287,9 +289,9 @@ class DocumentView(Cells):
 
     def _sync(self, run: str, state: RunState, key: str, now: float) -> float | None:
         """Bring one plot up to date, as its representation does (:mod:`shows`); a plot
-        whose figure changed gets a new one first (beside other runs: the page is built
-        again). Returns None if it sent something, 0 if there was nothing to send, or the
-        seconds after which a large replace may go."""
+        whose figure changed gets its cell built anew (every run's figure of it). Returns
+        None if it sent something, 0 if there was nothing to send, or the seconds after
+        which a large replace may go."""
         name = self._split(key)[1]
         plot = self._shown(run, state, name)
         view = self._views.get(key)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ import numpy as np
 from .columns import Columns
 from .growing import GrowingColumns
 
-__all__ = ["KEPT", "ON_LOOP_ROWS", "Ema", "Smoothed", "Smoothings", "ema"]
+__all__ = ["KEPT", "ON_LOOP_ROWS", "Ema", "Smoothed", "Smoothings", "ema", "smoothings_of"]
 
 log = logging.getLogger("streamvis.page")
 
@@ -204,3 +205,15 @@ class Smoothings:
                     callback()
 
         return smoothed, work
+
+
+_OF: weakref.WeakKeyDictionary[object, Smoothings] = weakref.WeakKeyDictionary()
+
+
+def smoothings_of(plot: object) -> Smoothings:
+    """``plot``'s smoothings (call on the loop): made when a page first asks, so plots no
+    page smooths, and the frames that make them, pay nothing; gone with the plot."""
+    found = _OF.get(plot)
+    if found is None:
+        found = _OF[plot] = Smoothings()
+    return found
