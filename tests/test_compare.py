@@ -3,6 +3,7 @@ figure and shows their other plots in linked panels, live and at a step."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -153,3 +154,42 @@ def test_a_plot_drawn_anew_beside_other_runs_rebuilds_its_cell_only(
     assert after[1] != before[1] and after[2] != before[2]  # both runs' panels, anew
     assert page.js(f"return {MODEL}('pts:figure').x_range === {MODEL}('pts@b:figure').x_range")
     assert page.wait_for_column_length("pts@b", "x", 4) == [2.0] * 4
+
+
+def test_line_plots_can_be_drawn_by_the_seconds_since_each_runs_start(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    a, b = connect("a"), connect("b")
+    for client in (a, b):
+        client.set_layout({"loss": (0, 0, 1, 1)})
+    a.tandem_lines("loss", 0, np.zeros(2))
+    assert a.flush(timeout=10)
+    time.sleep(0.6)  # run a's steps 1 and later come 0.6 s after its start (time must pass)
+    for step in range(1, 20):
+        a.tandem_lines("loss", step, np.zeros(2))
+    for step in range(1000, 1020):  # b starts later, from a checkpoint
+        b.tandem_lines("loss", step, np.zeros(2))
+    assert a.flush(timeout=10) and b.flush(timeout=10)
+    page = opened(browser, server, "?run=a&run=b&x=time")
+    fig = f"{MODEL}('loss:figure')"
+    at = (  # where the page draws a run's step: through its transform of the run's x
+        "((run, step) => Bokeh.documents[0].all_models.values().find((m) =>"
+        " m.tags?.includes(`streamvis:x:${run}`))?.compute(step))"
+    )
+    assert 0.55 < page.wait_for(f"{at}('a', 10)") < 5  # seconds since a's start
+    assert page.js(f"return {at}('a', 0)") == 0
+    assert 0 <= page.js(f"return {at}('b', 1019)") < 0.55  # since b's own start
+    end = page.wait_for(f"Number.isFinite({fig}?.x_range.end) && {fig}.x_range.end")
+    assert end < 5  # no step numbers on this axis
+    assert page.js(f"return {fig}.below[0].axis_label") == "seconds since start"
+    assert page.wait_for_line_length("loss@b", 20)[0] == 1000  # the data stay as sent
+    time.sleep(0.6)
+    for step in range(20, 30):  # later steps, live: the page's map grows with them
+        a.tandem_lines("loss", step, np.zeros(2))
+    assert a.flush(timeout=10)
+    assert page.wait_for_line_length("loss", 30)[-1] == 29
+    assert page.wait_for(f"{at}('a', 29) > 1.15 && {at}('a', 29)") < 10
+    alone = opened(browser, server, "?run=a&x=time")  # one run: by time too, named by none
+    assert 1.15 < alone.wait_for(f"{at}('a', 29)") < 10
+    legend = f"{MODEL}('loss:figure')?.center.some((m) => m.type === 'Legend')"
+    assert not alone.js(f"return {legend}")

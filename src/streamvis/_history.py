@@ -53,6 +53,23 @@ class History:
                 high = last if high is None else max(high, last)
         return None if low is None or high is None else (int(low), int(high))
 
+    def step_times(self, samples: int) -> list[tuple[int, float]]:
+        """About ``samples`` (step, time made) pairs of frames spread evenly over the run, in
+        order, and its last: probes by id, so the cost follows ``samples``, not the run."""
+        db = self._reader()
+        low, high = db.execute("SELECT min(id), max(id) FROM frames").fetchone()
+        if low is None or high is None:
+            return []
+        probe = (
+            "SELECT step, coalesce(sent, time) FROM frames WHERE id {} ? AND op = 'plot' "
+            "AND step IS NOT NULL ORDER BY id {} LIMIT 1"
+        )
+        n = max(samples, 2)
+        spread = [low + (high - low) * k // (n - 1) for k in range(n)]
+        found = [db.execute(probe.format(">=", "ASC"), (i,)).fetchone() for i in spread[:-1]]
+        found.append(db.execute(probe.format("<=", "DESC"), (high,)).fetchone())
+        return [(int(step), float(made)) for step, made in dict.fromkeys(r for r in found if r)]
+
     def nonfinite(self, plot: str, since: int, marks: int) -> tuple[int, list[tuple[float, int]]]:
         """A line plot's non-finite values in frames from id ``since`` on: how many, and
         the first ``marks`` frames that had them (their x, their count)."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from ._chunking import Chunking
 from ._chunks import Chunks
+from ._clock import ROWS
 from ._errors import StoreError, StreamvisError, UnknownPlot
 from ._plots.raster import Viewport
 from ._plotstate import MARKS
@@ -334,6 +335,7 @@ def _replayed(stored: RunStore, run: str, chunks: bool) -> tuple[RunState, int]:
     state.next_id = max(state.next_id, stored.last_id() + 1)
     state.take_steps(stored.step_range(state.plots))
     state.take_times(stored.time_range())
+    state.clock.extend(stored.step_times(ROWS))
     state.merge_seqs(stored.last_seqs())
     state.settle()  # the rows of plots restored from their chunks
     for plot in state.plots.values():

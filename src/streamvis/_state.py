@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ._clock import StepClock
 from ._errors import ArgumentError, UnknownPlot
 from ._plots.columns import call_rows
 from ._plotstate import PlotState, replaced
@@ -84,6 +85,7 @@ class RunState:
     rewinds: int = 0  # times a frame's step went back, the last time from, to:
     rewound: tuple[int, int] | None = None
     times: tuple[float, float] | None = None  # when its first and last plot frames were made
+    clock: StepClock = field(default_factory=StepClock)  # when it reached its steps
 
     def _spec(self, frame: Frame) -> PlotSpec:
         """The frame's checked spec; a plot's frames mostly repeat the last one's options."""
@@ -235,6 +237,8 @@ class RunState:
                 self.rewinds += 1  # a run resumed from a checkpoint, say
                 self.rewound = (self.last_step, step)
             self.last_step = step
+            if made is not None:
+                self.clock.take(step, made)
         spec, fig = admitted.spec, admitted.fig
         old = self.plots.get(frame.name)
         if old is not None and spec.append:

@@ -10,26 +10,40 @@ from __future__ import annotations
 
 import functools
 import html
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from bokeh.layouts import row
-from bokeh.models import ColumnDataSource, DataRange1d, GridBox
+from bokeh.models import ColumnDataSource, CustomJSTransform, DataRange1d, GridBox
 from bokeh.models.annotations import BoxAnnotation, Span
 from bokeh.models.widgets import Div, Select, Slider, Toggle
 
+from .._clock import AT_STEP, XMap
+from .._pageclock import PageClock
 from .._plots.smoothing import smoothings_of
 from .._plotstate import PlotState
 from .._specs import Cell
 from .._state import RunState
 from .drawing import off_loop
-from .figures import CELL_HEIGHT, CELL_WIDTH, Among, log_y, make_figure
+from .figures import (
+    CELL_HEIGHT,
+    CELL_WIDTH,
+    Among,
+    log_y,
+    make_figure,
+    move_transform,
+    x_transform,
+)
 from .history import PastPlots
 from .lines import NonFinite, Smoothing
 from .shows import Image, Page, PlotView, follow, lines_data, page_data, show_of
 from .timeline import Timeline
 
-__all__ = ["Cells"]
+__all__ = ["REMAP_SECONDS", "Cells"]
+
+REMAP_SECONDS = 2.0  # a run's lines by wall time are drawn anew this often, at most
 
 
 class Cells:
@@ -40,7 +54,8 @@ class Cells:
     runs: tuple[str, ...]
     _lookup: Callable[[str], RunState | None]
     _views: dict[str, PlotView]
-    _cursors: dict[str, tuple[Span, BoxAnnotation | None, float]]  # line plots' step marks
+    _cursors: dict[str, tuple[Span, BoxAnnotation | None, str]]  # line plots' step marks, run
+    _maps: dict[str, _Map]  # each run's line plots' x, by run
     _cells: dict[str, tuple[Any, Cell]]  # what each cell shows, by plot name
     _bad: dict[str, NonFinite]  # line plots' NaN and inf values
     _smooth: dict[str, Smoothing]  # line plots' smoothed lines
@@ -52,7 +67,8 @@ class Cells:
     _smoothing: Slider
     _x: Select  # what line plots' x is (viewed.X_AXES)
 
-    notify: Callable[[set[str]], None]  # the session's
+    clock: PageClock  # the session's
+    notify: Callable[[set[str]], None]
     call_soon: Callable[[Callable[[], None]], None]
 
     def _key(self, run: str, name: str) -> str:
@@ -80,12 +96,49 @@ class Cells:
             if shown is not None and shown.spec.kind == "tandem_lines":
                 log_y(figure, self._log.active or shown.fig_kwargs.get("y_axis_type") == "log")
 
-    def _offset(self, run: str) -> float:
-        """How far ``run``'s line plots are shifted left: by its first step, when the page
-        shows the steps since each run's first."""
-        state = self._lookup(run)
-        steps = state.steps if state is not None else None
-        return float(steps[0]) if self._x.value == "since" and steps is not None else 0.0
+    def _xmap(self, run: str) -> XMap:
+        """Where ``run``'s line plots draw their steps, as the page's x says: at the step,
+        the steps since the run's first, or the seconds since its start."""
+        state, x = self._lookup(run), self._x.value
+        if state is not None and x == "since" and state.steps is not None:
+            return XMap.shifted(float(state.steps[0]))
+        if state is not None and x == "time" and state.times is not None:
+            return XMap.by_time(state.clock, state.times[0])
+        return AT_STEP
+
+    def _among(self, run: str, panels: int = 1) -> Among:
+        """``run`` among the page's runs, its line plots' steps drawn as the page's x says
+        (one transform for all its figures); a page of one run names no run."""
+        if run not in self._maps:
+            xmap = self._xmap(run)
+            state = self._lookup(run)
+            version = state.clock.version if state is not None else -1
+            self._maps[run] = _Map(xmap, x_transform(xmap, run), version, time.monotonic())
+        drawn = self._maps[run]
+        named = len(self.runs) > 1
+        return Among(run, self.runs.index(run), panels, named, drawn.xmap, drawn.transform)
+
+    def _remap(self) -> None:
+        """Draw the runs' line plots by wall time anew as their clocks grew (at most every
+        REMAP_SECONDS a run: moving a transform recomputes every x drawn through it)."""
+        now = time.monotonic()
+        for run, drawn in list(self._maps.items()):
+            state, transform = self._lookup(run), drawn.transform
+            if transform is None or state is None or self._x.value != "time":
+                continue
+            if state.clock.version == drawn.version:
+                continue
+            if now < drawn.when + REMAP_SECONDS:  # come back then, if nothing else comes
+                keys = (key for key, (_, _, of) in self._cursors.items() if of == run)
+                if (key := next(keys, None)) is not None:
+                    self.clock.defer(key, drawn.when + REMAP_SECONDS - now, now)
+                continue
+            xmap = self._xmap(run)
+            move_transform(transform, xmap)
+            self._maps[run] = _Map(xmap, transform, state.clock.version, now)
+            for key, view in self._views.items():
+                if self._split(key)[0] == run:
+                    view.x_map = xmap
 
     def _smoothed(self) -> None:
         """The person moved the smoothing slider: draw every line plot so smoothed."""
@@ -114,8 +167,8 @@ class Cells:
     def _mark(self, step: int | None) -> None:
         """Mark ``step`` on the line plots (None: live, or by time: none)."""
         marked = step is not None and not self._timeline.by_time  # by time: no step to mark
-        for span, after, offset in self._cursors.values():  # offset: x shown as x - offset
-            at = step - offset if step is not None and marked else 0
+        for span, after, run in self._cursors.values():
+            at = self._maps[run].xmap.at(step) if step is not None and marked else 0
             span.update(location=at, visible=marked)
             if after is not None:
                 after.update(left=at, visible=marked)
@@ -167,8 +220,8 @@ class Cells:
             self._bad[key] = NonFinite(fig, among)
             self._smooth[key] = Smoothing(fig, key)
             step = None if self._timeline.by_time else self._timeline.cursor
-            offset = among.offset if among is not None else 0.0
-            at = step - offset if step is not None else 0
+            run = among.run if among is not None else self.run
+            at = among.xmap.at(step) if step is not None and among is not None else step or 0
             span = Span(
                 location=at, dimension="height", visible=step is not None,
                 line_dash="dashed", line_color="#555555", name=f"{key}:cursor", level="overlay",
@@ -180,7 +233,8 @@ class Cells:
             if after is not None:
                 fig.add_layout(after)
             fig.add_layout(span)
-            self._cursors[key] = (span, after, offset)
+            self._maps.setdefault(run, _Map())
+            self._cursors[key] = (span, after, run)
         return fig, source
 
     def _new_view(
@@ -211,7 +265,7 @@ class Cells:
         if share is not None:
             _link(fig, share)
         view = self._new_view(key, fig, source, plot)
-        view.x_offset = among.offset if among is not None else 0.0
+        view.x_map = among.xmap if among is not None else AT_STEP
         if plot is not None:
             show = show_of(plot)
             view.caught_up(plot, show.first(view, plot), 0.0)
@@ -225,7 +279,8 @@ class Cells:
         plots overlaid in one figure, or else a panel per run with linked ranges (a run
         without the plot says so in its panel)."""
         if len(self.runs) == 1:
-            return self._place(self.run, name, cell, drawing)
+            alone = None if self._x.value == "step" else self._among(self.run)
+            return self._place(self.run, name, cell, drawing, alone)
         states = {run: self._lookup(run) for run in self.runs}
         having = [r for r, s in states.items() if s is not None and s.cells and name in s.cells]
         lacking = [run for run in self.runs if run not in having]
@@ -233,14 +288,14 @@ class Cells:
         if any(plot is not None and plot.spec.kind == "tandem_lines" for plot in plots):
             fig: Any = None
             for run in having:
-                among = Among(run, self.runs.index(run), offset=self._offset(run))
+                among = self._among(run)
                 fig = self._place(run, name, cell, drawing, among, on=fig)
             if lacking:
                 fig.title.text += f" (no {name} in run {', '.join(lacking)})"
             return fig
         panels: list[Any] = []
         width, height = CELL_WIDTH * cell[3] // len(self.runs), CELL_HEIGHT * cell[2]
-        for index, run in enumerate(self.runs):
+        for run in self.runs:
             if run in lacking:
                 text = (
                     f"<p>Run <b>{html.escape(run)}</b> has no plot <b>{html.escape(name)}</b>.</p>"
@@ -249,9 +304,20 @@ class Cells:
                 panels.append(Div(text=text, width=width, height=height, name=missing))
                 continue
             share = next((p for p in panels if not isinstance(p, Div)), None)
-            among = Among(run, index, len(self.runs))
+            among = self._among(run, len(self.runs))
             panels.append(self._place(run, name, cell, drawing, among, share=share))
         return row(*panels)
+
+
+@dataclass(frozen=True)
+class _Map:
+    """Where a run's line plots draw their steps on a page: the map, the page's transform
+    of it (None: at the step), and the run's clock version and the time it was made at."""
+
+    xmap: XMap = AT_STEP
+    transform: CustomJSTransform | None = None
+    version: int = -1
+    when: float = 0.0
 
 
 def _link(fig: Any, shared: Any) -> None:

@@ -26,6 +26,7 @@ from bokeh.models import (
 from bokeh.plotting import figure
 from bokeh.transform import linear_cmap
 
+from .._clock import AT_STEP, XMap
 from .._errors import ArgumentError
 from .._plots.raster import (
     MARKER_ALPHA,
@@ -45,8 +46,10 @@ __all__ = [
     "check_fig_kwargs",
     "log_y",
     "make_figure",
+    "move_transform",
     "shifted_x",
     "wants_webgl",
+    "x_transform",
 ]
 
 CELL_WIDTH, CELL_HEIGHT = 440, 340
@@ -62,35 +65,70 @@ _DASHES = ("solid", "dashed", "dotted", "dotdash", "dashdot")  # runs' lines, in
 
 @dataclass(frozen=True)
 class Among:
-    """A run's plot on a page comparing runs: the run, its place among the page's runs (its
-    lines' dash), and how many panels share its cell (1: the runs' lines overlay)."""
+    """A run's plot on a page comparing runs (or drawing a run's lines by another x): the
+    run, its place among the page's runs (its lines' dash), how many panels share its cell
+    (1: the runs' lines overlay), whether its lines are ``named`` by the run, and where
+    its line plots' steps are drawn (``xmap``, through the page's ``transform`` of it)."""
 
     run: str
     index: int
     panels: int = 1
-    offset: float = 0.0  # line plots: shown at x - offset (the steps since the run's first)
+    named: bool = True
+    xmap: XMap = AT_STEP
+    transform: CustomJSTransform | None = None  # one per run and page: it moves as the run
 
     @property
     def dash(self) -> str:
         """Its lines' dash."""
         return _DASHES[self.index % len(_DASHES)]
 
+    @property
+    def label(self) -> str | None:
+        """What its lines are named by: the run, if it is named."""
+        return self.run if self.named else None
+
     def x(self, column: str) -> Any:
-        """A line glyph's x: ``column``, shifted by the offset on the page (its data, and
-        so what the server sends, stay as they are)."""
-        if not self.offset:
-            return column
-        return {"field": column, "transform": CustomJSTransform(args={"by": self.offset},
-                func="return x - by", v_func=_SHIFT_JS)}  # fmt: skip
+        """A line glyph's x: ``column``, drawn where the page's map puts its steps (its
+        data, and so what the server sends, stay as they are)."""
+        return column if self.transform is None else {"field": column, "transform": self.transform}
+
+
+def x_transform(xmap: XMap, run: str) -> CustomJSTransform | None:
+    """The page's transform of a run's steps to where ``xmap`` draws them (None: as they are)."""
+    if xmap.identity:
+        return None
+    return CustomJSTransform(args=_map_args(xmap), func=_MAP_JS + "return at(x)",
+                             v_func=_MAP_JS + _MAP_ALL_JS, tags=[f"streamvis:x:{run}"])  # fmt: skip
+
+
+def move_transform(transform: CustomJSTransform, xmap: XMap) -> None:
+    """Draw the steps anew as ``xmap`` maps them (the run went on, its map grew)."""
+    transform.args = _map_args(xmap)
+
+
+def _map_args(xmap: XMap) -> dict[str, Any]:
+    return {"s": list(xmap.steps), "t": list(xmap.shown)}
 
 
 def shifted_x(among: Among | None, column: str) -> Any:
-    """A line glyph's x: ``column``, shifted as ``among`` says, if given."""
+    """A line glyph's x: ``column``, mapped as ``among`` says, if given."""
     return among.x(column) if among is not None else column
 
 
-# Flat x (marks) or a list of them (lines), each shifted by ``by``.
-_SHIFT_JS = "return xs.map((x) => typeof x === 'number' ? x - by : x.map((v) => v - by))"
+# A step x mapped by the lines through the table's nearest rows (s: steps, t: where they are
+# drawn), as XMap.shown computes it; flat x (marks) or a list of them (lines).
+_MAP_JS = """
+const n = s.length;
+const at = (x) => {
+  if (n === 1) return t[0];
+  let lo = 0, hi = n - 1;
+  if (x <= s[0]) hi = 1; else if (x >= s[n - 1]) lo = n - 2;
+  else while (hi - lo > 1) { const m = (lo + hi) >> 1; if (s[m] <= x) lo = m; else hi = m; }
+  const dx = s[hi] - s[lo];
+  return dx ? t[lo] + (x - s[lo]) * (t[hi] - t[lo]) / dx : t[lo];
+};
+"""
+_MAP_ALL_JS = "return xs.map((x) => typeof x === 'number' ? at(x) : x.map(at))"
 
 
 # The figure() keywords a client may set: what is drawn on the canvas, or sizes and places it.
@@ -242,6 +280,8 @@ def make_figure(
         # for them), so the others don't travel back to the server.
         fig.y_range.syncable = raster
         fig.x_range.syncable = raster or (plot is not None and plot.spec.kind == "tandem_lines")
+        if among is not None and plot is not None and _names_x(among, plot):
+            fig.xaxis.axis_label = among.xmap.along
     if plot is None or data is None:
         return fig, None
     source = ColumnDataSource(data=data, name=name)
@@ -275,6 +315,13 @@ def make_figure(
     return fig, source
 
 
+def _names_x(among: Among, plot: PlotState) -> bool:
+    """Whether a figure's x axis says what its x is: a line plot drawn by another x than the
+    step, unless its fig_kwargs label the axis."""
+    kind, labelled = plot.spec.kind, "x_axis_label" in plot.fig_kwargs
+    return not among.xmap.identity and kind == "tandem_lines" and not labelled
+
+
 def _lines(
     fig: Any, name: str, source: ColumnDataSource, plot: PlotState, among: Among | None
 ) -> None:
@@ -288,7 +335,7 @@ def _lines(
         line_color=linear_cmap("c", colors, 0, max(plot.lines - 1, 1)), line_width=LINE_WIDTH,
         line_dash=among.dash if among is not None else "solid",
     )  # fmt: skip
-    labels, run = plot.spec.labels, among.run if among is not None else None
+    labels, run = plot.spec.labels, among.label if among is not None else None
     if labels is None:  # one glyph for every line (None: no filter)
         lines: list[tuple[int | None, dict[str, str]]] = [
             (None, {} if run is None else {"legend_label": run})
@@ -315,7 +362,8 @@ def _lines(
     if hover is not None:
         hover.renderers = [*hover.renderers, *renderers]
         return
-    tips = [("line", "@label"), ("step", "$snap_x{0,0.[000]}"), ("value", "$snap_y")]
+    along = among.xmap.along if among is not None else "step"
+    tips = [("line", "@label"), (along, "$snap_x{0,0.[000]}"), ("value", "$snap_y")]
     tips = tips if run is None else [("run", "$name"), *tips]
     fig.add_tools(HoverTool(renderers=renderers, tooltips=tips, line_policy="nearest",
                             tags=["streamvis:hover"]))  # fmt: skip

@@ -100,7 +100,7 @@ class DocumentView(Cells):
             )
             for run in self.runs
         }
-        self._cursors: dict[str, tuple[Span, BoxAnnotation | None, float]] = {}  # steps
+        self._cursors: dict[str, tuple[Span, BoxAnnotation | None, str]] = {}  # steps
         self._cells: dict[str, tuple[Any, Cell]] = {}  # what each cell shows
         self._bad: dict[str, NonFinite] = {}  # line plots' NaN and inf values
         self._log = Toggle(label="log y", name="streamvis:log", width=60)  # the line plots'
@@ -111,7 +111,7 @@ class DocumentView(Cells):
         )  # fmt: skip
         self._smoothing.on_change("value_throttled", lambda attr, old, new: self._smoothed())
         axes: list[str | tuple[Any, str]] = list(X_AXES.items())
-        self._x = Select(  # beside other runs: line plots by step, or steps since the first
+        self._x = Select(  # line plots by step, steps since the first, or seconds since start
             options=axes, value=viewed.x, name="streamvis:x", width=200
         )
         self._x.on_change("value", lambda attr, old, new: self.notify({""}))
@@ -261,6 +261,7 @@ class DocumentView(Cells):
         if by_time != self._timeline.by_time:
             for past in self._pasts.values():
                 past.forget()
+        self._remap()
         self._mark(self._timeline.cursor)
         changed, large = False, []
         for key in dirty:
@@ -358,7 +359,7 @@ class DocumentView(Cells):
         for view in self._views.values():
             view.retire()
         self._views, self._cursors, self._bad, self._smooth, self._cells = {}, {}, {}, {}, {}
-        self._grid = None
+        self._grid, self._maps = None, {}
         states = [s for s in (self._lookup(run) for run in self.runs) if s is not None]
         state = self._lookup(self.run)
         others = [r for r in self._runs() if r not in self.runs]

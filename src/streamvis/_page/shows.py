@@ -3,8 +3,8 @@
 Each builds the page data from the plot's state, says what the page holds once sent it (a
 page is stale when that differs from what it holds), and brings a page's figure up to date;
 :mod:`session` picks one per plot (:func:`show_of`) and does the document's I/O through
-:class:`Page`. ``sync`` returns None if it sent something, 0 if there was nothing to send,
-or the seconds after which a large replace may go.
+:class:`Page`. ``sync`` returns None if it sent something, 0 if nothing, or the seconds
+after which a large replace may go.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 from bokeh.models import ColumnDataSource
 
+from .._clock import AT_STEP, XMap
 from .._pageclock import PageClock
 from .._plots.columns import Columns, per_line
 from .._plots.raster import (
@@ -71,7 +72,7 @@ class PlotView:
     replaced_at: float = 0.0
     cost: float = 0.0  # seconds from sending an update with a large replace here to its echo
     window: tuple[float, float] | None = None  # the x range the page shows, once it told us
-    x_offset: float = 0.0  # ...as x - x_offset (a line plot by steps since its run's first)
+    x_map: XMap = AT_STEP  # ...as a line plot's x is drawn (its steps: at the step, or by time)
     shown: Any = None  # what the page holds of an envelope or image (Show.showing)
     drawing: Any = None  # what the work off the loop (an image, rows) will show...
     drawn: tuple[Any, dict[str, Any]] | None = None  # ...and, once done, it with its data
@@ -176,8 +177,7 @@ class Envelope(Points):
         return lines_data(plot, plot.summary(rows))
 
     def showing(self, view: PlotView, plot: PlotState, rows: tuple[int, int] | None = None) -> Any:
-        """The rows shown in detail, and the row count when the summary reaches the last row
-        (so that new rows change it)."""
+        """The rows shown in detail, and the row count if the summary reaches the last row."""
         return rows if rows is not None and rows[1] < len(plot.data) else (rows, len(plot.data))
 
     def appended(self, page: Page, name: str, view: PlotView, plot: PlotState) -> Any:
@@ -340,7 +340,7 @@ def follow(page: Page, name: str, view: PlotView, plot: PlotState | None) -> Non
         def moved(attr: str, old: Any, new: Any) -> None:
             start, end = fig.x_range.start, fig.x_range.end
             if isinstance(start, int | float) and isinstance(end, int | float):
-                view.window = (float(start) + view.x_offset, float(end) + view.x_offset)
+                view.window = (view.x_map.step(float(start)), view.x_map.step(float(end)))
                 page.notify({name})
 
         fig.x_range.on_change("start", moved)

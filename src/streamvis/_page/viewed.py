@@ -4,7 +4,8 @@ it, the hub sends it the runs' changes.
 
 ``/?run=a&run=b&plot=loss&step=57`` views runs ``a`` and ``b``, only their plot ``loss``, at
 step 57 (``&time=12.5``: 12.5 s after the run's first frame, for a run that sends no
-steps; ``&x=since``: line plots by the steps since each run's first). The first run leads:
+steps; ``&x=since``: line plots by the steps since each run's first; ``&x=time``: by the
+seconds since each run's start, when each step was made). The first run leads:
 its layout places the plots first, its steps set the time control's, and the others are
 shown at the same step (by time: as long after their own first frame).
 """
@@ -18,7 +19,11 @@ from dataclasses import dataclass
 
 __all__ = ["X_AXES", "Viewed"]
 
-X_AXES = {"step": "step", "since": "steps since each run's first"}  # line plots' x
+X_AXES = {  # line plots' x
+    "step": "step",
+    "since": "steps since each run's first",
+    "time": "seconds since each run's start",
+}
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,7 @@ class Viewed:
     plots: frozenset[str] | None = None
     step: int | None = None
     time: float | None = None  # seconds after the run's first frame (a run without steps)
-    x: str = "step"  # line plots' x: the step, or "since" each run's first step
+    x: str = "step"  # line plots' x: the step, "since" each run's first, or "time" since start
     ignored: tuple[str, ...] = ()  # parts of the address that mean nothing, to say so
 
     @property
