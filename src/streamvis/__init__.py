@@ -1,7 +1,7 @@
 """streamvis: watch a running program's arrays as live, interactive Bokeh plots.
 
 ``from streamvis import Client`` imports neither tornado nor Bokeh's server and model
-machinery; ``StreamvisServer`` is imported on first use.
+machinery; ``StreamvisServer`` and ``read_run`` are imported on first use.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ._errors import (
 from ._specs import ColorSpec, GridSpec
 
 if TYPE_CHECKING:
+    from ._readrun import read_run
     from ._server import StreamvisServer
 
 __version__ = "0.1.0"
@@ -43,6 +44,7 @@ __all__ = [
     "StreamvisServer",
     "UnknownPlot",
     "UnsupportedVersion",
+    "read_run",
 ]
 
 
@@ -51,4 +53,8 @@ def __getattr__(name: str) -> Any:
         from ._server import StreamvisServer
 
         return StreamvisServer
+    if name == "read_run":
+        from ._readrun import read_run
+
+        return read_run
     raise AttributeError(f"module 'streamvis' has no attribute {name!r}")

@@ -19,10 +19,12 @@ from ._server import StreamvisServer
 __all__ = ["main", "parse_args"]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def parse_args(
+    argv: Sequence[str] | None = None, prog: str = "streamvis_server"
+) -> argparse.Namespace:
     """Parse the command line (flags as in the seed: --rest_port, --bokeh_port, --run_name)."""
     parser = argparse.ArgumentParser(
-        prog="streamvis_server",
+        prog=prog,
         description="Serve live Bokeh plots of the arrays that streamvis clients send.",
     )
     parser.add_argument(
@@ -106,9 +108,9 @@ def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | N
     return os.environ.get("STREAMVIS_TOKEN") or None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``streamvis_server``."""
-    args = parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "streamvis_server") -> int:
+    """Entry point of ``streamvis_server`` (and ``streamvis serve``)."""
+    args = parse_args(argv, prog)
     # The writer and drawing threads hand the GIL back and forth with the event loop at every
     # SQLite step and numpy call; 5 ms (the default) for each hand-back starves them.
     sys.setswitchinterval(0.0005)
@@ -128,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_run_bytes=int(args.max_run_gb * 2**30),
         )
     except StreamvisError as exc:
-        print(f"streamvis_server: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
 
     async def serve() -> None:
@@ -151,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     except OSError as exc:
         print(
-            f"streamvis_server: cannot listen: {exc} (is another server on these ports?)",
+            f"{prog}: cannot listen: {exc} (is another server on these ports?)",
             file=sys.stderr,
         )
         return 1

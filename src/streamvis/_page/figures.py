@@ -263,14 +263,16 @@ def make_figure(
     gpu: bool = False,
     among: Among | None = None,
     on: Any = None,
+    points: bool = False,
 ) -> tuple[Any, ColumnDataSource | None]:
     """A figure for plot ``name`` in ``cell``, with glyphs and a source of ``data`` (what
     :func:`shows.page_data` makes) if it has any; or those glyphs drawn ``on`` a figure of
     another run's lines, ``among`` the runs of a page comparing them.
 
-    ``gpu`` says the page has hardware WebGL, used then for plots with many points.
+    ``gpu`` says the page has hardware WebGL, used then for plots with many points;
+    ``points``, that the data are points even where a page would show an image.
     """
-    raster = plot is not None and plot.rasterized
+    raster = plot is not None and plot.rasterized and not points
     fig = on
     if fig is None:
         backend = {"output_backend": "webgl" if gpu and wants_webgl(plot) else "canvas"}

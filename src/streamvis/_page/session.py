@@ -388,8 +388,7 @@ class DocumentView(Cells):
                     self._cells[name] = (self._cell(name, cell, drawing), cell)
             children: list[Any] = [(child, *cell) for child, cell in self._cells.values()]
             self._grid = GridBox(children=children, name="streamvis:grid")
-            compare = [self._x] if len(self.runs) > 1 or self._x.value != "step" else []
-            controls = row(self._timeline.model, self._log, self._smoothing, *compare)
+            controls = row(self._timeline.model, self._log, self._smoothing, self._x)
             root = column(header, controls, self._grid)
         self.doc.clear()
         self.doc.title = f"streamvis: {', '.join(self.runs)}"

@@ -1,0 +1,274 @@
+"""A run's dashboard as one self-contained HTML file: BokehJS inlined, no server, no network,
+with a time control over the run's kept steps that moves every plot in step.
+
+The figures are the live page's (:func:`_page.figures.make_figure`), drawn as points even
+where a page would show an image. Each plot's frames travel once, as one source of all
+their rows; a step shows, of each plot, the rows of its latest frame at or before it (an
+append plot: all its rows up to there), sliced in the browser. To stay shareable the file
+keeps at most ``max_bytes`` of frames: beyond that, steps are thinned evenly (the newest
+always kept) and the page says so.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+from bokeh.embed import file_html
+from bokeh.layouts import column, row
+from bokeh.models import ColumnDataSource, CustomJS, GridBox
+from bokeh.models.annotations import Span
+from bokeh.models.widgets import Button, Div, Slider
+from bokeh.resources import INLINE
+
+from ._page.figures import make_figure
+from ._page.shows import Points
+from ._plotstate import PlotState, replaced
+from ._readrun import PlotData, RunData
+from ._specs import Cell
+
+__all__ = ["MAX_BYTES", "write_html"]
+
+MAX_BYTES = 20 * 2**20  # frames a file keeps, at most, before steps are thinned
+
+
+@dataclass
+class _Rows:
+    """A replace or append plot's frames as one source of rows: for each of its frames, the
+    rows a page shows once it is the latest (``starts[i]`` to ``ends[i]``)."""
+
+    plot: PlotData
+    state: PlotState | None  # its last frame's, for the figure
+    columns: dict[str, np.ndarray]
+    starts: list[int]
+    ends: list[int]
+    sizes: list[int]  # bytes of each frame's own rows
+
+    def shown(self, frame: int | None) -> tuple[int, int]:
+        return (0, 0) if frame is None else (self.starts[frame], self.ends[frame])
+
+
+def write_html(run: RunData, file: IO[bytes], max_bytes: int = MAX_BYTES) -> None:
+    """Write run ``run``'s dashboard to ``file`` as one self-contained HTML page of at most
+    about ``max_bytes`` (at least its last step, whatever that takes)."""
+    moments, by_step = _moments(run)
+    lines = {n: p for n, p in run.plots.items() if p.kind == "tandem_lines" and p.arrays}
+    rows = {n: _rows(p) for n, p in run.plots.items() if n not in lines and p.arrays}
+    latest = {name: _latest(rows[name].plot, moments, by_step) for name in rows}
+    every = list(range(len(moments)))
+    least = _page(run, moments, by_step, lines, rows, latest, every[-1:])
+    if len(least) >= max_bytes or len(moments) < 2:
+        file.write(least)
+        return
+    # What the least page holds but its last step's frames (BokehJS, lines, append plots)
+    # stays; the rest of the budget takes frames, at the 4/3 that base64 makes of them.
+    budget = (max_bytes - len(least)) * 3 // 4 + _bytes(rows, latest, every[-1:])
+    kept = _thinned(len(moments), lambda k: _bytes(rows, latest, k), budget)
+    file.write(_page(run, moments, by_step, lines, rows, latest, kept))
+
+
+def _page(
+    run: RunData, moments: list[float], by_step: bool, lines: dict[str, PlotData],
+    rows: dict[str, _Rows], latest: dict[str, list[int | None]], kept: list[int],
+) -> bytes:  # fmt: skip
+    """The page of the ``kept`` moments (indices into ``moments``), as bytes."""
+    origin = moments[0] if moments else 0.0
+    where = [moments[i] if by_step else moments[i] - origin for i in kept]
+    slider = Slider(start=0, end=max(len(kept) - 1, 1), value=len(kept) - 1, step=1,
+                    title="moment", width=360, name="streamvis:step",
+                    disabled=len(kept) < 2)  # fmt: skip
+    label = Div(text=_at(where[-1], by_step) if where else "no steps kept", name="streamvis:at")
+    cells: dict[str, Any] = {}
+    sliced, spans = [], []
+    for name, plot_rows in rows.items():
+        now, frames, starts, ends = _compact(plot_rows, [latest[name][i] for i in kept])
+        fig, source = _figure(name, run, plot_rows.state, now)
+        cells[name] = fig
+        sliced.append([source, ColumnDataSource(data=frames), starts, ends])
+    for name, plot in lines.items():
+        fig, span = _line_figure(name, run, plot, where[-1] if where and by_step else None)
+        cells[name] = fig
+        spans += [span] if span is not None else []
+    move = CustomJS(args=dict(slider=slider, sliced=sliced, spans=spans, where=where,
+                              label=label, by_step=by_step), code=_MOVE_JS)  # fmt: skip
+    slider.js_on_change("value", move)
+    play = Button(label="play", width=70, name="streamvis:play")
+    play.js_on_event("button_click", CustomJS(args=dict(slider=slider, button=play),
+                                              code=_PLAY_JS))  # fmt: skip
+    header = Div(text=_header(run, len(kept), len(moments)), name="streamvis:header")
+    page = column(header, row(slider, play, label), _grid(cells, run.cells))
+    return file_html(page, resources=INLINE, title=f"streamvis · {run.name}").encode("utf-8")
+
+
+def _moments(run: RunData) -> tuple[list[float], bool]:
+    """The run's steps, in order (by step: True); or, for a run that sent none, the times
+    of its frames."""
+    steps = np.concatenate([p.steps for p in run.plots.values()] or [np.empty(0)])
+    steps = steps[~np.isnan(steps)]
+    if steps.size:
+        return np.unique(steps).tolist(), True
+    times = np.concatenate([p.times for p in run.plots.values()] or [np.empty(0)])
+    return np.unique(times).tolist(), False
+
+
+def _latest(plot: PlotData, moments: Sequence[float], by_step: bool) -> list[int | None]:
+    """For each moment, the plot's frame shown then: its latest at or before it (the last
+    to arrive among those of the greatest step), or None."""
+    keys = plot.steps if by_step else plot.times
+    usable = np.flatnonzero(~np.isnan(keys))
+    order = usable[np.lexsort((usable, keys[usable]))]  # by step, then arrival
+    at = np.searchsorted(keys[order], np.asarray(moments), side="right") - 1
+    return [int(order[i]) if i >= 0 else None for i in at.tolist()]
+
+
+def _rows(plot: PlotData) -> _Rows:
+    """A plot's frames as rows, each frame's as a page shows it after that frame."""
+    assert plot.spec is not None
+    parts: list[dict[str, np.ndarray]] = []
+    starts, ends, sizes, state, total = [], [], [], None, 0
+    for appends, arrays in zip(plot.appends, plot.arrays, strict=True):
+        before = len(state.data) if state is not None and appends else 0
+        if state is None or not appends:
+            state = replaced(plot.name, state, plot.spec, arrays, 0)
+            state.fig_kwargs = dict(plot.fig_kwargs or {})
+            start = total
+        else:
+            state.append(plot.spec, arrays)
+        data = Points().data(state)
+        part = {k: np.asarray(v)[before:] for k, v in data.items()}
+        parts.append(part)
+        total += len(next(iter(part.values()), ()))
+        starts.append(start)
+        ends.append(total)
+        sizes.append(sum(v.nbytes for v in part.values()))
+    names = parts[-1].keys() if parts else ()
+    columns = {k: np.concatenate([p[k] for p in parts if k in p]) for k in names}
+    return _Rows(plot, state, columns, starts, ends, sizes)
+
+
+def _bytes(rows: dict[str, _Rows], latest: dict[str, list[int | None]], kept: list[int]) -> int:
+    """Bytes of the replace frames the ``kept`` moments show."""
+    total = 0
+    for name, plot_rows in rows.items():
+        if not any(plot_rows.plot.appends):
+            shown = {latest[name][i] for i in kept} - {None}
+            total += sum(plot_rows.sizes[f] for f in shown if f is not None)
+    return total
+
+
+def _thinned(count: int, cost: Any, max_bytes: int) -> list[int]:
+    """The most moments, evenly spread with the last kept, whose frames fit ``max_bytes``."""
+
+    def spread(k: int) -> list[int]:
+        return sorted({round(i * (count - 1) / max(k - 1, 1)) for i in range(k)} | {count - 1})
+
+    if count == 0 or cost(list(range(count))) <= max_bytes:
+        return list(range(count))
+    low, high = 1, count  # low always fits (or is the least there is)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if cost(spread(middle)) <= max_bytes else (low, middle)
+    return spread(low)
+
+
+def _compact(
+    plot_rows: _Rows, shown: list[int | None]
+) -> tuple[dict[str, Any], dict[str, Any], list[int], list[int]]:
+    """The rows the shown frames need (the rest dropped), and where each moment's are."""
+    if any(plot_rows.plot.appends):  # an append plot: every row up to the last shown
+        bounds = [plot_rows.shown(f) for f in shown]
+        return plot_rows.columns, plot_rows.columns, [a for a, _ in bounds], [b for _, b in bounds]
+    used = sorted({f for f in shown if f is not None})
+    parts = {f: (plot_rows.starts[f], plot_rows.ends[f]) for f in used}
+    columns = {k: np.concatenate([v[a:b] for a, b in parts.values()] or [v[:0]])
+               for k, v in plot_rows.columns.items()}  # fmt: skip
+    offsets, at = {}, 0
+    for f, (a, b) in parts.items():
+        offsets[f] = (at, at + b - a)
+        at += b - a
+    bounds = [offsets.get(f, (0, 0)) if f is not None else (0, 0) for f in shown]
+    last = bounds[-1] if bounds else (0, 0)
+    now = {k: v[last[0] : last[1]] for k, v in columns.items()}
+    return now, columns, [a for a, _ in bounds], [b for _, b in bounds]
+
+
+def _figure(
+    name: str, run: RunData, state: PlotState | None, data: dict[str, Any]
+) -> tuple[Any, ColumnDataSource]:
+    """A replace or append plot's figure, showing ``data``; and its source."""
+    cell = (run.cells or {}).get(name, (0, 0, 1, 1))
+    fig, source = make_figure(name, cell, state, dict(data), points=True)
+    assert source is not None  # a plot with data has a source
+    return fig, source
+
+
+def _line_figure(name: str, run: RunData, plot: PlotData, at: float | None) -> tuple[Any, Any]:
+    """A line plot's figure, every point of it, with a cursor at the moment shown."""
+    assert plot.spec is not None
+    state = replaced(name, None, plot.spec, plot.arrays[0], 0)
+    state.fig_kwargs = dict(plot.fig_kwargs or {})
+    for arrays in plot.arrays[1:]:
+        state.append(plot.spec, arrays)
+    cell = (run.cells or {}).get(name, (0, 0, 1, 1))
+    fig, _ = make_figure(name, cell, state, Points().data(state), points=True)
+    if at is None:
+        return fig, None
+    span = Span(location=at, dimension="height", line_dash="dashed", line_color="#555555",
+                name=f"{name}:cursor")  # fmt: skip
+    fig.add_layout(span)
+    return fig, span
+
+
+def _grid(cells: dict[str, Any], layout: dict[str, Cell] | None) -> Any:
+    """The figures where the run's layout put them (without one: in a row each)."""
+    if not cells:
+        return Div(text="<p>This run has no plots.</p>")
+    if layout is None:
+        return column(*cells.values())
+    placed: list[Any] = [(fig, *layout[name]) for name, fig in cells.items() if name in layout]
+    rest = [fig for name, fig in cells.items() if name not in layout]
+    grid = [GridBox(children=placed, name="streamvis:grid")] if placed else []
+    return column(*grid, *rest)
+
+
+def _header(run: RunData, kept: int, moments: int) -> str:
+    text = f"<b>streamvis</b> &middot; run <b>{html.escape(run.name)}</b> (exported)"
+    if kept < moments:
+        text += (
+            f"<br>{kept} of its {moments} steps are kept here, evenly spread, to keep the "
+            "file small enough to share; every line plot's point is."
+        )
+    return text
+
+
+def _at(where: float, by_step: bool) -> str:
+    return f"step {where:g}" if by_step else f"{where:.1f} s after the run's first frame"
+
+
+_MOVE_JS = """
+const i = slider.value;
+for (const [source, frames, starts, ends] of sliced) {
+  const data = {};
+  for (const key of frames.columns()) data[key] = frames.data[key].slice(starts[i], ends[i]);
+  source.data = data;
+}
+for (const span of spans) span.location = where[i];
+label.text = by_step ? `step ${where[i]}` : `${where[i].toFixed(1)} s after the run's first frame`;
+"""
+
+_PLAY_JS = """
+if (window._streamvis_play) {
+  clearInterval(window._streamvis_play); window._streamvis_play = null; button.label = "play";
+  return;
+}
+if (slider.value >= slider.end) slider.value = slider.start;
+button.label = "pause";
+window._streamvis_play = setInterval(() => {
+  if (slider.value >= slider.end) {
+    clearInterval(window._streamvis_play); window._streamvis_play = null; button.label = "play";
+  } else slider.value = slider.value + 1;
+}, 100);
+"""
