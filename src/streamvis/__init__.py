@@ -1,7 +1,8 @@
 """streamvis: watch a running program's arrays as live, interactive Bokeh plots.
 
 ``from streamvis import Client`` imports neither tornado nor Bokeh's server and model
-machinery; ``StreamvisServer`` and ``read_run`` are imported on first use.
+machinery; ``StreamvisServer``, ``read_run``, ``serve`` and ``show`` are imported on first
+use.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ._errors import (
 from ._specs import ColorSpec, GridSpec
 
 if TYPE_CHECKING:
+    from ._notebook import serve, show
     from ._readrun import read_run
     from ._server import StreamvisServer
 
@@ -45,6 +47,8 @@ __all__ = [
     "UnknownPlot",
     "UnsupportedVersion",
     "read_run",
+    "serve",
+    "show",
 ]
 
 
@@ -57,4 +61,8 @@ def __getattr__(name: str) -> Any:
         from ._readrun import read_run
 
         return read_run
+    if name in ("serve", "show"):
+        from . import _notebook
+
+        return getattr(_notebook, name)
     raise AttributeError(f"module 'streamvis' has no attribute {name!r}")

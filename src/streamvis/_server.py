@@ -5,7 +5,7 @@ Frames arrive on ``ws://HOST:INGEST_PORT/ingest`` (:mod:`ingest`), are decoded
 pushed to every open page of that run (:mod:`session`); the page port's requests pass the
 same guard first (:mod:`web`, :mod:`guard`). ``StreamvisServer`` is embeddable: ``await
 start()`` / ``await stop()`` on a running loop, port 0 for an ephemeral port;
-``serve_in_thread`` for synchronous code.
+``serve_in_thread`` and ``start_in_thread`` for synchronous code.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import resource
 import threading
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from ._runstore import DEFAULT_BUDGET
 from ._store import Store
 from ._web import GuardedTornado, RunsHandler
 
-__all__ = ["INGEST_PATH", "StreamvisServer", "serve_in_thread"]
+__all__ = ["INGEST_PATH", "StreamvisServer", "serve_in_thread", "start_in_thread"]
 
 log = logging.getLogger("streamvis.server")
 
@@ -234,10 +234,11 @@ class StreamvisServer:
         doc.on_session_destroyed(lambda _context: self.hub.detach(view))
 
 
-@contextlib.contextmanager
-def serve_in_thread(*, wait_loaded: bool = True, **kwargs: Any) -> Iterator[StreamvisServer]:
-    """Run a StreamvisServer on its own thread and loop, for synchronous code and tests
-    (once its stored runs are read, unless ``wait_loaded`` is False)."""
+def start_in_thread(
+    *, wait_loaded: bool = True, **kwargs: Any
+) -> tuple[StreamvisServer, Callable[[], None]]:
+    """Start a StreamvisServer on its own thread and loop (once its stored runs are read,
+    unless ``wait_loaded`` is False): the server, and what stops it (stored, closed)."""
     started = threading.Event()
     box: dict[str, Any] = {}
 
@@ -266,8 +267,21 @@ def serve_in_thread(*, wait_loaded: bool = True, **kwargs: Any) -> Iterator[Stre
         raise StreamvisError("the streamvis server did not start within 30 s")
     if "error" in box:
         raise box["error"]
+
+    def stop() -> None:
+        if thread.is_alive():
+            box["loop"].call_soon_threadsafe(box["loop"].stop)
+            thread.join(10)
+
+    return box["server"], stop
+
+
+@contextlib.contextmanager
+def serve_in_thread(*, wait_loaded: bool = True, **kwargs: Any) -> Iterator[StreamvisServer]:
+    """A StreamvisServer on its own thread and loop while the block runs, for synchronous
+    code and tests (:func:`start_in_thread`)."""
+    server, stop = start_in_thread(wait_loaded=wait_loaded, **kwargs)
     try:
-        yield box["server"]
+        yield server
     finally:
-        box["loop"].call_soon_threadsafe(box["loop"].stop)
-        thread.join(10)
+        stop()
