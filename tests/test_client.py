@@ -37,9 +37,12 @@ def test_public_names_are_exactly_these() -> None:
     assert set(streamvis.__all__) == {
         "ArgumentError", "Client", "ClientClosed", "ColorSpec", "DTypeError", "FrameTooLarge",
         "GridSpec", "ProtocolError", "ServerError", "ShapeError", "StreamvisError",
-        "StreamvisServer", "UnknownPlot", "UnsupportedVersion",
+        "StreamvisServer", "UnknownPlot", "UnsupportedVersion", "read_run", "serve", "show",
     }  # fmt: skip
     assert streamvis.StreamvisServer.__name__ == "StreamvisServer"
+    assert [streamvis.read_run.__name__, streamvis.serve.__name__, streamvis.show.__name__] == [
+        "read_run", "serve", "show"
+    ]  # fmt: skip
 
 
 def test_importing_the_client_does_not_import_tornado_or_bokeh_models() -> None:

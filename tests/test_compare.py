@@ -15,6 +15,10 @@ from test_browser import shows
 
 MODEL = "Bokeh.documents[0].get_model_by_name"
 LAYOUT = {"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1)}
+AT = (  # where the page draws a run's step: through its transform of the run's x
+    "((run, step) => Bokeh.documents[0].all_models.values().find((m) =>"
+    " m.tags?.includes(`streamvis:x:${run}`))?.compute(step))"
+)
 LEGEND = "{0}.center.find((model) => model.type === 'Legend')?.items.map((i) => i.label.value)"
 
 
@@ -172,13 +176,9 @@ def test_line_plots_can_be_drawn_by_the_seconds_since_each_runs_start(
     assert a.flush(timeout=10) and b.flush(timeout=10)
     page = opened(browser, server, "?run=a&run=b&x=time")
     fig = f"{MODEL}('loss:figure')"
-    at = (  # where the page draws a run's step: through its transform of the run's x
-        "((run, step) => Bokeh.documents[0].all_models.values().find((m) =>"
-        " m.tags?.includes(`streamvis:x:${run}`))?.compute(step))"
-    )
-    assert 0.55 < page.wait_for(f"{at}('a', 10)") < 5  # seconds since a's start
-    assert page.js(f"return {at}('a', 0)") == 0
-    assert 0 <= page.js(f"return {at}('b', 1019)") < 0.55  # since b's own start
+    assert 0.55 < page.wait_for(f"{AT}('a', 10)") < 5  # seconds since a's start
+    assert page.js(f"return {AT}('a', 0)") == 0
+    assert 0 <= page.js(f"return {AT}('b', 1019)") < 0.55  # since b's own start
     end = page.wait_for(f"Number.isFinite({fig}?.x_range.end) && {fig}.x_range.end")
     assert end < 5  # no step numbers on this axis
     assert page.js(f"return {fig}.below[0].axis_label") == "seconds since start"
@@ -188,8 +188,25 @@ def test_line_plots_can_be_drawn_by_the_seconds_since_each_runs_start(
         a.tandem_lines("loss", step, np.zeros(2))
     assert a.flush(timeout=10)
     assert page.wait_for_line_length("loss", 30)[-1] == 29
-    assert page.wait_for(f"{at}('a', 29) > 1.15 && {at}('a', 29)") < 10
+    assert page.wait_for(f"{AT}('a', 29) > 1.15 && {AT}('a', 29)") < 10
     alone = opened(browser, server, "?run=a&x=time")  # one run: by time too, named by none
-    assert 1.15 < alone.wait_for(f"{at}('a', 29)") < 10
+    assert 1.15 < alone.wait_for(f"{AT}('a', 29)") < 10
     legend = f"{MODEL}('loss:figure')?.center.some((m) => m.type === 'Legend')"
     assert not alone.js(f"return {legend}")
+
+
+def test_a_page_opened_before_a_runs_data_draws_it_by_the_chosen_x(
+    server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
+) -> None:
+    a, b = connect("a"), connect("b")
+    for client in (a, b):
+        client.set_layout({"loss": (0, 0, 1, 1)})
+    a.tandem_lines("loss", 0, np.zeros(2))
+    assert a.flush(timeout=10) and b.flush(timeout=10)
+    page = opened(browser, server, "?run=a&run=b&x=since")  # b has sent no point yet
+    page.wait_for(f"{MODEL}('loss:figure')?.id")
+    for step in range(1000, 1005):  # b starts now, from a checkpoint
+        b.tandem_lines("loss", step, np.zeros(2))
+    assert b.flush(timeout=10)
+    assert page.wait_for_line_length("loss@b", 5)[0] == 1000
+    assert page.wait_for(f"{AT}('b', 1004)") == 4  # drawn by the steps since its first

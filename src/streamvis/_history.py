@@ -53,22 +53,27 @@ class History:
                 high = last if high is None else max(high, last)
         return None if low is None or high is None else (int(low), int(high))
 
-    def step_times(self, samples: int) -> list[tuple[int, float]]:
-        """About ``samples`` (step, time made) pairs of frames spread evenly over the run, in
-        order, and its last: probes by id, so the cost follows ``samples``, not the run."""
-        db = self._reader()
-        low, high = db.execute("SELECT min(id), max(id) FROM frames").fetchone()
-        if low is None or high is None:
+    def step_times(self, plots: Iterable[str], samples: int) -> list[tuple[int, float]]:
+        """When the run first reached about ``samples`` steps spread evenly over its range
+        (by the client's clock, else at arrival), in order: the first frame of ``plots`` at
+        or after each, found by the index of steps, so the cost follows ``samples`` (and
+        the plots), not the run's length."""
+        names = list(plots)
+        span = self.step_range(names)
+        if span is None:
             return []
+        db, (low, high), n = self._reader(), span, max(samples, 2)
         probe = (
-            "SELECT step, coalesce(sent, time) FROM frames WHERE id {} ? AND op = 'plot' "
-            "AND step IS NOT NULL ORDER BY id {} LIMIT 1"
+            "SELECT step, coalesce(sent, time) FROM frames WHERE plot = ? AND step IS NOT NULL "
+            "AND step >= ? ORDER BY step, id LIMIT 1"
         )
-        n = max(samples, 2)
-        spread = [low + (high - low) * k // (n - 1) for k in range(n)]
-        found = [db.execute(probe.format(">=", "ASC"), (i,)).fetchone() for i in spread[:-1]]
-        found.append(db.execute(probe.format("<=", "DESC"), (high,)).fetchone())
-        return [(int(step), float(made)) for step, made in dict.fromkeys(r for r in found if r)]
+        found: dict[int, float] = {}
+        for target in sorted({low + (high - low) * k // (n - 1) for k in range(n)}):
+            rows = [db.execute(probe, (name, target)).fetchone() for name in names]
+            if rows := [r for r in rows if r is not None]:
+                step, made = min(rows, key=lambda r: (r[0], r[1]))
+                found.setdefault(int(step), float(made))
+        return sorted(found.items())
 
     def nonfinite(self, plot: str, since: int, marks: int) -> tuple[int, list[tuple[float, int]]]:
         """A line plot's non-finite values in frames from id ``since`` on: how many, and

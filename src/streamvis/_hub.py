@@ -18,7 +18,7 @@ import numpy as np
 
 from ._chunking import Chunking
 from ._chunks import Chunks
-from ._clock import ROWS
+from ._clock import ROWS, StepClock
 from ._errors import StoreError, StreamvisError, UnknownPlot
 from ._plots.raster import Viewport
 from ._plotstate import MARKS
@@ -335,7 +335,8 @@ def _replayed(stored: RunStore, run: str, chunks: bool) -> tuple[RunState, int]:
     state.next_id = max(state.next_id, stored.last_id() + 1)
     state.take_steps(stored.step_range(state.plots))
     state.take_times(stored.time_range())
-    state.clock.extend(stored.step_times(ROWS))
+    state.clock = StepClock()  # the replay took its frames out of order: from samples
+    state.clock.extend(stored.step_times(state.plots, ROWS))
     state.merge_seqs(stored.last_seqs())
     state.settle()  # the rows of plots restored from their chunks
     for plot in state.plots.values():

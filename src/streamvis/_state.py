@@ -4,6 +4,7 @@ admitting frames (checked against the run's form) and applying them once stored.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -237,8 +238,7 @@ class RunState:
                 self.rewinds += 1  # a run resumed from a checkpoint, say
                 self.rewound = (self.last_step, step)
             self.last_step = step
-            if made is not None:
-                self.clock.take(step, made)
+            self.clock.take(step, made if made is not None else time.time())  # else: arrival
         spec, fig = admitted.spec, admitted.fig
         old = self.plots.get(frame.name)
         if old is not None and spec.append:

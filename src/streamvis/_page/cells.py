@@ -108,13 +108,15 @@ class Cells:
 
     def _among(self, run: str, panels: int = 1) -> Among:
         """``run`` among the page's runs, its line plots' steps drawn as the page's x says
-        (one transform for all its figures); a page of one run names no run."""
-        if run not in self._maps:
-            xmap = self._xmap(run)
-            state = self._lookup(run)
+        (one transform for all its figures); a page of one run names no run. A map that
+        moves nothing yet (a run with no data) is not kept: its data's figures ask again."""
+        drawn = self._maps.get(run)
+        if drawn is None:
+            xmap, state = self._xmap(run), self._lookup(run)
             version = state.clock.version if state is not None else -1
-            self._maps[run] = _Map(xmap, x_transform(xmap, run), version, time.monotonic())
-        drawn = self._maps[run]
+            drawn = _Map(xmap, x_transform(xmap, run), version, time.monotonic())
+            if not xmap.identity or self._x.value == "step":
+                self._maps[run] = drawn
         named = len(self.runs) > 1
         return Among(run, self.runs.index(run), panels, named, drawn.xmap, drawn.transform)
 
@@ -139,6 +141,9 @@ class Cells:
             for key, view in self._views.items():
                 if self._split(key)[0] == run:
                     view.x_map = xmap
+                    start, end = view.figure.x_range.start, view.figure.x_range.end
+                    if view.window is not None and isinstance(start, int | float):
+                        view.window = (xmap.step(float(start)), xmap.step(float(end)))
 
     def _smoothed(self) -> None:
         """The person moved the smoothing slider: draw every line plot so smoothed."""
@@ -168,7 +173,7 @@ class Cells:
         """Mark ``step`` on the line plots (None: live, or by time: none)."""
         marked = step is not None and not self._timeline.by_time  # by time: no step to mark
         for span, after, run in self._cursors.values():
-            at = self._maps[run].xmap.at(step) if step is not None and marked else 0
+            at = self._maps.get(run, _Map()).xmap.at(step) if step is not None and marked else 0
             span.update(location=at, visible=marked)
             if after is not None:
                 after.update(left=at, visible=marked)
@@ -187,7 +192,7 @@ class Cells:
             if view is not None:
                 costs[key] = view.cost
                 view.retire()
-            span, after, _ = self._cursors.pop(key, (None, None, 0.0))
+            span, after, _ = self._cursors.pop(key, (None, None, ""))
             for mark in (span, after):
                 if mark is not None:
                     mark.name = None
@@ -233,7 +238,6 @@ class Cells:
             if after is not None:
                 fig.add_layout(after)
             fig.add_layout(span)
-            self._maps.setdefault(run, _Map())
             self._cursors[key] = (span, after, run)
         return fig, source
 

@@ -116,13 +116,13 @@ def shifted_x(among: Among | None, column: str) -> Any:
 
 
 # A step x mapped by the lines through the table's nearest rows (s: steps, t: where they are
-# drawn), as XMap.shown computes it; flat x (marks) or a list of them (lines).
+# drawn), as XMap.at computes it; flat x (marks) or a list of them (lines).
 _MAP_JS = """
 const n = s.length;
 const at = (x) => {
   if (n === 1) return t[0];
   let lo = 0, hi = n - 1;
-  if (x <= s[0]) hi = 1; else if (x >= s[n - 1]) lo = n - 2;
+  if (x < s[0]) hi = 1; else if (x >= s[n - 1]) lo = n - 2;
   else while (hi - lo > 1) { const m = (lo + hi) >> 1; if (s[m] <= x) lo = m; else hi = m; }
   const dx = s[hi] - s[lo];
   return dx ? t[lo] + (x - s[lo]) * (t[hi] - t[lo]) / dx : t[lo];
@@ -321,7 +321,7 @@ def _names_x(among: Among, plot: PlotState) -> bool:
     """Whether a figure's x axis says what its x is: a line plot drawn by another x than the
     step, unless its fig_kwargs label the axis."""
     kind, labelled = plot.spec.kind, "x_axis_label" in plot.fig_kwargs
-    return not among.xmap.identity and kind == "tandem_lines" and not labelled
+    return among.xmap.along != "step" and kind == "tandem_lines" and not labelled
 
 
 def _lines(
