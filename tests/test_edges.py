@@ -78,8 +78,10 @@ def test_the_page_port_is_reported_with_the_ingest_port(server: StreamvisServer)
         (error,) = client.errors
         assert "page port" in str(error) and str(server.ingest_port) in str(error)
     with Client(address, "test", exit_timeout=0.1, on_error="raise") as strict:
-        strict.set_layout(LAYOUT)
+        # Strict: raised at the next call once refused, which may already be set_layout
+        # (the sender connects at once) or else the flush.
         with pytest.raises(ServerError, match=rf"page port.*here {server.ingest_port}"):
+            strict.set_layout(LAYOUT)
             strict.flush(timeout=10)
 
 

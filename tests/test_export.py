@@ -212,3 +212,18 @@ def test_a_big_run_is_thinned_to_fit_and_the_page_says_so(
     assert "steps are kept here" not in (tmp_path / "all.html").read_text()
     assert (tmp_path / "big.html").stat().st_size <= 2 * 2**20  # the cap: the file's size
     assert (tmp_path / "all.html").stat().st_size > 3 * 2**20
+
+
+def test_parquet_without_pyarrow_says_what_to_install(
+    writing: StreamvisServer, tmp_path: Path
+) -> None:
+    args = ["export", "--data_dir", str(tmp_path), "r", str(tmp_path / "r.parquet")]
+    code = (
+        "import sys; sys.modules['pyarrow'] = None;"  # as where pyarrow is not installed
+        f"from streamvis._commands import main; sys.exit(main({args!r}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "needs pyarrow: pip install pyarrow" in done.stderr
+    assert not (tmp_path / "r.parquet").exists()
