@@ -77,12 +77,12 @@ def test_the_page_port_is_reported_with_the_ingest_port(server: StreamvisServer)
         assert time.monotonic() - start < scaled(5)
         (error,) = client.errors
         assert "page port" in str(error) and str(server.ingest_port) in str(error)
-    with Client(address, "test", exit_timeout=0.1, on_error="raise") as strict:
-        # Strict: raised at the next call once refused, which may already be set_layout
-        # (the sender connects at once) or else the flush.
-        with pytest.raises(ServerError, match=rf"page port.*here {server.ingest_port}"):
-            strict.set_layout(LAYOUT)
-            strict.flush(timeout=10)
+    # Strict: raised at the next call once refused, which may already be set_layout (the
+    # sender connects at once) or else the flush.
+    refused = pytest.raises(ServerError, match=rf"page port.*here {server.ingest_port}")
+    with Client(address, "test", exit_timeout=0.1, on_error="raise") as strict, refused:
+        strict.set_layout(LAYOUT)
+        strict.flush(timeout=10)
 
 
 def test_a_frame_too_large_for_the_client_is_an_argument_error() -> None:

@@ -227,3 +227,24 @@ def test_parquet_without_pyarrow_says_what_to_install(
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "needs pyarrow: pip install pyarrow" in done.stderr
     assert not (tmp_path / "r.parquet").exists()
+
+
+def test_long_lines_are_thinned_to_their_extremes_to_fit(
+    stored: StreamvisServer, tmp_path: Path, browser: Callable[[], Page]
+) -> None:
+    with Client(f"127.0.0.1:{stored.ingest_port}", "long", exit_timeout=5) as client:
+        client.set_layout({"loss": (0, 0, 1, 1)})
+        for step in range(30_000):
+            spike = 1000.0 if step == 12_345 else 0.0  # what thinning must not lose
+            client.tandem_lines("loss", step, np.array([np.sin(step / 50), spike, -spike, 1]))
+        assert client.flush(timeout=60)
+    done = export(tmp_path, "long", str(tmp_path / "long.html"), "--max_mb", "2")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "long.html").stat().st_size <= 2 * 2**20
+    page = browser()
+    page.open((tmp_path / "long.html").as_uri())
+    header = page.wait_for("Bokeh.documents[0]?.get_model_by_name('streamvis:header')?.text")
+    assert "least and greatest value of every" in header
+    xs, ys = page.line("loss", 1)
+    assert 100 < len(xs) < 30_000 and max(ys) == 1000.0 and xs[ys.index(1000.0)] == 12_345
+    assert min(page.line("loss", 2)[1]) == -1000.0 and xs[0] == 0

@@ -25,6 +25,7 @@ __all__ = ["FORMATS", "LONG_COLUMNS", "check_out", "write_run"]
 
 FORMATS = (".csv", ".npz", ".parquet", ".html")
 LONG_COLUMNS = ("plot", "line", "step", "time", "value")
+PIECE_FRAMES = 10_000  # a line plot's frames turned into rows at once
 
 
 def check_out(out: str | Path) -> Path:
@@ -89,8 +90,8 @@ def _write_csv(plots: list[PlotData], file: IO[bytes]) -> None:
     with open(file.fileno(), "w", newline="", encoding="utf-8", closefd=False) as text:
         writer = csv.writer(text)
         writer.writerow(LONG_COLUMNS)
-        for plot in plots:
-            columns = long_form(plot)
+        for plot, frames in _pieces(plots):
+            columns = long_form(plot, frames)
             steps = [_number(s) for s in columns["step"].tolist()]
             writer.writerows(
                 zip(
@@ -102,6 +103,13 @@ def _write_csv(plots: list[PlotData], file: IO[bytes]) -> None:
                     strict=True,
                 )
             )
+
+
+def _pieces(plots: list[PlotData]) -> Iterator[tuple[PlotData, slice]]:
+    """Each plot's frames a piece at a time: the rows of one piece are made at once."""
+    for plot in plots:
+        for first in range(0, len(plot.arrays), PIECE_FRAMES):
+            yield plot, slice(first, first + PIECE_FRAMES)
 
 
 def _number(value: float) -> str:
@@ -117,16 +125,17 @@ def _write_parquet(plots: list[PlotData], file: IO[bytes]) -> None:
         raise ArgumentError(
             "writing .parquet needs pyarrow: pip install pyarrow (or write .csv)"
         ) from exc
-    parts = [long_form(plot) for plot in plots]
-    table = pyarrow.table(
-        {
-            name: np.concatenate([part[name] for part in parts]).tolist()
-            if name in ("plot", "line")
-            else np.concatenate([part[name] for part in parts])
-            for name in LONG_COLUMNS
-        }
-    )
-    parquet.write_table(table, file)
+    writer = None
+    for plot, frames in _pieces(plots):  # a row group a piece: memory follows the piece
+        part = long_form(plot, frames)
+        columns = {name: part[name].tolist() if name in ("plot", "line") else part[name]
+                   for name in LONG_COLUMNS}  # fmt: skip
+        table = pyarrow.table(columns)
+        if writer is None:
+            writer = parquet.ParquetWriter(file, table.schema)
+        writer.write_table(table)
+    if writer is not None:
+        writer.close()
 
 
 def _npz_arrays(run: RunData) -> Iterator[tuple[str, Any]]:

@@ -58,23 +58,43 @@ def write_html(run: RunData, file: IO[bytes], max_bytes: int = MAX_BYTES) -> Non
     lines = {n: p for n, p in run.plots.items() if p.kind == "tandem_lines" and p.arrays}
     rows = {n: _rows(p) for n, p in run.plots.items() if n not in lines and p.arrays}
     latest = {name: _latest(rows[name].plot, moments, by_step) for name in rows}
-    every = list(range(len(moments)))
-    least = _page(run, moments, by_step, lines, rows, latest, every[-1:])
+    plan = _Plan(run, moments, by_step, lines, rows, latest)
+    last = list(range(len(moments)))[-1:]
+    least = _page(plan, last)
+    points = 8 * sum(p.values().size for p in lines.values()) * 4 // 3  # float32 x and y
+    if len(least) > max_bytes and len(least) - points < max_bytes:  # lines make it too big
+        # Each line keeps its least and greatest value of every ``bucket`` points, in half
+        # of what the rest leaves.
+        allowed = max(max_bytes - (len(least) - points), max_bytes // 4)
+        plan.bucket = max(-(-4 * points // allowed), 3)
+        least = _page(plan, last)
     if len(least) >= max_bytes or len(moments) < 2:
         file.write(least)
         return
     # What the least page holds but its last step's frames (BokehJS, lines, append plots)
     # stays; the rest of the budget takes frames, at the 4/3 that base64 makes of them.
-    budget = (max_bytes - len(least)) * 3 // 4 + _bytes(rows, latest, every[-1:])
+    budget = (max_bytes - len(least)) * 3 // 4 + _bytes(rows, latest, last)
     kept = _thinned(len(moments), lambda k: _bytes(rows, latest, k), budget)
-    file.write(_page(run, moments, by_step, lines, rows, latest, kept))
+    file.write(_page(plan, kept))
 
 
-def _page(
-    run: RunData, moments: list[float], by_step: bool, lines: dict[str, PlotData],
-    rows: dict[str, _Rows], latest: dict[str, list[int | None]], kept: list[int],
-) -> bytes:  # fmt: skip
-    """The page of the ``kept`` moments (indices into ``moments``), as bytes."""
+@dataclass
+class _Plan:
+    """What a page is made of: the run's moments (steps, or times), its line plots and its
+    other plots' rows, the frame each shows at each moment, and how lines are thinned."""
+
+    run: RunData
+    moments: list[float]
+    by_step: bool
+    lines: dict[str, PlotData]
+    rows: dict[str, _Rows]
+    latest: dict[str, list[int | None]]
+    bucket: int = 1  # lines: the least and greatest value of every ``bucket`` points
+
+
+def _page(plan: _Plan, kept: list[int]) -> bytes:
+    """The page of the ``kept`` moments (indices into ``plan.moments``), as bytes."""
+    run, moments, by_step, latest = plan.run, plan.moments, plan.by_step, plan.latest
     origin = moments[0] if moments else 0.0
     where = [moments[i] if by_step else moments[i] - origin for i in kept]
     slider = Slider(start=0, end=max(len(kept) - 1, 1), value=len(kept) - 1, step=1,
@@ -83,13 +103,14 @@ def _page(
     label = Div(text=_at(where[-1], by_step) if where else "no steps kept", name="streamvis:at")
     cells: dict[str, Any] = {}
     sliced, spans = [], []
-    for name, plot_rows in rows.items():
+    for name, plot_rows in plan.rows.items():
         now, frames, starts, ends = _compact(plot_rows, [latest[name][i] for i in kept])
         fig, source = _figure(name, run, plot_rows.state, now)
         cells[name] = fig
         sliced.append([source, ColumnDataSource(data=frames), starts, ends])
-    for name, plot in lines.items():
-        fig, span = _line_figure(name, run, plot, where[-1] if where and by_step else None)
+    for name, plot in plan.lines.items():
+        at = where[-1] if where and by_step else None
+        fig, span = _line_figure(name, run, plot, at, plan.bucket)
         cells[name] = fig
         spans += [span] if span is not None else []
     move = CustomJS(args=dict(slider=slider, sliced=sliced, spans=spans, where=where,
@@ -98,7 +119,7 @@ def _page(
     play = Button(label="play", width=70, name="streamvis:play")
     play.js_on_event("button_click", CustomJS(args=dict(slider=slider, button=play),
                                               code=_PLAY_JS))  # fmt: skip
-    header = Div(text=_header(run, len(kept), len(moments)), name="streamvis:header")
+    header = Div(text=_header(run, len(kept), len(moments), plan.bucket), name="streamvis:header")
     page = column(header, row(slider, play, label), _grid(cells, run.cells))
     return file_html(page, resources=INLINE, title=f"streamvis · {run.name}").encode("utf-8")
 
@@ -205,21 +226,43 @@ def _figure(
     return fig, source
 
 
-def _line_figure(name: str, run: RunData, plot: PlotData, at: float | None) -> tuple[Any, Any]:
-    """A line plot's figure, every point of it, with a cursor at the moment shown."""
+def _line_figure(
+    name: str, run: RunData, plot: PlotData, at: float | None, bucket: int
+) -> tuple[Any, Any]:
+    """A line plot's figure, every point of it (or each line's least and greatest of every
+    ``bucket``), with a cursor at the moment shown."""
     assert plot.spec is not None
     state = replaced(name, None, plot.spec, plot.arrays[0], 0)
     state.fig_kwargs = dict(plot.fig_kwargs or {})
     for arrays in plot.arrays[1:]:
         state.append(plot.spec, arrays)
     cell = (run.cells or {}).get(name, (0, 0, 1, 1))
-    fig, _ = make_figure(name, cell, state, Points().data(state), points=True)
+    data = Points().data(state)
+    if bucket > 1:
+        kept = [_extremes(ys, bucket) for ys in data["ys"]]
+        data["xs"] = [xs[k] for xs, k in zip(data["xs"], kept, strict=True)]
+        data["ys"] = [ys[k] for ys, k in zip(data["ys"], kept, strict=True)]
+    fig, _ = make_figure(name, cell, state, data, points=True)
     if at is None:
         return fig, None
     span = Span(location=at, dimension="height", line_dash="dashed", line_color="#555555",
                 name=f"{name}:cursor")  # fmt: skip
     fig.add_layout(span)
     return fig, span
+
+
+def _extremes(values: np.ndarray, bucket: int) -> np.ndarray:
+    """The indices of the least and greatest of every ``bucket`` values, in order (NaN:
+    neither, unless a bucket is all NaN)."""
+    values = np.asarray(values, np.float64)
+    count = -(-len(values) // bucket) * bucket
+    padded = np.full(count, np.nan)
+    padded[: len(values)] = values
+    low = np.where(np.isnan(padded), np.inf, padded).reshape(-1, bucket).argmin(axis=1)
+    high = np.where(np.isnan(padded), -np.inf, padded).reshape(-1, bucket).argmax(axis=1)
+    starts = np.arange(0, count, bucket)
+    found = np.unique(np.concatenate([starts + low, starts + high]))
+    return found[found < len(values)]
 
 
 def _grid(cells: dict[str, Any], layout: dict[str, Cell] | None) -> Any:
@@ -234,12 +277,17 @@ def _grid(cells: dict[str, Any], layout: dict[str, Cell] | None) -> Any:
     return column(*grid, *rest)
 
 
-def _header(run: RunData, kept: int, moments: int) -> str:
+def _header(run: RunData, kept: int, moments: int, bucket: int) -> str:
     text = f"<b>streamvis</b> &middot; run <b>{html.escape(run.name)}</b> (exported)"
     if kept < moments:
         text += (
             f"<br>{kept} of its {moments} steps are kept here, evenly spread, to keep the "
-            "file small enough to share; every line plot's point is."
+            "file small enough to share."
+        )
+    if bucket > 1:
+        text += (
+            f"<br>Line plots show each line's least and greatest value of every {bucket} "
+            "points, to keep the file small enough to share."
         )
     return text
 

@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 PROGRESS_FRAMES = 20_000  # frames read between reports of progress
+_ALL = slice(None)
 
 
 @dataclass(frozen=True)
@@ -62,17 +63,18 @@ class PlotData:
         labels = self.labels or ()
         return [labels[k] if k < len(labels) else str(k) for k in range(count)]
 
-    def values(self) -> np.ndarray:
-        """A line plot's values, a row per frame and a column per line (NaN where a frame
-        had fewer lines)."""
-        out = np.full((len(self.arrays), len(self.lines)), np.nan)
-        for row, (_, ys) in enumerate(self.arrays):
+    def values(self, frames: slice = _ALL) -> np.ndarray:
+        """A line plot's values, a row per frame (of ``frames``) and a column per line (NaN
+        where a frame had fewer lines)."""
+        chosen = self.arrays[frames]
+        out = np.full((len(chosen), len(self.lines)), np.nan)
+        for row, (_, ys) in enumerate(chosen):
             out[row, : ys.size] = ys.reshape(-1)
         return out
 
-    def x(self) -> np.ndarray:
-        """A line plot's x of each frame (its step, mostly)."""
-        return np.array([float(a[0].reshape(-1)[0]) for a in self.arrays], np.float64)
+    def x(self, frames: slice = _ALL) -> np.ndarray:
+        """A line plot's x of each frame (of ``frames``): its step, mostly."""
+        return np.array([float(a[0].reshape(-1)[0]) for a in self.arrays[frames]], np.float64)
 
     def to_pandas(self) -> Any:
         """A line plot in long form, a row per point: ``plot, line, step, time, value``
@@ -93,27 +95,27 @@ class RunData:
     cells: dict[str, Cell] | None = None  # its last layout: plot -> (row, col, rows, cols)
 
 
-def long_form(plot: PlotData) -> dict[str, np.ndarray]:
-    """A line plot's points as columns ``plot, line, step, time, value`` (a row per point,
-    by frame then line); raises ArgumentError for other plots."""
+def long_form(plot: PlotData, frames: slice = _ALL) -> dict[str, np.ndarray]:
+    """A line plot's points (of ``frames``) as columns ``plot, line, step, time, value`` (a
+    row per point, by frame then line); raises ArgumentError for other plots."""
     if plot.kind != "tandem_lines":
         raise ArgumentError(f"plot {plot.name!r} is a {plot.kind} plot, not a line plot")
-    values, lines = plot.values(), len(plot.lines)
-    steps = np.where(np.isnan(plot.steps), plot.x(), plot.steps)
-    keep = _sent(plot, values)  # not the lines a frame lacked
+    values, lines = plot.values(frames), len(plot.lines)
+    steps = np.where(np.isnan(plot.steps[frames]), plot.x(frames), plot.steps[frames])
+    keep = _sent(plot.arrays[frames], values)  # not the lines a frame lacked
     return {
         "plot": np.full(values.size, plot.name, dtype=object)[keep],
-        "line": np.tile(np.array(plot.lines, dtype=object), len(plot.arrays))[keep],
+        "line": np.tile(np.array(plot.lines, dtype=object), len(values))[keep],
         "step": np.repeat(steps, lines)[keep],
-        "time": np.repeat(plot.times, lines)[keep],
+        "time": np.repeat(plot.times[frames], lines)[keep],
         "value": values.reshape(-1)[keep],
     }
 
 
-def _sent(plot: PlotData, values: np.ndarray) -> np.ndarray:
+def _sent(arrays: tuple[tuple[np.ndarray, ...], ...], values: np.ndarray) -> np.ndarray:
     """Which cells of ``values`` (frames x lines, flattened) a frame sent (a NaN sent stays)."""
     sent = np.zeros(values.shape, bool)
-    for row, (_, ys) in enumerate(plot.arrays):
+    for row, (_, ys) in enumerate(arrays):
         sent[row, : ys.size] = True
     return sent.reshape(-1)
 
