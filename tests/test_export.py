@@ -155,6 +155,11 @@ def test_bad_arguments_get_one_line_and_a_non_zero_exit(
         (("r", "missing/a.csv"), "cannot write"),
         (("r", "a.csv", "--plots", "zz"), "has no plot 'zz'"),
         (("r", "a.csv", "--steps", "5"), "give A:B"),
+        (("r", "a.csv", "--steps", "5:2"), "A is after B"),
+        (("r", "a.csv", "--plots", ","), "names no plot"),
+        (("r", "a.html", "--max_mb", "nan"), "not a positive number of MiB"),
+        (("r", "a.csv", "--no_such_flag"), "unrecognized arguments"),
+        (("../r", "a.csv"), "not a valid name"),
     ):
         done = export(folder, args[0], str(tmp_path / args[1]), *args[2:])
         assert done.returncode != 0 and done.stdout == ""
@@ -248,3 +253,42 @@ def test_long_lines_are_thinned_to_their_extremes_to_fit(
     xs, ys = page.line("loss", 1)
     assert 100 < len(xs) < 30_000 and max(ys) == 1000.0 and xs[ys.index(1000.0)] == 12_345
     assert min(page.line("loss", 2)[1]) == -1000.0 and xs[0] == 0
+
+
+def test_the_html_file_shows_each_plot_as_it_was_at_each_step(
+    stored: StreamvisServer, tmp_path: Path, browser: Callable[[], Page]
+) -> None:
+    with Client(f"127.0.0.1:{stored.ingest_port}", "mixed", exit_timeout=5) as client:
+        client.set_layout({"old": (0, 0, 1, 1)})
+        client.tandem_lines("old", 0, np.zeros(3))  # gone with the clear below
+        client.clear()
+        client.set_layout({"loss": (0, 0, 1, 1), "pts": (0, 1, 1, 1), "bag": (1, 0, 1, 1),
+                           "free": (1, 1, 1, 1)})  # fmt: skip
+        for step in range(6):
+            client.set_step(step)
+            client.tandem_lines("loss", step, np.array([float(step)]))
+            assert client.flush(timeout=10)
+            client.scatter("pts", np.full((2, 2), float(step)), spatial_dim=1,
+                           fig_kwargs={"title": "points"} if step == 0 else None)  # fmt: skip
+            if step == 3:  # an append plot starts anew from a replace
+                client.scatter("bag", np.full((1, 2), 30.0), spatial_dim=1)
+            else:
+                client.scatter("bag", np.full((1, 2), float(step)), spatial_dim=1, append=True)
+            assert client.flush(timeout=10)
+        client.set_step(None)
+        client.scatter("free", np.full((1, 2), 9.0), spatial_dim=1)  # no step at all
+        assert client.flush(timeout=10)
+    run = streamvis.read_run(tmp_path, "mixed")
+    assert list(run.plots) == ["loss", "pts", "bag", "free"]  # the cleared plot is gone
+    done = export(tmp_path, "mixed", str(tmp_path / "m.html"), "--steps", "2:")
+    assert done.returncode == 0, done.stderr
+    page = browser()
+    page.open((tmp_path / "m.html").as_uri())
+    assert page.wait_for_column_length("bag", "x", 3) == [30.0, 4.0, 5.0]  # since the replace
+    assert page.wait_for_column_length("pts", "x", 2) == [5.0, 5.0]
+    assert page.column("free", "x") == [9.0]  # by time: its frame came after every step
+    model = "Bokeh.documents[0].get_model_by_name"
+    assert page.js(f"return {model}('pts:figure').title.text") == "points"  # sent at step 0
+    page.js(f"{model}('streamvis:step').value = 0;")  # step 2
+    assert page.wait_for_column_length("bag", "x", 3) == [0.0, 1.0, 2.0]
+    assert page.column("pts", "x") == [2.0, 2.0] and page.column("free", "x") == []

@@ -6,24 +6,33 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import sys
 from collections.abc import Sequence
+from typing import IO, NoReturn
 
 from . import _cli
 from ._errors import ArgumentError, StreamvisError
 from ._export import FORMATS, check_out, write_run
-from ._readrun import read_run, run_summaries
+from ._readrun import RunData, read_run, run_summaries
 
 __all__ = ["main"]
 
 _DATA_DIR = "streamvis_data"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Its errors in one line (argparse's own print the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="streamvis", description="Watch, list and export streamvis runs."
+    parser = _Parser(prog="streamvis", description="Watch, list and export streamvis runs.")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_parser("serve", help="run the server (flags: streamvis serve --help)",
                         add_help=False)  # fmt: skip
     runs = commands.add_parser("runs", help="list the runs of a data folder")
@@ -39,11 +48,22 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--steps", metavar="A:B", help="only steps A to B (either may be left out)")
     export.add_argument(
         "--max_mb",
-        type=float,
+        type=_size,
         default=20,
         help=".html: frames kept, in MiB, before steps are thinned (default 20)",
     )
     return parser
+
+
+def _size(text: str) -> float:
+    """A positive, finite number of MiB."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of MiB")
+    return value
 
 
 def _steps(text: str | None) -> tuple[int | None, int | None]:
@@ -59,6 +79,8 @@ def _steps(text: str | None) -> tuple[int | None, int | None]:
         raise ArgumentError(
             f"--steps {text!r}: give A:B, whole numbers, like 100:2000 or 500:"
         ) from None
+    if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
+        raise ArgumentError(f"--steps {text!r}: A is after B; give the first step first")
     return bounds
 
 
@@ -69,6 +91,9 @@ def _when(seconds: float) -> str:
 def _list(data_dir: str) -> None:
     rows = [("run", "plots", "steps", "first", "last", "size")]
     for run in run_summaries(data_dir):
+        if isinstance(run, str):  # a run that cannot be read
+            rows.append((run, "?", "unreadable", "-", "-", "-"))
+            continue
         steps = f"{run.steps[0]}..{run.steps[1]}" if run.steps else "-"
         first, last = (_when(t) for t in run.times) if run.times else ("-", "-")
         rows.append((run.name, str(run.plots), steps, first, last, f"{run.bytes / 2**20:.1f} MiB"))
@@ -81,16 +106,25 @@ def _list(data_dir: str) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from ._export_html import write_html  # Bokeh's models: only for .html
-
     out = check_out(args.out)
-    plots = [p.strip() for p in args.plots.split(",") if p.strip()] if args.plots else None
+    plots = None
+    if args.plots is not None:
+        plots = [p.strip() for p in args.plots.split(",") if p.strip()]
+        if not plots:
+            raise ArgumentError(f"--plots {args.plots!r} names no plot: give names, a,b")
 
     def progress(plot: str, frames: int) -> None:
         print(f"streamvis export: {args.run}: {plot}: {frames} frames read", file=sys.stderr)
 
-    run = read_run(args.data_dir, args.run, plots, _steps(args.steps), progress)
-    size = write_run(run, out, lambda r, f: write_html(r, f, int(args.max_mb * 2**20)))
+    held = out.suffix.lower() == ".html"  # a page at the first step shows what plots held
+    run = read_run(args.data_dir, args.run, plots, _steps(args.steps), progress, held)
+
+    def html(run: RunData, file: IO[bytes]) -> None:
+        from ._export_html import write_html  # Bokeh's models: only for .html
+
+        write_html(run, file, int(args.max_mb * 2**20))
+
+    size = write_run(run, out, html)
     print(f"wrote {out} ({size / 2**20:.1f} MiB)")
 
 
@@ -107,5 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _export(args)
     except StreamvisError as exc:
         print(f"streamvis {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader went away (streamvis runs | head)
+        return 0
+    except OSError as exc:
+        print(f"streamvis {args.command}: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
         return 2
     return 0

@@ -32,7 +32,8 @@ from ._specs import Cell
 
 __all__ = ["MAX_BYTES", "write_html"]
 
-MAX_BYTES = 20 * 2**20  # frames a file keeps, at most, before steps are thinned
+MAX_BYTES = 20 * 2**20  # what a file takes, at most, before steps are thinned
+MAX_MOMENTS = 10_000  # places on its time control, at most
 
 
 @dataclass
@@ -54,10 +55,14 @@ class _Rows:
 def write_html(run: RunData, file: IO[bytes], max_bytes: int = MAX_BYTES) -> None:
     """Write run ``run``'s dashboard to ``file`` as one self-contained HTML page of at most
     about ``max_bytes`` (at least its last step, whatever that takes)."""
-    moments, by_step = _moments(run)
+    moments, by_step, made = _moments(run)
     lines = {n: p for n, p in run.plots.items() if p.kind == "tandem_lines" and p.arrays}
     rows = {n: _rows(p) for n, p in run.plots.items() if n not in lines and p.arrays}
-    latest = {name: _latest(rows[name].plot, moments, by_step) for name in rows}
+    latest = {}
+    for name, plot_rows in rows.items():  # a plot without steps beside others: by time
+        stepped = by_step and not np.isnan(plot_rows.plot.steps).all()
+        keys = plot_rows.plot.steps if stepped else plot_rows.plot.times
+        latest[name] = _latest(keys, moments if stepped else made)
     plan = _Plan(run, moments, by_step, lines, rows, latest)
     last = list(range(len(moments)))[-1:]
     least = _page(plan, last)
@@ -74,7 +79,9 @@ def write_html(run: RunData, file: IO[bytes], max_bytes: int = MAX_BYTES) -> Non
     # What the least page holds but its last step's frames (BokehJS, lines, append plots)
     # stays; the rest of the budget takes frames, at the 4/3 that base64 makes of them.
     budget = (max_bytes - len(least)) * 3 // 4 + _bytes(rows, latest, last)
-    kept = _thinned(len(moments), lambda k: _bytes(rows, latest, k), budget)
+    per_moment = 8 + 8 * len(rows)  # its place, and each plot's rows then (arrays)
+    kept = _thinned(len(moments), lambda k: _bytes(rows, latest, k) + per_moment * len(k),
+                    budget, MAX_MOMENTS)  # fmt: skip
     file.write(_page(plan, kept))
 
 
@@ -107,13 +114,15 @@ def _page(plan: _Plan, kept: list[int]) -> bytes:
         now, frames, starts, ends = _compact(plot_rows, [latest[name][i] for i in kept])
         fig, source = _figure(name, run, plot_rows.state, now)
         cells[name] = fig
-        sliced.append([source, ColumnDataSource(data=frames), starts, ends])
+        bounds = [np.array(starts, np.int32), np.array(ends, np.int32)]  # gzipped arrays
+        sliced.append([source, ColumnDataSource(data=frames), *bounds])
     for name, plot in plan.lines.items():
         at = where[-1] if where and by_step else None
         fig, span = _line_figure(name, run, plot, at, plan.bucket)
         cells[name] = fig
         spans += [span] if span is not None else []
-    move = CustomJS(args=dict(slider=slider, sliced=sliced, spans=spans, where=where,
+    move = CustomJS(args=dict(slider=slider, sliced=sliced, spans=spans,
+                              where=np.array(where, np.float64),
                               label=label, by_step=by_step), code=_MOVE_JS)  # fmt: skip
     slider.js_on_change("value", move)
     play = Button(label="play", width=70, name="streamvis:play")
@@ -124,50 +133,66 @@ def _page(plan: _Plan, kept: list[int]) -> bytes:
     return file_html(page, resources=INLINE, title=f"streamvis · {run.name}").encode("utf-8")
 
 
-def _moments(run: RunData) -> tuple[list[float], bool]:
-    """The run's steps, in order (by step: True); or, for a run that sent none, the times
-    of its frames."""
+def _moments(run: RunData) -> tuple[list[float], bool, list[float]]:
+    """The run's steps, in order (by step: True), and until when each lasted (the next's
+    first frame); or, for a run that sent none, the times of its frames (twice)."""
     steps = np.concatenate([p.steps for p in run.plots.values()] or [np.empty(0)])
-    steps = steps[~np.isnan(steps)]
-    if steps.size:
-        return np.unique(steps).tolist(), True
     times = np.concatenate([p.times for p in run.plots.values()] or [np.empty(0)])
-    return np.unique(times).tolist(), False
+    stepped = ~np.isnan(steps)
+    if not stepped.any():
+        moments = np.unique(times).tolist()
+        return moments, False, moments
+    order = np.lexsort((times[stepped], steps[stepped]))  # by step, then time
+    unique, first = np.unique(steps[stepped][order], return_index=True)
+    reached = np.maximum.accumulate(times[stepped][order][first])
+    # A step lasts until the next is reached (the last: for ever).
+    until = np.append(np.nextafter(reached[1:], -np.inf), np.inf)
+    low = run.steps[0]  # append plots' frames before it: only what they held at it
+    shown = unique >= (low if low is not None else -np.inf)
+    return unique[shown].tolist(), True, until[shown].tolist()
 
 
-def _latest(plot: PlotData, moments: Sequence[float], by_step: bool) -> list[int | None]:
-    """For each moment, the plot's frame shown then: its latest at or before it (the last
-    to arrive among those of the greatest step), or None."""
-    keys = plot.steps if by_step else plot.times
+def _latest(keys: np.ndarray, moments: Sequence[float]) -> list[int | None]:
+    """For each moment, the frame (by its step or time, ``keys``) shown then: the latest at
+    or before it (the last to arrive among those of the greatest), or None."""
     usable = np.flatnonzero(~np.isnan(keys))
-    order = usable[np.lexsort((usable, keys[usable]))]  # by step, then arrival
+    order = usable[np.lexsort((usable, keys[usable]))]  # by key, then arrival
     at = np.searchsorted(keys[order], np.asarray(moments), side="right") - 1
     return [int(order[i]) if i >= 0 else None for i in at.tolist()]
 
 
 def _rows(plot: PlotData) -> _Rows:
-    """A plot's frames as rows, each frame's as a page shows it after that frame."""
-    assert plot.spec is not None
-    parts: list[dict[str, np.ndarray]] = []
-    starts, ends, sizes, state, total = [], [], [], None, 0
-    for appends, arrays in zip(plot.appends, plot.arrays, strict=True):
-        before = len(state.data) if state is not None and appends else 0
+    """A plot's frames as rows, each frame's as a page shows it after that frame: a replace
+    starts a segment of rows, its appends extend it (each frame drawn as it asked)."""
+    segments: list[dict[str, Any]] = []
+    starts, ends, added, state, base = [], [], [], None, 0
+    for spec, appends, arrays in zip(plot.specs, plot.appends, plot.arrays, strict=True):
         if state is None or not appends:
-            state = replaced(plot.name, state, plot.spec, arrays, 0)
+            if state is not None:
+                segments.append(Points().data(state))
+                base += len(state.data)
+            state = replaced(plot.name, state, spec, arrays, 0)
             state.fig_kwargs = dict(plot.fig_kwargs or {})
-            start = total
+            before = 0
         else:
-            state.append(plot.spec, arrays)
-        data = Points().data(state)
-        part = {k: np.asarray(v)[before:] for k, v in data.items()}
-        parts.append(part)
-        total += len(next(iter(part.values()), ()))
-        starts.append(start)
-        ends.append(total)
-        sizes.append(sum(v.nbytes for v in part.values()))
-    names = parts[-1].keys() if parts else ()
-    columns = {k: np.concatenate([p[k] for p in parts if k in p]) for k in names}
-    return _Rows(plot, state, columns, starts, ends, sizes)
+            before = len(state.data)
+            state.append(spec, arrays)
+        starts.append(base)
+        ends.append(base + len(state.data))
+        added.append(len(state.data) - before)
+    if state is not None:
+        segments.append(Points().data(state))
+    names = segments[-1].keys() if segments else ()
+    columns = {k: np.concatenate([_column(seg, k) for seg in segments]) for k in names}
+    per_row = sum(v.nbytes for v in columns.values()) / max(ends[-1] if ends else 0, 1)
+    return _Rows(plot, state, columns, starts, ends, [int(n * per_row) for n in added])
+
+
+def _column(segment: dict[str, Any], name: str) -> np.ndarray:
+    """A segment's column ``name``; zeros where it had none (a replace without color)."""
+    if name in segment:
+        return np.asarray(segment[name])
+    return np.zeros(len(np.asarray(next(iter(segment.values()), ()))))
 
 
 def _bytes(rows: dict[str, _Rows], latest: dict[str, list[int | None]], kept: list[int]) -> int:
@@ -180,15 +205,18 @@ def _bytes(rows: dict[str, _Rows], latest: dict[str, list[int | None]], kept: li
     return total
 
 
-def _thinned(count: int, cost: Any, max_bytes: int) -> list[int]:
-    """The most moments, evenly spread with the last kept, whose frames fit ``max_bytes``."""
+def _thinned(count: int, cost: Any, max_bytes: int, most: int) -> list[int]:
+    """The most moments (``most`` at most), evenly spread with the last kept, whose frames
+    fit ``max_bytes``; the last alone if none do."""
 
     def spread(k: int) -> list[int]:
-        return sorted({round(i * (count - 1) / max(k - 1, 1)) for i in range(k)} | {count - 1})
+        if k <= 1:
+            return [count - 1]
+        return sorted({round(i * (count - 1) / (k - 1)) for i in range(k)})
 
-    if count == 0 or cost(list(range(count))) <= max_bytes:
+    if count == 0 or (count <= most and cost(list(range(count))) <= max_bytes):
         return list(range(count))
-    low, high = 1, count  # low always fits (or is the least there is)
+    low, high = 1, min(count, most) + 1  # low always fits (or is the least there is)
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if cost(spread(middle)) <= max_bytes else (low, middle)
@@ -201,7 +229,9 @@ def _compact(
     """The rows the shown frames need (the rest dropped), and where each moment's are."""
     if any(plot_rows.plot.appends):  # an append plot: every row up to the last shown
         bounds = [plot_rows.shown(f) for f in shown]
-        return plot_rows.columns, plot_rows.columns, [a for a, _ in bounds], [b for _, b in bounds]
+        first, end = bounds[-1] if bounds else (0, 0)
+        now = {k: v[first:end] for k, v in plot_rows.columns.items()}
+        return now, plot_rows.columns, [a for a, _ in bounds], [b for _, b in bounds]
     used = sorted({f for f in shown if f is not None})
     parts = {f: (plot_rows.starts[f], plot_rows.ends[f]) for f in used}
     columns = {k: np.concatenate([v[a:b] for a, b in parts.values()] or [v[:0]])
@@ -231,11 +261,10 @@ def _line_figure(
 ) -> tuple[Any, Any]:
     """A line plot's figure, every point of it (or each line's least and greatest of every
     ``bucket``), with a cursor at the moment shown."""
-    assert plot.spec is not None
-    state = replaced(name, None, plot.spec, plot.arrays[0], 0)
+    state = replaced(name, None, plot.specs[0], plot.arrays[0], 0)
     state.fig_kwargs = dict(plot.fig_kwargs or {})
-    for arrays in plot.arrays[1:]:
-        state.append(plot.spec, arrays)
+    for spec, arrays in zip(plot.specs[1:], plot.arrays[1:], strict=True):
+        state.append(spec, arrays)
     cell = (run.cells or {}).get(name, (0, 0, 1, 1))
     data = Points().data(state)
     if bucket > 1:
@@ -293,7 +322,9 @@ def _header(run: RunData, kept: int, moments: int, bucket: int) -> str:
 
 
 def _at(where: float, by_step: bool) -> str:
-    return f"step {where:g}" if by_step else f"{where:.1f} s after the run's first frame"
+    if by_step:
+        return f"step {int(where)}" if float(where).is_integer() else f"step {where}"
+    return f"{where:.1f} s after the run's first frame"
 
 
 _MOVE_JS = """

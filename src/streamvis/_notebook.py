@@ -8,6 +8,7 @@ and its live updates, and the notebook's page gets nothing of the server's but t
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import urllib.parse
@@ -44,21 +45,35 @@ class Served:
         return f"streamvis pages at {link} (clients: Client({self.ingest!r}, RUN))"
 
 
+_SERVED: dict[str, Served] = {}  # by data folder: a cell run again replaces its server
+
+
 def serve(
     run_name: str = "default", *, data_dir: str | Path | None = "streamvis_data",
     host: str = "127.0.0.1", token: str | None = None, **options: Any,
 ) -> Served:  # fmt: skip
-    """Start a server in this process, on a thread, on free ports; returns where it is.
-    ``data_dir=None`` keeps runs in memory only; ``options`` go to StreamvisServer."""
+    """Start a server in this process, on a thread, on free ports (unless ``ingest_port``
+    or ``bokeh_port`` say); returns where it is. ``data_dir=None`` keeps runs in memory
+    only; ``options`` go to StreamvisServer. Serving a data folder again (a cell run
+    twice) stops the server that had it first; all stop when the kernel exits."""
     from ._server import start_in_thread  # Bokeh's server: only when one is asked for
 
+    folder = str(Path(data_dir).resolve()) if data_dir is not None else None
+    if folder is not None and folder in _SERVED:
+        _SERVED.pop(folder).stop()
+    options.setdefault("ingest_port", 0)
+    options.setdefault("bokeh_port", 0)
     server, stop = start_in_thread(
-        ingest_port=0, bokeh_port=0, run_name=run_name, data_dir=data_dir, host=host,
-        token=token, **options,
-    )  # fmt: skip
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return Served(f"{shown}:{server.bokeh_port}", f"{shown}:{server.ingest_port}",
-                  server.token, stop)  # fmt: skip
+        run_name=run_name, data_dir=data_dir, host=host, token=token, **options
+    )
+    atexit.register(stop)  # what it received is stored before the kernel goes
+    shown = "localhost" if host in ("127.0.0.1", "::1", "0.0.0.0", "::", "") else host
+    shown = f"[{shown}]" if ":" in shown else shown  # an IPv6 address
+    served = Served(f"{shown}:{server.bokeh_port}", f"{shown}:{server.ingest_port}",
+                    server.token, stop)  # fmt: skip
+    if folder is not None:
+        _SERVED[folder] = served
+    return served
 
 
 def dashboard_url(run: str, address: str | Served, token: str | None = None, **query: Any) -> str:
@@ -76,12 +91,11 @@ def dashboard_url(run: str, address: str | Served, token: str | None = None, **q
 def show(
     run: str, address: str | Served = "localhost:5006", *, token: str | None = None,
     height: int = 760, **query: Any,
-) -> Any:  # fmt: skip
+) -> None:  # fmt: skip
     """Show ``run``'s live dashboard in the notebook's output (Jupyter, VS Code): the page
     of the server at ``address`` (as :func:`serve` returned it, or HOST:PORT), with
     ``token`` (else the served one's, else $STREAMVIS_TOKEN) where the server has one.
-    ``query`` adds to the page's address (``step=57``, ``x="time"``). Returns the frame
-    shown."""
+    ``query`` adds to the page's address (``step=57``, ``x="time"``)."""
     try:
         display = importlib.import_module("IPython.display")
     except ImportError as exc:
@@ -90,5 +104,4 @@ def show(
         ) from exc
     frame = display.IFrame(dashboard_url(run, address, token, **query), width="100%",
                            height=height)  # fmt: skip
-    display.display(frame)
-    return frame
+    display.display(frame)  # (returned, a notebook would show it twice)

@@ -2,13 +2,15 @@
 with their steps and times, and :func:`run_summaries` what ``streamvis runs`` lists.
 
 It reads a run's database read-only, beside a server that may be writing it (SQLite's
-write-ahead log lets each statement read one consistent snapshot), and changes nothing:
-no file is created, moved or removed.
+write-ahead log lets each statement read one consistent snapshot), and changes no data
+(SQLite may make the log's index file, ``-shm``, where there is none).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -18,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import ArgumentError, StoreError
+from ._errors import ArgumentError, StoreError, StreamvisError
 from ._history import READ, History
-from ._protocol import made_at
+from ._protocol import check_name, is_name, made_at
 from ._runstore import SEGMENTS
 from ._segments import Segments
 from ._specs import Cell, PlotSpec, check_layout
@@ -35,6 +37,8 @@ __all__ = [
     "read_run",
     "run_summaries",
 ]
+
+log = logging.getLogger("streamvis.export")
 
 PROGRESS_FRAMES = 20_000  # frames read between reports of progress
 _ALL = slice(None)
@@ -54,9 +58,9 @@ class PlotData:
     labels: tuple[str, ...] | None = None  # tandem_lines: its lines' names, if given
     fig_kwargs: dict[str, Any] | None = None  # its figure's settings, as last sent
     appends: tuple[bool, ...] = ()  # whether each frame added to the plot (else replaced it)
-    spec: PlotSpec | None = field(default=None, repr=False)  # as its last frame asked
+    specs: tuple[PlotSpec, ...] = field(default=(), repr=False)  # as each frame asked
 
-    @property
+    @functools.cached_property
     def lines(self) -> list[str]:
         """A line plot's lines' names: its labels, else their numbers."""
         count = max((a[1].size for a in self.arrays), default=0)
@@ -93,6 +97,7 @@ class RunData:
     name: str
     plots: dict[str, PlotData]
     cells: dict[str, Cell] | None = None  # its last layout: plot -> (row, col, rows, cols)
+    steps: tuple[int | None, int | None] = (None, None)  # the steps read (None: open)
 
 
 def long_form(plot: PlotData, frames: slice = _ALL) -> dict[str, np.ndarray]:
@@ -132,13 +137,25 @@ class _ReadOnly(History):
     def _reader(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            uri = self.path.resolve().as_uri()
+            try:
+                db = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+                db.execute("SELECT 1 FROM frames LIMIT 1")
+            except sqlite3.OperationalError:  # no -shm file, and none may be made here:
+                db = sqlite3.connect(f"{uri}?immutable=1", uri=True)  # nothing writes it
+            self._local.db = db
         return db
 
+    def since_cleared(self) -> int:
+        """The id after which the run was last cleared (0: never)."""
+        found = self._reader().execute("SELECT max(id) FROM frames WHERE op = 'clear'")
+        return int(found.fetchone()[0] or 0)
+
     def plot_names(self) -> list[str]:
-        """The run's plots, in the order each first appeared."""
-        query = "SELECT plot, min(id) AS first FROM frames WHERE op = 'plot' GROUP BY plot"
-        return [name for name, _ in sorted(self._reader().execute(query), key=lambda r: r[1])]
+        """The run's plots since it was last cleared, in the order each first appeared."""
+        query = "SELECT plot, min(id) FROM frames WHERE op = 'plot' AND id > ? GROUP BY plot"
+        found = self._reader().execute(query, (self.since_cleared(),))
+        return [name for name, _ in sorted(found, key=lambda r: r[1])]
 
     def layout(self) -> dict[str, Cell] | None:
         """The run's last layout (None: it sent none, or cleared it since)."""
@@ -153,7 +170,7 @@ class _ReadOnly(History):
 
 def open_history(data_dir: str | Path, run: str) -> History:
     """A stored run's history, for reading only; ArgumentError if there is no such run."""
-    path = Path(data_dir) / FOLDER / f"{run}{SUFFIX}"
+    path = Path(data_dir) / FOLDER / f"{check_name(run, 'run name')}{SUFFIX}"
     if not path.is_file():
         known = ", ".join(_runs(Path(data_dir))) or "none"
         raise ArgumentError(f"no run {run!r} in {str(data_dir)!r} (runs there: {known})")
@@ -164,12 +181,14 @@ def read_run(
     data_dir: str | Path, run: str, plots: Sequence[str] | None = None,
     steps: tuple[int | None, int | None] = (None, None),
     progress: Callable[[str, int], None] | None = None,
+    held: bool = False,
 ) -> RunData:  # fmt: skip
     """Run ``run`` of the server data folder ``data_dir``: its plots (or those named in
     ``plots``), each with its kept frames of steps in ``steps`` (inclusive; None: open),
     arrays as sent. Reads while a server runs, without disturbing it. ``progress`` is
-    told a plot's name and its frames read so far, every PROGRESS_FRAMES (and at the end
-    of a plot of as many)."""
+    told a plot's name and its frames read so far, every PROGRESS_FRAMES. With ``held``,
+    an append plot also keeps its frames since its last replace before the first step
+    (what it held then; a page at that step shows them)."""
     history = open_history(data_dir, run)
     assert isinstance(history, _ReadOnly)
     try:
@@ -181,43 +200,60 @@ def read_run(
                 f"(its plots: {', '.join(names) or 'none'})"
             )
         chosen = [n for n in names if plots is None or n in plots]
-        plotted = {name: _plot(history, name, steps, progress) for name in chosen}
-        return RunData(run, plotted, history.layout())
+        plotted = {name: _plot(history, name, steps, progress, held) for name in chosen}
+        return RunData(run, plotted, history.layout(), steps)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read run {run!r}: {exc}") from exc
 
 
+_Kept = tuple[float, float, tuple[np.ndarray, ...], PlotSpec]  # step, time, arrays, spec
+
+
 def _plot(
-    history: History, name: str, bounds: tuple[int | None, int | None],
-    progress: Callable[[str, int], None] | None,
+    history: _ReadOnly, name: str, bounds: tuple[int | None, int | None],
+    progress: Callable[[str, int], None] | None, held: bool,
 ) -> PlotData:  # fmt: skip
-    steps, times, arrays, appends, spec, fig = [], [], [], [], None, None
-    for stored in history.frames(name):
-        step = stored.step
-        if not _within(step, bounds):
-            continue
+    """A plot's frames as it is now: those since the run was last cleared, and since the
+    plot last changed kind (a name may come back as another kind); of steps in ``bounds``,
+    and, if ``held``, before them an append plot's frames since its last replace."""
+    kept: list[_Kept] = []
+    lead: list[_Kept] = []  # before the bounds: since the last replace
+    fig: dict[str, Any] | None = None
+    for count, stored in enumerate(history.frames(name, history.since_cleared()), 1):
         spec = PlotSpec.from_wire(stored.frame.opts)
-        fig = dict(spec.fig_kwargs) if spec.fig_kwargs else fig
-        appends.append(spec.append)
-        steps.append(np.nan if step is None else float(step))
+        fig = dict(spec.fig_kwargs) if spec.fig_kwargs else fig  # sent once, maybe earlier
+        if kept and spec.kind != kept[-1][3].kind:
+            kept = []
+        if progress is not None and count % PROGRESS_FRAMES == 0:
+            progress(name, count)
         made = stored.sent if stored.sent is not None else made_at(stored.frame.opts)
-        times.append(stored.time if made is None else made)
-        arrays.append(tuple(stored.frame.arrays))
-        if progress is not None and len(arrays) % PROGRESS_FRAMES == 0:
-            progress(name, len(arrays))
-    if progress is not None and len(arrays) >= PROGRESS_FRAMES:
-        progress(name, len(arrays))
-    kind = spec.kind if spec is not None else "unknown"
-    return PlotData(name, kind, np.array(steps, np.float64), np.array(times, np.float64),
-                    tuple(arrays), spec.labels if spec is not None else None, fig,
-                    tuple(appends), spec)  # fmt: skip
+        step = np.nan if stored.step is None else float(stored.step)
+        frame = (step, stored.time if made is None else made, tuple(stored.frame.arrays), spec)
+        low = bounds[0]
+        if stored.step is not None and low is not None and stored.step < low and not kept:
+            if held and not spec.append:
+                lead = []  # a replace: what the plot held starts here
+            if held:
+                lead.append(frame)
+        elif _within(stored.step, bounds):
+            kept += lead if not kept and spec.append else []
+            kept.append(frame)
+            lead = []
+    specs = tuple(spec for *_, spec in kept)
+    last = specs[-1] if specs else None
+    return PlotData(
+        name, last.kind if last else "unknown", np.array([k[0] for k in kept], np.float64),
+        np.array([k[1] for k in kept], np.float64), tuple(k[2] for k in kept),
+        last.labels if last else None, fig, tuple(s.append for s in specs), specs,
+    )  # fmt: skip
 
 
 def _within(step: int | None, bounds: tuple[int | None, int | None]) -> bool:
-    """Whether a frame of ``step`` is in ``bounds`` (a frame without a step: if unbounded)."""
+    """Whether a frame of ``step`` is in ``bounds`` (a frame without a step is: it is not
+    outside them)."""
     low, high = bounds
     if step is None:
-        return low is None and high is None
+        return True
     return (low is None or step >= low) and (high is None or step <= high)
 
 
@@ -232,25 +268,27 @@ class RunSummary:
     bytes: int  # on disk: its database, log and segment files
 
 
-def run_summaries(data_dir: str | Path) -> Iterator[RunSummary]:
-    """Every stored run of ``data_dir``, by name (a run that cannot be read is reported
-    by StoreError when its turn comes)."""
+def run_summaries(data_dir: str | Path) -> Iterator[RunSummary | str]:
+    """Every stored run of ``data_dir``, by name; a run that cannot be read, as its name
+    (logged), so that the others are still listed."""
     folder = Path(data_dir)
     for run in _runs(folder):
-        history = open_history(folder, run)
-        assert isinstance(history, _ReadOnly)
         try:
+            history = open_history(folder, run)
+            assert isinstance(history, _ReadOnly)
             names = history.plot_names()
             steps, times = history.step_range(names), history.time_range()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read run {run!r}: {exc}") from exc
+        except (sqlite3.Error, StreamvisError) as exc:
+            log.warning("cannot read run %r: %s", run, exc)
+            yield run
+            continue
         yield RunSummary(run, len(names), steps, times, _size(history.path))
 
 
 def _runs(data_dir: Path) -> list[str]:
     folder = data_dir / FOLDER
     found = folder.glob(f"*{SUFFIX}") if folder.is_dir() else ()
-    return sorted(p.name[: -len(SUFFIX)] for p in found)
+    return sorted(n for p in found if is_name(n := p.name[: -len(SUFFIX)]))
 
 
 def _size(path: Path) -> int:
