@@ -42,6 +42,16 @@ def two_runs(
     return clients
 
 
+def started(connect: Callable[..., Client]) -> tuple[Client, Client]:
+    """Runs "a" and "b" lay out a line plot; a sends its step 0. Their clients."""
+    a, b = connect("a"), connect("b")
+    for client in (a, b):
+        client.set_layout({"loss": (0, 0, 1, 1)})
+    a.tandem_lines("loss", 0, np.zeros(2))
+    assert a.flush(timeout=10) and b.flush(timeout=10)
+    return a, b
+
+
 def opened(browser: Callable[[], Page], server: StreamvisServer, query: str) -> Page:
     return shows(browser(), server, query)
 
@@ -163,11 +173,7 @@ def test_a_plot_drawn_anew_beside_other_runs_rebuilds_its_cell_only(
 def test_line_plots_can_be_drawn_by_the_seconds_since_each_runs_start(
     server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
 ) -> None:
-    a, b = connect("a"), connect("b")
-    for client in (a, b):
-        client.set_layout({"loss": (0, 0, 1, 1)})
-    a.tandem_lines("loss", 0, np.zeros(2))
-    assert a.flush(timeout=10)
+    a, b = started(connect)
     time.sleep(0.6)  # run a's steps 1 and later come 0.6 s after its start (time must pass)
     for step in range(1, 20):
         a.tandem_lines("loss", step, np.zeros(2))
@@ -198,11 +204,7 @@ def test_line_plots_can_be_drawn_by_the_seconds_since_each_runs_start(
 def test_a_page_opened_before_a_runs_data_draws_it_by_the_chosen_x(
     server: StreamvisServer, connect: Callable[..., Client], browser: Callable[[], Page]
 ) -> None:
-    a, b = connect("a"), connect("b")
-    for client in (a, b):
-        client.set_layout({"loss": (0, 0, 1, 1)})
-    a.tandem_lines("loss", 0, np.zeros(2))
-    assert a.flush(timeout=10) and b.flush(timeout=10)
+    _, b = started(connect)
     page = opened(browser, server, "?run=a&run=b&x=since")  # b has sent no point yet
     page.wait_for(f"{MODEL}('loss:figure')?.id")
     for step in range(1000, 1005):  # b starts now, from a checkpoint
