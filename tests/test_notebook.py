@@ -74,14 +74,23 @@ def test_a_notebook_shows_its_own_servers_live_plot(
 
 
 def test_a_server_with_a_token_is_shown_with_it(
-    kernel: Callable[[str], list[dict[str, Any]]], browser: Callable[[], Page]
+    kernel: Callable[[str], list[dict[str, Any]]], browser: Callable[[], Page], tmp_path: Path
 ) -> None:
     kernel(START.format(token=', token="s3cret"', client_token=', token="s3cret"'))
     kernel(STEPS.format(first=0, last=5))
-    url = shown(kernel('streamvis.show("nb", served, x="time")'))
+    outputs = kernel('streamvis.show("nb", served, x="time")')
+    url = shown(outputs)
     assert "token=s3cret" in url and "x=time" in url
     page = browser()
     page.open(url.replace("token=s3cret", "token=wrong"))
     assert "needs its token" in page.driver.page_source
-    page.open(url)
+    page.open(url)  # the address itself
     assert page.wait_for_line_length("loss", 5) == list(range(5))
+    framed = browser()  # in a frame of another site, which gets no cookie
+    html = next(o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {}))
+    (tmp_path / "output.html").write_text(f"<!doctype html><body>{html}</body>")
+    framed.open((tmp_path / "output.html").as_uri())
+    framed.driver.switch_to.frame(framed.driver.find_element("tag name", "iframe"))
+    assert framed.wait_for_line_length("loss", 5) == list(range(5))
+    kernel(STEPS.format(first=5, last=7))  # and live
+    assert framed.wait_for_line_length("loss", 7)[-1] == 6

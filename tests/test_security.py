@@ -265,13 +265,18 @@ def test_html_figure_keywords_in_an_older_servers_log_never_reach_the_page(
 
 def test_every_page_endpoint_asks_for_the_token(guarded: StreamvisServer) -> None:
     port = guarded.bokeh_port
-    paths = ["/", "/?run=x", "/runs", "/static/js/bokeh.min.js"]
+    paths = ["/", "/?run=x", "/runs", "/runs.json", "/static/js/lib/models/index.js"]
     for path in [*paths, "/ws"]:
         assert request(port, "GET", path, UPGRADE if path == "/ws" else {}).status == 401, path
         wrong = {"Authorization": "Bearer nope"}
         assert request(port, "GET", path, wrong).status == 401, path
-    for path in paths:  # scripts present it as a bearer token
+    for path in paths[:4]:  # scripts present it as a bearer token
         assert request(port, "GET", path, {"Authorization": f"Bearer {TOKEN}"}).status == 200
+    # BokehJS's bundles as published (a page in a notebook's frame gets no cookie): only
+    # GET and HEAD, only them.
+    assert request(port, "GET", "/static/js/bokeh.min.js").status == 200
+    assert request(port, "GET", "/static/js/bokeh-widgets.min.js").status == 200
+    assert request(port, "POST", "/static/js/bokeh.min.js").status in (401, 403, 405)
 
 
 def test_a_token_in_the_address_becomes_an_httponly_cookie(guarded: StreamvisServer) -> None:
@@ -286,6 +291,9 @@ def test_a_token_in_the_address_becomes_an_httponly_cookie(guarded: StreamvisSer
     assert request(port, "GET", "/?run=x", with_cookie).status == 200
     assert request(port, "GET", "/runs", with_cookie).status == 200
     assert request(port, "GET", "/?token=wrong&run=x").status == 401
+    framed = {"Sec-Fetch-Dest": "iframe"}  # a notebook's frame, which may get no cookie:
+    assert request(port, "GET", f"/?token={TOKEN}&run=x", framed).status == 200  # as it is
+    assert request(port, "GET", "/?token=wrong&run=x", framed).status == 401
     assert guarded.url == f"http://localhost:{port}/?token={TOKEN}"  # what the server prints
 
 

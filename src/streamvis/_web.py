@@ -4,6 +4,9 @@ Every request passes :class:`Guard` before it reaches a handler, Bokeh's pages, 
 and websocket included: a foreign ``Host`` is refused, a browser's request from another
 site's page may only read, and with a token every request must present it. ``?token=`` is
 taken once: the answer sets a cookie and sends the browser to the same address without it.
+A page in a frame (a notebook's output, maybe of another site, so with no cookie) is given
+at its address with the token, which BokehJS passes on to its websocket; BokehJS's own
+files need none.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = ["GuardedTornado", "RunsHandler"]
 log = logging.getLogger("streamvis.server")
 _TOKEN_ARGUMENT = re.compile(r"(?<=[?&])token=[^&]*")
 _READ_METHODS = ("GET", "HEAD", "OPTIONS")
+_BOKEHJS = re.compile(r"/static/js/bokeh(-[a-z]+)?\.min\.js")  # what a page's script tags load
 
 
 class GuardedTornado(BokehTornado):
@@ -49,7 +53,11 @@ class GuardedTornado(BokehTornado):
         if request.path == "/ingest":
             return self.get_handler_delegate(request, _NotIngest, {"port": self.ingest_port()})
         offered = _query_token(request)
-        if offered is not None and request.method == "GET" and self.guard.token is not None:
+        # A page in a frame may get no cookie: it keeps the token in its address, which
+        # BokehJS gives its websocket too (so neither is sent on to a tokenless address).
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        navigated = request.headers.get("Sec-Fetch-Dest", "document") == "document" and not upgrade
+        if offered is not None and request.method == "GET" and self.guard.token and navigated:
             return self.get_handler_delegate(request, _TakeToken, {"cookie": self._cookie})
         return super().find_handler(request, **kwargs)
 
@@ -87,6 +95,8 @@ class GuardedTornado(BokehTornado):
             or guard.cookie_matches(cookie.value if cookie is not None else None)
         ):
             return None
+        if _BOKEHJS.fullmatch(request.path) and request.method in ("GET", "HEAD"):
+            return None  # BokehJS's own bundles, as published: no run's data, for framed pages
         return _why(401, "", login=True)
 
 
