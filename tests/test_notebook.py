@@ -48,12 +48,25 @@ def kernel() -> Iterator[Callable[[str], list[dict[str, Any]]]]:
         run("served.stop()")
 
 
+def html_of(outputs: list[dict[str, Any]]) -> str:
+    """The HTML a cell's output shows."""
+    return str(next(o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})))
+
+
 def shown(outputs: list[dict[str, Any]]) -> str:
     """The address of the frame a cell's output shows."""
-    html = next(o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {}))
-    found = re.search(r'src="([^"]+)"', html)
-    assert found is not None, html
+    found = re.search(r'src="([^"]+)"', html_of(outputs))
+    assert found is not None, outputs
     return found.group(1).replace("&amp;", "&")
+
+
+def in_frame(page: Page, outputs: list[dict[str, Any]], folder: Path) -> Page:
+    """``page`` showing a cell's output as a notebook does (from a file: another site),
+    inside its frame."""
+    (folder / "output.html").write_text(f"<!doctype html><body>{html_of(outputs)}</body>")
+    page.open((folder / "output.html").as_uri())
+    page.driver.switch_to.frame(page.driver.find_element("tag name", "iframe"))
+    return page
 
 
 def test_a_notebook_shows_its_own_servers_live_plot(
@@ -61,12 +74,7 @@ def test_a_notebook_shows_its_own_servers_live_plot(
 ) -> None:
     kernel(START.format(token="", client_token=""))
     kernel(STEPS.format(first=0, last=10))
-    outputs = kernel('streamvis.show("nb", served)')
-    html = next(o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {}))
-    (tmp_path / "output.html").write_text(f"<!doctype html><body>{html}</body>")
-    page = browser()
-    page.open((tmp_path / "output.html").as_uri())  # the output as a notebook shows it
-    page.driver.switch_to.frame(page.driver.find_element("tag name", "iframe"))
+    page = in_frame(browser(), kernel('streamvis.show("nb", served)'), tmp_path)
     assert page.wait_for_line_length("loss", 10) == list(range(10))
     assert page.line("loss", 0)[1] == [s * 0.5 for s in range(10)]
     kernel(STEPS.format(first=10, last=12))  # the loop goes on: the output follows
@@ -86,11 +94,7 @@ def test_a_server_with_a_token_is_shown_with_it(
     assert "needs its token" in page.driver.page_source
     page.open(url)  # the address itself
     assert page.wait_for_line_length("loss", 5) == list(range(5))
-    framed = browser()  # in a frame of another site, which gets no cookie
-    html = next(o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {}))
-    (tmp_path / "output.html").write_text(f"<!doctype html><body>{html}</body>")
-    framed.open((tmp_path / "output.html").as_uri())
-    framed.driver.switch_to.frame(framed.driver.find_element("tag name", "iframe"))
+    framed = in_frame(browser(), outputs, tmp_path)  # another site's frame: no cookie
     assert framed.wait_for_line_length("loss", 5) == list(range(5))
     kernel(STEPS.format(first=5, last=7))  # and live
     assert framed.wait_for_line_length("loss", 7)[-1] == 6
