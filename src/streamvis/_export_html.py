@@ -11,8 +11,9 @@ always kept) and the page says so.
 
 from __future__ import annotations
 
+import collections
 import html
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -56,7 +57,10 @@ def write_html(run: RunData, file: IO[bytes], max_bytes: int = MAX_BYTES) -> Non
     """Write run ``run``'s dashboard to ``file`` as one self-contained HTML page of at most
     about ``max_bytes`` (at least its last step, whatever that takes)."""
     moments, by_step, made = _moments(run)
-    lines = {n: p for n, p in run.plots.items() if p.kind == "tandem_lines" and p.arrays}
+    lines = {  # the line plots, replayed once: each page drawn below shows them whole
+        name: collections.deque(_replay(plot), maxlen=1)[0][0]
+        for name, plot in run.plots.items() if plot.kind == "tandem_lines" and plot.arrays
+    }  # fmt: skip
     rows = {n: _rows(p) for n, p in run.plots.items() if n not in lines and p.arrays}
     latest = {}
     for name, plot_rows in rows.items():  # a plot without steps beside others: by time
@@ -66,7 +70,7 @@ def write_html(run: RunData, file: IO[bytes], max_bytes: int = MAX_BYTES) -> Non
     plan = _Plan(run, moments, by_step, lines, rows, latest)
     last = list(range(len(moments)))[-1:]
     least = _page(plan, last)
-    points = 8 * sum(p.values().size for p in lines.values()) * 4 // 3  # float32 x and y
+    points = 8 * sum(s.lines * len(s.data) for s in lines.values()) * 4 // 3  # float32 x, y
     if len(least) > max_bytes and len(least) - points < max_bytes:  # lines make it too big
         # Each line keeps its least and greatest value of every ``bucket`` points, in half
         # of what the rest leaves.
@@ -93,7 +97,7 @@ class _Plan:
     run: RunData
     moments: list[float]
     by_step: bool
-    lines: dict[str, PlotData]
+    lines: dict[str, PlotState]  # each line plot as its last frame left it
     rows: dict[str, _Rows]
     latest: dict[str, list[int | None]]
     bucket: int = 1  # lines: the least and greatest value of every ``bucket`` points
@@ -116,9 +120,9 @@ def _page(plan: _Plan, kept: list[int]) -> bytes:
         cells[name] = fig
         bounds = [np.array(starts, np.int32), np.array(ends, np.int32)]  # gzipped arrays
         sliced.append([source, ColumnDataSource(data=frames), *bounds])
-    for name, plot in plan.lines.items():
+    for name, state in plan.lines.items():
         at = where[-1] if where and by_step else None
-        fig, span = _line_figure(name, run, plot, at, plan.bucket)
+        fig, span = _line_figure(name, run, state, at, plan.bucket)
         cells[name] = fig
         spans += [span] if span is not None else []
     move = CustomJS(args=dict(slider=slider, sliced=sliced, spans=spans,
@@ -166,17 +170,12 @@ def _rows(plot: PlotData) -> _Rows:
     starts a segment of rows, its appends extend it (each frame drawn as it asked)."""
     segments: list[dict[str, Any]] = []
     starts, ends, added, state, base = [], [], [], None, 0
-    for spec, appends, arrays in zip(plot.specs, plot.appends, plot.arrays, strict=True):
-        if state is None or not appends:
+    for now, before in _replay(plot):
+        if now is not state:  # a replace began a segment
             if state is not None:
                 segments.append(Points().data(state))
                 base += len(state.data)
-            state = replaced(plot.name, state, spec, arrays, 0)
-            state.fig_kwargs = dict(plot.fig_kwargs or {})
-            before = 0
-        else:
-            before = len(state.data)
-            state.append(spec, arrays)
+            state = now
         starts.append(base)
         ends.append(base + len(state.data))
         added.append(len(state.data) - before)
@@ -186,6 +185,21 @@ def _rows(plot: PlotData) -> _Rows:
     columns = {k: np.concatenate([_column(seg, k) for seg in segments]) for k in names}
     per_row = sum(v.nbytes for v in columns.values()) / max(ends[-1] if ends else 0, 1)
     return _Rows(plot, state, columns, starts, ends, [int(n * per_row) for n in added])
+
+
+def _replay(plot: PlotData) -> Iterator[tuple[PlotState, int]]:
+    """The plot's state after each of its frames, each drawn as it asked (a replace makes
+    a new state, an append extends it), and its rows before that frame."""
+    state = None
+    for spec, appends, arrays in zip(plot.specs, plot.appends, plot.arrays, strict=True):
+        if state is None or not appends:
+            state = replaced(plot.name, state, spec, arrays, 0)
+            state.fig_kwargs = dict(plot.fig_kwargs or {})
+            yield state, 0
+        else:
+            before = len(state.data)
+            state.append(spec, arrays)
+            yield state, before
 
 
 def _column(segment: dict[str, Any], name: str) -> np.ndarray:
@@ -257,14 +271,10 @@ def _figure(
 
 
 def _line_figure(
-    name: str, run: RunData, plot: PlotData, at: float | None, bucket: int
+    name: str, run: RunData, state: PlotState, at: float | None, bucket: int
 ) -> tuple[Any, Any]:
     """A line plot's figure, every point of it (or each line's least and greatest of every
     ``bucket``), with a cursor at the moment shown."""
-    state = replaced(name, None, plot.specs[0], plot.arrays[0], 0)
-    state.fig_kwargs = dict(plot.fig_kwargs or {})
-    for spec, arrays in zip(plot.specs[1:], plot.arrays[1:], strict=True):
-        state.append(spec, arrays)
     cell = (run.cells or {}).get(name, (0, 0, 1, 1))
     data = Points().data(state)
     if bucket > 1:

@@ -14,11 +14,18 @@ from . import _protocol as protocol
 from ._errors import ProtocolError, StoreError
 from ._segments import PLACE_COLUMNS, Place, Segments, close_all
 
-__all__ = ["READ", "History", "Stored"]
+__all__ = ["READ", "History", "Stored", "read_only"]
 
 log = logging.getLogger("streamvis.store")
 
 READ = "SELECT id, time, step, sent, rows, frame, seg, pos, size, crc FROM frames"  # _stored
+
+
+def read_only(path: Path, immutable: bool = False) -> sqlite3.Connection:
+    """A connection that only reads ``path`` (by URI, so that any folder name works), from
+    any thread; ``immutable``: of a database nothing writes now (no log index is needed)."""
+    mode = "immutable=1" if immutable else "mode=ro"
+    return sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, check_same_thread=False)
 
 
 @dataclass(frozen=True)

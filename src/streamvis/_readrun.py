@@ -21,19 +21,18 @@ from typing import Any
 import numpy as np
 
 from ._errors import ArgumentError, StoreError, StreamvisError
-from ._history import READ, History
-from ._protocol import check_name, is_name, made_at
+from ._history import READ, History, read_only
+from ._protocol import check_name, made_at
 from ._runstore import SEGMENTS
 from ._segments import Segments
 from ._specs import Cell, PlotSpec, check_layout
-from ._store import FOLDER, SUFFIX
+from ._store import FOLDER, SUFFIX, run_files, run_names
 
 __all__ = [
     "PROGRESS_FRAMES",
     "PlotData",
     "RunData",
     "RunSummary",
-    "open_history",
     "read_run",
     "run_summaries",
 ]
@@ -137,12 +136,11 @@ class _ReadOnly(History):
     def _reader(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            uri = self.path.resolve().as_uri()
             try:
-                db = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+                db = read_only(self.path)
                 db.execute("SELECT 1 FROM frames LIMIT 1")
             except sqlite3.OperationalError:  # no -shm file, and none may be made here:
-                db = sqlite3.connect(f"{uri}?immutable=1", uri=True)  # nothing writes it
+                db = read_only(self.path, immutable=True)  # so no server writes it
             self._local.db = db
         return db
 
@@ -168,11 +166,11 @@ class _ReadOnly(History):
         return check_layout(last.frame.opts.get("cells", {}))
 
 
-def open_history(data_dir: str | Path, run: str) -> History:
+def _open(data_dir: str | Path, run: str) -> _ReadOnly:
     """A stored run's history, for reading only; ArgumentError if there is no such run."""
     path = Path(data_dir) / FOLDER / f"{check_name(run, 'run name')}{SUFFIX}"
     if not path.is_file():
-        known = ", ".join(_runs(Path(data_dir))) or "none"
+        known = ", ".join(run_names(Path(data_dir) / FOLDER)) or "none"
         raise ArgumentError(f"no run {run!r} in {str(data_dir)!r} (runs there: {known})")
     return _ReadOnly(path)
 
@@ -189,8 +187,7 @@ def read_run(
     told a plot's name and its frames read so far, every PROGRESS_FRAMES. With ``held``,
     an append plot also keeps its frames since its last replace before the first step
     (what it held then; a page at that step shows them)."""
-    history = open_history(data_dir, run)
-    assert isinstance(history, _ReadOnly)
+    history = _open(data_dir, run)
     try:
         names = history.plot_names()
         missing = [p for p in plots or () if p not in names]
@@ -272,10 +269,9 @@ def run_summaries(data_dir: str | Path) -> Iterator[RunSummary | str]:
     """Every stored run of ``data_dir``, by name; a run that cannot be read, as its name
     (logged), so that the others are still listed."""
     folder = Path(data_dir)
-    for run in _runs(folder):
+    for run in run_names(folder / FOLDER):
         try:
-            history = open_history(folder, run)
-            assert isinstance(history, _ReadOnly)
+            history = _open(folder, run)
             names = history.plot_names()
             steps, times = history.step_range(names), history.time_range()
         except (sqlite3.Error, StreamvisError) as exc:
@@ -285,15 +281,10 @@ def run_summaries(data_dir: str | Path) -> Iterator[RunSummary | str]:
         yield RunSummary(run, len(names), steps, times, _size(history.path))
 
 
-def _runs(data_dir: Path) -> list[str]:
-    folder = data_dir / FOLDER
-    found = folder.glob(f"*{SUFFIX}") if folder.is_dir() else ()
-    return sorted(n for p in found if is_name(n := p.name[: -len(SUFFIX)]))
-
-
 def _size(path: Path) -> int:
+    """Bytes of a run's files on disk (:func:`_store.run_files`)."""
     total = 0
-    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + SEGMENTS)):
+    for part in run_files(path):
         if part.is_dir():
             total += sum(f.stat().st_size for f in part.iterdir() if f.is_file())
         elif part.is_file():

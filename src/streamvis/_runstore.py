@@ -26,7 +26,7 @@ from typing import Any
 from . import _protocol as protocol
 from ._chunks import CACHE_SCHEMA, Chunks, ChunkTables
 from ._errors import StoreError
-from ._history import READ, History, Stored
+from ._history import READ, History, Stored, read_only
 from ._retention import Retention
 from ._segments import PLACE_COLUMNS, SEGMENT_MIN, Segments
 
@@ -121,9 +121,7 @@ class RunStore(History, ChunkTables, Retention):
     def _reader(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
-            )
+            db = self._local.db = read_only(self.path)
             self._readers.append(db)
         return db
 

@@ -29,7 +29,7 @@ from ._rescue import damage, legacy_frames, readable, with_layout
 from ._runstore import DEFAULT_BUDGET, SEGMENTS, RunStore
 from ._segments import Segments
 
-__all__ = ["FOLDER", "SUFFIX", "Store"]
+__all__ = ["FOLDER", "SUFFIX", "Store", "run_files", "run_names"]
 
 log = logging.getLogger("streamvis.store")
 
@@ -38,13 +38,19 @@ SUFFIX = ".sqlite"
 _LEGACY = ".log"
 
 
-def _files(path: Path) -> list[Path]:
+def run_files(path: Path) -> list[Path]:
     """A database's file, SQLite's files beside it, and its folder of segments."""
     return [path.with_name(path.name + end) for end in ("", "-wal", "-shm", SEGMENTS)]
 
 
+def run_names(folder: Path) -> list[str]:
+    """The runs that have a database in ``folder``, by name."""
+    found = folder.glob(f"*{SUFFIX}") if folder.is_dir() else ()
+    return sorted(n for p in found if is_name(n := p.name[: -len(SUFFIX)]))
+
+
 def _remove(path: Path) -> None:
-    """Delete one of a database's :func:`_files`."""
+    """Delete one of a database's :func:`run_files`."""
     if path.is_dir():
         shutil.rmtree(path)
     else:
@@ -70,8 +76,7 @@ class Store:
 
     def runs(self) -> list[str]:
         """The runs that have a database, by name."""
-        names = (p.name[: -len(SUFFIX)] for p in self.folder.glob(f"*{SUFFIX}"))
-        return sorted(n for n in names if is_name(n))
+        return run_names(self.folder)
 
     def open(self, run: str) -> RunStore:
         """The database of ``run`` (created if new; checked, and rebuilt if damaged)."""
@@ -88,7 +93,7 @@ class Store:
             store = self._runs.pop(run, None)
         if store is not None:
             store.close()
-        for path in _files(self.folder / f"{check_name(run, 'run name')}{SUFFIX}"):
+        for path in run_files(self.folder / f"{check_name(run, 'run name')}{SUFFIX}"):
             _remove(path)
 
     def close(self) -> None:
@@ -122,7 +127,7 @@ class Store:
             return 0
         target = self.folder / f"{run}{SUFFIX}"
         partial = target.with_name(target.name + ".migrating")
-        for old in _files(partial):
+        for old in run_files(partial):
             _remove(old)
         store, count, chunk = RunStore(partial, self.budget), 0, [first]
         try:
@@ -136,7 +141,7 @@ class Store:
         finally:
             store.close()
         os.replace(partial, target)
-        for old, new in zip(_files(partial)[1:], _files(target)[1:], strict=True):
+        for old, new in zip(run_files(partial)[1:], run_files(target)[1:], strict=True):
             if old.exists():
                 os.replace(old, new)
         return count
@@ -153,7 +158,7 @@ def _checked(path: Path, budget: int) -> RunStore:
     if not problems:
         return RunStore(path, budget)
     kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-    for old in _files(path):
+    for old in run_files(path):
         if old.exists():
             os.replace(old, kept.with_name(kept.name + old.name[len(path.name) :]))
     rescued = with_layout(

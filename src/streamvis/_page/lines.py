@@ -75,8 +75,8 @@ class NonFinite:
 
     def __init__(self, fig: Any, among: Among | None = None) -> None:
         self.fig, self.among = fig, among
-        named = among is not None and among.named  # its line, among runs'
-        self.run = f"{among.run}: " if among is not None and named else ""
+        label = among.label if among is not None else None  # its line, among runs'
+        self.run = f"{label}: " if label else ""
         self.source: ColumnDataSource | None = None  # made with the first mark: till then,
         self.label: Label | None = None  # the page pays nothing for them
         self.shown = 0
