@@ -22,6 +22,8 @@ from test_durability import free_port, server_process
 
 MODEL = "Bokeh.documents[0].get_model_by_name"
 PTS_X = f"(() => {{ const d = {MODEL}('pts'); return d && Array.from(d.data.x); }})()"
+# What the status line beside the slider shows, as a person reads it.
+STATUS = f"Bokeh.index.find_one({MODEL}('streamvis:status-line'))?.markup_el.innerText"
 
 
 def send(client: Client, step: int) -> None:
@@ -44,6 +46,11 @@ def stepped(
         yield client, page
 
 
+def drag(page: Page, value: float) -> None:
+    """Move the slider to ``value`` as a person dragging it does."""
+    page.js(f"const s = {MODEL}('streamvis:step'); s.value = {value}; s.value_throttled = {value};")
+
+
 def shows_step(page: Page, step: int) -> None:
     """Wait until the replace plot shows what was sent at ``step``."""
     page.wait_for(f"JSON.stringify({PTS_X}) === JSON.stringify(arguments[0])", [step] * 3)
@@ -54,7 +61,7 @@ def test_a_page_at_a_step_shows_it_moves_through_steps_and_returns_to_live(
 ) -> None:
     with stepped(stored, browser, range(10), "step=4") as (client, page):
         shows_step(page, 4)  # step 4's frame, not the latest
-        status = page.wait_for(f"{MODEL}('streamvis:status').text.includes('5 steps')")
+        status = page.wait_for(f"{STATUS}.includes('5 steps')")
         assert status and page.js(f"return {MODEL}('streamvis:live').active") is False
         assert page.js(f"return {MODEL}('loss:cursor').location") == 4  # the line plot's mark
         assert page.js(f"return {MODEL}('loss:after').left") == 4  # the rest of it faint
@@ -63,7 +70,7 @@ def test_a_page_at_a_step_shows_it_moves_through_steps_and_returns_to_live(
         page.driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
         shows_step(page, 5)  # the arrow key: a step on
         page.wait_for("window.location.search.endsWith('step=5')")  # the address follows
-        page.js(f"const s = {MODEL}('streamvis:step'); s.value = 2; s.value_throttled = 2;")
+        drag(page, 2)
         shows_step(page, 2)  # the slider dragged back
         paused = "[...Bokeh.index.query((v) => '_is_paused' in v)].filter((v) => v.is_paused)"
         page.wait_for(f"{paused}.length === 0")  # a step's plots paint together, then are let go
@@ -75,6 +82,32 @@ def test_a_page_at_a_step_shows_it_moves_through_steps_and_returns_to_live(
         assert "step=" not in page.js("return window.location.search")
         assert page.js(f"return {MODEL}('loss:cursor').visible") is False
         assert page.js(f"return {MODEL}('loss:after').visible") is False
+
+
+def test_moving_through_steps_lays_nothing_out_again(
+    stored: StreamvisServer, browser: Callable[[], Page]
+) -> None:
+    """The status line says each step without the page being laid out again: a Div's new
+    text laid every figure out again (11-31 ms a step) and let go of the plots held for it."""
+    with Client(f"127.0.0.1:{stored.ingest_port}", "flat", exit_timeout=5) as client:
+        client.set_layout({"pts": (0, 0, 1, 1)})
+        for step in range(6):  # y stays 0: no step changes the width of an axis' labels
+            flat = np.array([[step, 0.0], [step + 1, 0.0]])
+            client.scatter("pts", flat, spatial_dim=1, step=step)
+            assert client.flush(timeout=10)  # each kept, none folded into the next
+        page = browser()
+        page.open(f"http://127.0.0.1:{stored.bokeh_port}/?run=flat&step=1")
+        page.wait_for(f"{PTS_X}?.[0] === 1 && {STATUS}?.includes('step 1 ')")
+        page.js(
+            "window.relaid = 0;"
+            "for (const view of Bokeh.index.query((v) => '_is_paused' in v)) {"
+            "  const after = view._after_layout.bind(view);"
+            "  view._after_layout = () => { window.relaid++; after(); }; }"
+        )
+        for step in range(2, 5):  # each says "step K · N steps behind live"
+            drag(page, step)
+            page.wait_for(f"{PTS_X}?.[0] === {step} && {STATUS}?.includes('step {step} ')")
+        assert page.js("return window.relaid") == 0
 
 
 def test_play_moves_the_page_through_every_step_to_the_end(
@@ -106,7 +139,7 @@ def test_an_append_plot_at_a_step_shows_the_rows_it_held_then(
         trail_x = f"Array.from({MODEL}('trail').data.x)"
         shown = [float(s) for s in range(4) for _ in range(2)]  # steps 0 to 3, not the rest
         page.wait_for(f"JSON.stringify({trail_x}) === JSON.stringify(arguments[0])", shown)
-        page.js(f"const s = {MODEL}('streamvis:step'); s.value = 6; s.value_throttled = 6;")
+        drag(page, 6)
         page.wait_for(f"{trail_x}.length === 14 && {trail_x}[13] === 6")
         page.js(f"{MODEL}('streamvis:live').active = true;")
         client.scatter("trail", np.full((2, 2), 9.0), spatial_dim=1, append=True)
@@ -128,10 +161,10 @@ def test_a_run_without_steps_scrubs_by_the_time_its_frames_were_made(
         page = browser()
         page.open(f"http://127.0.0.1:{stored.bokeh_port}/?run=clock&time={between[2]}")
         shows_step(page, 2)  # the frame made before that time, not the latest
-        status = page.wait_for(f"{MODEL}('streamvis:status').text")
+        status = page.wait_for(STATUS)
         assert "s after the run's first frame" in status and "behind live" in status
         at = between[4]
-        page.js(f"const s = {MODEL}('streamvis:step'); s.value = {at}; s.value_throttled = {at};")
+        drag(page, at)
         shows_step(page, 4)  # the slider moves by time
         page.wait_for(f"window.location.search.endsWith('time={at}')")
         page.js(f"{MODEL}('streamvis:live').active = true;")
@@ -143,7 +176,7 @@ def test_a_page_says_when_steps_went_back(
 ) -> None:
     with stepped(stored, browser, [*range(6), 3, 4], "") as (_, page):  # resumed at step 3
         shows_step(page, 4)  # live: the latest frame
-        status = f"{MODEL}('streamvis:status').text"
+        status = STATUS
         assert "steps went back once, last from 5 to 3" in page.wait_for(
             f"{status}.includes('went back') && {status}"
         )

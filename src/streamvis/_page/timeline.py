@@ -68,6 +68,12 @@ const value = axis === "time" ? Math.round(slider.value * 1000) / 1000 : slider.
 if (!live.active) url.searchParams.set(axis, String(value));
 window.history.replaceState(null, "", url.toString());
 """
+# The status line shows what the server says, written into its element only.
+_SAY_JS = """
+const view = Bokeh.index.find_one(line);
+if (view?.markup_el) view.markup_el.textContent = status.text;
+else line.text = status.text;
+"""
 # The arrow keys move one step back or on.
 _KEYS_JS = (
     _MOVE_JS
@@ -106,11 +112,17 @@ class Timeline:
         self.play = Toggle(label="play", name="streamvis:play", width=60)
         speeds: list[str | tuple[Any, str]] = [(s, f"{s}/s") for s in SPEEDS]
         self.speed = Select(options=speeds, value="10", name="streamvis:speed", width=80)
-        # Fixed in size: new text then lays out nothing else (a page update a step cost 15 ms)
-        self.status = Div(
-            name="streamvis:status", width=520, height=24,
+        # What the page says of its step (``status.text``) is a root of its own, never shown;
+        # the page copies it into the status line (``line``), whose own new text would lay
+        # the whole page out again (11-31 ms a step) and let go of the plots held for a step.
+        self.status = Div(name="streamvis:status", visible=False)
+        self.line = Div(
+            name="streamvis:status-line", width=520, height=24, render_as_text=True,
             styles={"overflow": "hidden", "white-space": "nowrap"},
         )  # fmt: skip
+        self.status.js_on_change(
+            "text", CustomJS(args=dict(line=self.line, status=self.status), code=_SAY_JS)
+        )
         models = dict(slider=self.slider, live=self.live, play=self.play, speed=self.speed)
         for button, by in ((self.previous, -1), (self.next, 1)):
             button.js_on_click(CustomJS(args=dict(models, by=by), code=_STEP_JS))
@@ -123,7 +135,12 @@ class Timeline:
         self.slider.on_change("value_throttled", self._moved)
         self.live.on_change("active", self._lived)
         widgets = [self.live, self.previous, self.slider, self.next, self.play, self.speed]
-        self.model = row(*widgets, self.status, name="streamvis:timeline")
+        self.model = row(*widgets, self.line, name="streamvis:timeline")
+
+    def relaid(self) -> None:
+        """The page is laid out anew (its models are out of the document): its status line
+        starts with what the status says."""
+        self.line.text = self.status.text
 
     @property
     def cursor(self) -> int | None:
