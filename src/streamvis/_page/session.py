@@ -239,7 +239,8 @@ class DocumentView(Cells):
         now = time.monotonic()
         dirty = self.clock.begin(now)
         if dirty is not None:
-            hold = self._timeline.cursor is not None  # at a step: its plots paint together
+            # At a step, its plots paint together: held till the update's tick, if it sends any
+            hold = self._timeline.cursor is not None and self._sends(dirty)
             if hold:
                 self._hold.tags = [now]
             large = self._send(dirty, now)
@@ -248,6 +249,21 @@ class DocumentView(Cells):
             elif hold:
                 self._hold.tags = []
         self._schedule()
+
+    def _sends(self, dirty: set[str]) -> bool:
+        """Whether bringing the ``dirty`` plots up to date sends the page any (holding the
+        page's plots for nothing cost it up to 20 ms)."""
+        if "" in dirty:
+            return True
+        for key in dirty:
+            run, state, name = self._plot(key)
+            plot = self._shown(run, state, name) if state is not None else None
+            view = self._views.get(key)
+            if view is None or plot is None:
+                continue
+            if view.source is None or show_of(plot).sends(view, plot):
+                return True
+        return False
 
     def _send(self, dirty: set[str], now: float) -> list[str] | None:
         """Bring the ``dirty`` plots up to date; the large replaces sent, or None if nothing
@@ -391,10 +407,12 @@ class DocumentView(Cells):
             controls = row(self._timeline.model, self._log, self._smoothing, self._x)
             root = column(header, controls, self._grid)
         self.doc.clear()
+        self._timeline.relaid()
         self.doc.title = f"streamvis: {', '.join(self.runs)}"
         self.doc.add_root(root)
         self.doc.add_root(self._clock)
         self.doc.add_root(self._hold)
+        self.doc.add_root(self._timeline.status)
         smoothing = set(self._smooth) if self._smoothing.value_throttled else set()
         if drawing or smoothing:
             self.notify(drawing | smoothing)

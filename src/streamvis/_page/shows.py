@@ -129,6 +129,12 @@ class Points:
         ``view.shown`` (points: nothing to compare; their row count says)."""
         return None
 
+    def sends(self, view: PlotView, plot: PlotState) -> bool:
+        """Whether :meth:`sync` would send the page something now."""
+        return (view.version, view.generation, view.rows) != (
+            plot.version, plot.generation, len(plot.data)
+        )  # fmt: skip
+
     def first(self, view: PlotView, plot: PlotState) -> Any:
         """What a new figure's page holds, built with :meth:`data`."""
         return self.showing(view, plot)
@@ -213,6 +219,10 @@ class Image(Points):
         before sending: the frame depends on the bounds sent)."""
         assert view.source is not None
         return _wanted(plot, page_frame(view))
+
+    def sends(self, view: PlotView, plot: PlotState) -> bool:
+        """Whether :meth:`sync` would send something now (what it draws goes once drawn)."""
+        return view.version != plot.version or view.drawn is not None
 
     def first(self, view: PlotView, plot: PlotState) -> Any:
         if plot.last_image is None:
