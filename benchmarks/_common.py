@@ -12,7 +12,8 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -339,6 +340,42 @@ class ServerProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+@contextmanager
+def bokeh_app(make: Callable[[Any], None]) -> Iterator[int]:
+    """A bare Bokeh server (no streamvis) of the app ``make`` builds, on its own thread and
+    loop, on a free loopback port: yields the port."""
+    import asyncio
+    import threading
+
+    from bokeh.application import Application
+    from bokeh.application.handlers.function import FunctionHandler
+    from bokeh.server.server import Server
+    from tornado.ioloop import IOLoop
+
+    box: dict[str, Any] = {}
+    ready = threading.Event()
+
+    def main() -> None:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        loop = IOLoop.current()
+        server = Server({"/": Application(FunctionHandler(make))}, io_loop=loop, port=0,
+                        address="127.0.0.1", allow_websocket_origin=["*"])  # fmt: skip
+        server.start()
+        box.update(server=server, loop=loop)
+        ready.set()
+        loop.start()
+        server.stop()
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    ready.wait(30)
+    try:
+        yield box["server"].port
+    finally:
+        box["loop"].add_callback(box["loop"].stop)
+        thread.join(10)
 
 
 def load_example(name: str) -> Any:

@@ -19,7 +19,6 @@ of the long run), sent again as soon as the page echoes that it painted the last
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -165,18 +164,12 @@ def bare_app(shown: list[Any]) -> Iterator[tuple[int, list[tuple[float, float, f
     """A bare Bokeh server (its own thread and loop) whose page is the streamvis page's figure
     with pre-made data, sent again as soon as its last update is painted. Yields its port
     and the (sent, painted, echoed) times of each update, in seconds since the epoch."""
-    import asyncio
-
-    from bokeh.application import Application
-    from bokeh.application.handlers.function import FunctionHandler
     from bokeh.events import DocumentReady
     from bokeh.models import ColumnDataSource, CustomJS
     from bokeh.models.widgets import Div
     from bokeh.palettes import Viridis256
     from bokeh.plotting import figure
-    from bokeh.server.server import Server
     from bokeh.transform import linear_cmap
-    from tornado.ioloop import IOLoop
 
     def lines(x: list[float], ys: list[list[float]], shift: float) -> dict[str, Any]:
         xs = [np.asarray(x, np.float32)] * LINES
@@ -220,28 +213,8 @@ def bare_app(shown: list[Any]) -> Iterator[tuple[int, list[tuple[float, float, f
         ready = CustomJS(args={"tick": tick}, code="tick.text = `0 ${Date.now()}`;")
         doc.js_on_event(DocumentReady, ready)
 
-    box: dict[str, Any] = {}
-    ready = threading.Event()
-
-    def main() -> None:
-        asyncio.set_event_loop(asyncio.new_event_loop())
-        loop = IOLoop.current()
-        server = Server({"/": Application(FunctionHandler(make))}, io_loop=loop, port=0,
-                        address="127.0.0.1", allow_websocket_origin=["*"])  # fmt: skip
-        server.start()
-        box.update(server=server, loop=loop)
-        ready.set()
-        loop.start()
-        server.stop()
-
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    ready.wait(30)
-    try:
-        yield box["server"].port, times
-    finally:
-        box["loop"].add_callback(box["loop"].stop)
-        thread.join(10)
+    with _common.bokeh_app(make) as port:
+        yield port, times
 
 
 def limit(shown: list[Any], duration: float, warm: float) -> dict[str, Any]:

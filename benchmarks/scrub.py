@@ -132,10 +132,109 @@ def fill(client: Client, steps: int) -> float:
     return time.perf_counter() - start
 
 
+# The bare page's image of step K: a frame-sized image whose left edge is K * OFFSET.
+IMAGE_JS = """
+const d = Bokeh.documents[0].get_model_by_name('mu').data;
+return [d.image[0].shape ?? [d.image[0].length], d.dw[0], d.dh[0]];
+"""
+
+
+def bare_page(visits: list[int], steps: int, image: tuple[int, int]) -> Any:
+    """A bare Bokeh app (no streamvis) of the swissroll dashboard's figures at a step: the
+    stand-in's arrays, shifted as :func:`shifted` does, and images of the streamvis page's
+    size, all made beforehand for the steps ``visits`` moves to; a slider named as
+    streamvis's, whose move assigns that step's data (and moves the loss plot's cursor)."""
+    from bokeh.layouts import column, gridplot
+    from bokeh.models import ColumnDataSource, Span
+    from bokeh.models.widgets import Slider
+    from bokeh.palettes import Viridis256
+    from bokeh.plotting import figure
+    from bokeh.transform import linear_cmap
+
+    model, rng = Shifted(), np.random.default_rng(1)
+    h, w = image
+
+    def picture(at: int) -> dict[str, Any]:  # an image as streamvis sends one (its bounds too)
+        pixels = rng.integers(0, 1 << 32, (h, w), dtype=np.uint32) & np.uint32(0xFF7F7F7F)
+        box = dict(x=[at * OFFSET - 3], y=[-40.0], dw=[60.0], dh=[44.0])
+        return dict(image=[pixels], left=[at * OFFSET - 3], **box)
+
+    def points(xy: np.ndarray, by: int | None) -> dict[str, Any]:
+        flat = xy.reshape(-1, 2)
+        c = np.indices(xy.shape[:-1])[by].ravel() if by is not None else np.zeros(len(flat))
+        return dict(x=flat[:, 0].copy(), y=flat[:, 1].copy(), c=c.astype(np.float64))
+
+    frames = {}
+    for step in sorted(set(visits)):
+        arrays = model.step(step)
+        frames[step] = dict(
+            rbf_centers=points(arrays["rbf_centers"], None),
+            mu_alphas=points(arrays["mu_alphas"], 0),
+            sigma_alphas=points(arrays["sigma_alphas"], 0),
+            mu=picture(step),
+            psamples=picture(step // 100 * 100),
+        )
+    losses = np.cumsum(rng.standard_normal((steps, 40)), 0).astype(np.float32)
+    loss = dict(xs=[np.arange(steps, dtype=np.float32)] * 40, ys=list(losses.T),
+                c=np.arange(40, dtype=np.int32))  # fmt: skip
+
+    def make(doc: Any) -> None:
+        first = frames[visits[0]]
+        sources = {name: ColumnDataSource(first[name], name=name) for name in first}
+        figs: dict[str, Any] = {}
+        for name in swissroll.LAYOUT:
+            figs[name] = fig = figure(width=440, height=340, title=name)
+            if name in ("mu", "psamples"):
+                fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=sources[name])
+            elif name != "loss":
+                color = linear_cmap("c", Viridis256, 0, 40)
+                fig.scatter("x", "y", source=sources[name], size=5, fill_color=color,
+                            line_color=None, fill_alpha=0.8)  # fmt: skip
+        colors = linear_cmap("c", Viridis256, 0, 39)
+        figs["loss"].multi_line("xs", "ys", source=ColumnDataSource(loss), line_color=colors)
+        cursor = Span(location=visits[0], dimension="height")
+        figs["loss"].add_layout(cursor)
+        slider = Slider(start=0, end=steps - 1, value=visits[0], step=1, name="streamvis:step")
+
+        def moved(attr: str, old: Any, new: Any) -> None:
+            for name, data in frames[int(new)].items():
+                sources[name].data = data
+            cursor.location = int(new)
+
+        slider.on_change("value_throttled", moved)
+        grid = [[None] * 3 for _ in range(2)]
+        for name, (r, c, _, _) in swissroll.LAYOUT.items():
+            grid[r][c] = figs[name]
+        doc.add_root(column(slider, gridplot(grid, toolbar_location=None)))
+
+    return make
+
+
+def moves(page: Page, visits: list[int]) -> list[float]:
+    """Move the page's slider to each step of ``visits``: ms from each move to painted."""
+    out = []
+    for step in visits:
+        ms = page.driver.execute_async_script(MOVE_JS, step, step // 100 * 100)
+        if ms is None:
+            raise RuntimeError(f"the page did not show step {step} within 30 s")
+        out.append(float(ms))
+    return out
+
+
+def bare(visits: list[int], steps: int, image: tuple[int, int]) -> list[float]:
+    """The bare Bokeh page's slider-to-painted times over the same moves."""
+    with _common.bokeh_app(bare_page(visits, steps, image)) as port, Page(timeout=60) as page:
+        page.open(f"http://127.0.0.1:{port}/")
+        page.wait_for("Bokeh.documents[0]?.get_model_by_name('streamvis:step') != null")
+        page.all_rendered()
+        moves(page, visits[:1])  # as the streamvis page: its first move is not timed
+        return moves(page, visits[1:])
+
+
 def main() -> None:
     """Fill the history, scrub, play, and the live baseline; print and save."""
     args = _common.parse_args(__doc__.splitlines()[0])
-    steps, moves, play_ms = (200, 8, 2000) if args.smoke else (1000, 40, 5000)
+    steps, count, play_ms = (200, 8, 2000) if args.smoke else (1000, 40, 5000)
     rng = np.random.default_rng(0)
     with _common.ServerProcess(RUN) as server, Page(timeout=60) as page:
         client = Client(server.address, RUN, exit_timeout=30)
@@ -145,18 +244,15 @@ def main() -> None:
             page.open(f"http://127.0.0.1:{server.bokeh_port}/?run={RUN}&step={start}")
             page.wait_for("Bokeh.documents[0]?.get_model_by_name('streamvis:step') != null")
             opened = page.driver.execute_async_script(MOVE_JS, start, start // 100 * 100)
-            scrub = []
-            for _ in range(moves):
-                step = int(rng.integers(0, steps))
-                ms = page.driver.execute_async_script(MOVE_JS, step, step // 100 * 100)
-                if ms is None:
-                    raise RuntimeError(f"the page did not show step {step} within 30 s")
-                scrub.append(float(ms))
+            visits = [start] + [int(rng.integers(0, steps)) for _ in range(count)]
+            scrub = moves(page, visits[1:])
+            shape, _, _ = page.js(IMAGE_JS)
             page.js(f"Bokeh.documents[0].get_model_by_name('streamvis:step').value = {0};")
             played = page.driver.execute_async_script(PLAY_JS, play_ms)
             live = live_baseline(page, client, steps)
         finally:
             client.close(timeout=30)
+    limit = bare(visits, steps, (int(shape[0]), int(shape[1])))
     in_step = float(np.mean([s[1] for s in played])) if played else float("nan")
     # Steps a second the plots showed: distinct steps painted, over the time between the
     # first and the last sample that showed a new one (the slider's own pace is the page's).
@@ -166,17 +262,21 @@ def main() -> None:
         advanced = (len(changes) - 1) / ((changes[-1][0] - changes[0][0]) / 1000)
     ms = np.array(scrub)
     p50, p99 = _common.percentile(ms, 50), _common.percentile(ms, 99)
+    bare_ms = np.array(limit)
+    bare_p50 = _common.percentile(bare_ms, 50)
     _common.report(
         f"scrubbing {steps} stored steps of the swissroll dashboard: slider to painted",
-        ("moves", "p50 ms", "p99 ms", "max ms", "first show ms", "live p50 ms"),
-        [(len(ms), p50, p99, float(ms.max()), opened, live["p50_ms"])],
-    )
+        ("page", "moves", "p50 ms", "p99 ms", "max ms", "first show ms", "live p50 ms"),
+        [("streamvis", len(ms), p50, p99, float(ms.max()), opened, live["p50_ms"]),
+         ("bare Bokeh, pre-made data", len(bare_ms), bare_p50, _common.percentile(bare_ms, 99),
+          float(bare_ms.max()), "", "")],
+    )  # fmt: skip
     _common.report(
         "playing at 10 steps/s",
         ("seconds", "steps shown/s", "frames with every plot in step"),
         [(play_ms / 1000, advanced, in_step)],
     )
-    detail = f"{len(ms)} moves over {steps} steps; live page p50 {live['p50_ms']:.0f} ms"
+    detail = f"{len(ms)} moves over {steps} steps; bare Bokeh p50 {bare_p50:.0f} ms"
     targets = [
         _common.target("scrub to painted p50", p50, "<=", 100, "ms", detail),
         _common.target("scrub to painted p99", p99, "<=", 250, "ms", detail),
@@ -190,10 +290,12 @@ def main() -> None:
         "scrub: slider value and value_throttled set as a drag sets them, timed in the page "
         "to the animation frame after every replace plot shows the step",
         "live: the same page back in live mode, a new step sent, until it is shown",
+        "bare Bokeh: the same six figures (plain bokeh.plotting, the same sizes and glyphs), "
+        "each step's data made beforehand and assigned on the slider's move, timed the same",
     ]
     _common.finish(
         args.out, "scrub", targets, steps=steps, fill_seconds=fill_s, scrub_ms=scrub,
-        opened_ms=opened, played=played, live=live, notes=notes,
+        opened_ms=opened, played=played, live=live, bare_ms=limit, notes=notes,
     )  # fmt: skip
 
 
