@@ -17,6 +17,7 @@ from selenium.webdriver.common.keys import Keys
 
 from browser import Page
 from streamvis import Client
+from streamvis._plots.raster import RASTER_POINTS
 from streamvis._server import StreamvisServer
 from test_durability import free_port, server_process
 
@@ -108,6 +109,35 @@ def test_moving_through_steps_lays_nothing_out_again(
             drag(page, step)
             page.wait_for(f"{PTS_X}?.[0] === {step} && {STATUS}?.includes('step {step} ')")
         assert page.js("return window.relaid") == 0
+
+
+def test_steps_that_show_the_same_frame_of_an_image_plot_do_not_draw_or_send_it_again(
+    stored: StreamvisServer, browser: Callable[[], Page]
+) -> None:
+    """A big plot sent every 100 steps (the swissroll's samples) shows one frame for 100 steps:
+    playing through them drew and sent its image anew at every one."""
+    cloud = np.random.default_rng(0).uniform(-5, 5, size=(RASTER_POINTS, 2))
+    with Client(f"127.0.0.1:{stored.ingest_port}", "big", exit_timeout=5) as client:
+        client.set_layout({"pts": (0, 0, 1, 1), "cloud": (0, 1, 1, 1)})
+        for step in range(6):
+            client.scatter("pts", np.full((3, 2), float(step)), spatial_dim=1, step=step)
+            if step in (0, 5):
+                client.scatter("cloud", cloud + step, spatial_dim=1, step=step)
+            assert client.flush(timeout=10)  # each kept, none folded into the next
+        page = browser()
+        page.open(f"http://127.0.0.1:{stored.bokeh_port}/?run=big&step=1")
+        shows_step(page, 1)
+        left = f"{MODEL}('cloud')?.data.left?.[0]"
+        page.wait_for(f"{left} < 0 && {MODEL}('cloud').data.image[0].length > 1")  # drawn
+        page.js("window.sent = 0;")
+        page.js(f"{MODEL}('cloud').properties.data.change.connect(() => window.sent++);")
+        for step in (2, 3, 4):
+            drag(page, step)
+            shows_step(page, step)
+        assert page.js("return window.sent") == 0  # step 0's frame all along: still shown
+        drag(page, 5)
+        shows_step(page, 5)
+        page.wait_for(f"{left} > 0")  # step 5's frame, drawn and sent
 
 
 def test_play_moves_the_page_through_every_step_to_the_end(

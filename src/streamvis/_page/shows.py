@@ -235,12 +235,12 @@ class Image(Points):
         """What draws, on any thread, the image of a plot for ``view``'s frame as it is now:
         (what the page will hold, its data), for ``view.drawn``."""
         assert view.source is not None
-        frame = page_frame(view)
+        frame, shown = page_frame(view), view.shown
 
         def draw(plot: PlotState) -> Any:
-            if not plot.rasterized:
+            wanted = _wanted(plot, frame) if plot.rasterized else shown
+            if wanted == shown:  # not an image, or the one the page holds (say, the same frame)
                 return None
-            wanted = _wanted(plot, frame)
             return wanted, image_drawer(plot, wanted[2])()
 
         return draw
