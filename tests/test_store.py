@@ -21,7 +21,8 @@ from streamvis._chunks import Chunks
 from streamvis._errors import StreamvisError, UnknownPlot
 from streamvis._history import Stored
 from streamvis._hub import Hub
-from streamvis._page.shows import image_drawer, page_data
+from streamvis._page.shows import page_data
+from streamvis._page.views import image_drawer
 from streamvis._plots import envelope, growing
 from streamvis._plots.raster import auto_view
 from streamvis._protocol import Frame, encode

@@ -38,8 +38,9 @@ from .figures import (
 )
 from .history import PastPlots
 from .lines import NonFinite, Smoothing
-from .shows import Image, Page, PlotView, follow, lines_data, page_data, show_of
+from .shows import Image, Page, follow, lines_data, page_data, show_of
 from .timeline import Timeline
+from .views import PlotView
 
 __all__ = ["REMAP_SECONDS", "Cells"]
 

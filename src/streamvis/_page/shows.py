@@ -9,94 +9,35 @@ after which a large replace may go.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 import numpy as np
-from bokeh.models import ColumnDataSource
 
-from .._clock import AT_STEP, XMap
 from .._pageclock import PageClock
 from .._plots.columns import Columns, per_line
-from .._plots.raster import (
-    Bounds,
-    PageFrame,
-    Viewport,
-    auto_view,
-    packed_rgba,
-    rasterize_pieces,
-    viewport,
-)
+from .._plots.raster import auto_view
 from .._plotstate import PlotState
-from .._specs import resolve_palette
-from .figures import DEFAULT_COLOR
+from .views import PlotView, holds, image_drawer, image_for, image_row, page_frame
 
 __all__ = [
     "KEEP_IMAGE_SECONDS",
-    "LARGE_INTERVAL",
     "LARGE_POINTS",
-    "LARGE_SHARE",
     "SIZE_WAIT",
     "Envelope",
     "Image",
     "Page",
-    "PlotView",
     "Points",
     "follow",
-    "image_drawer",
     "is_large",
     "page_data",
-    "page_frame",
     "predrawer",
     "show_of",
 ]
 
-LARGE_POINTS = 5000  # a replace of this many points costs the page visible work...
-LARGE_INTERVAL = 0.25  # ...so it is sent at most this often, and never holds back the rest,
-LARGE_SHARE = 0.2  # nor more often than keeps its paints under this share of the page's time
+LARGE_POINTS = 5000  # a replace of this many points costs the page visible work: spaced
 KEEP_IMAGE_SECONDS = 1.0  # an image that took this long to draw is stored for a restart
 SIZE_WAIT = 0.5  # a new figure's first image waits this long for the page to say its size
-
-
-@dataclass(eq=False)
-class PlotView:
-    """One plot's figure on a page, and what the page holds of it."""
-
-    figure: Any
-    source: ColumnDataSource | None
-    version: int = -1
-    generation: int = -1
-    rows: int = 0
-    replaced_at: float = 0.0
-    cost: float = 0.0  # seconds from sending an update with a large replace here to its echo
-    window: tuple[float, float] | None = None  # the x range the page shows, once it told us
-    x_map: XMap = AT_STEP  # ...as a line plot's x is drawn (its steps: at the step, or by time)
-    shown: Any = None  # what the page holds of an envelope or image (Show.showing)
-    drawing: Any = None  # what the work off the loop (an image, rows) will show...
-    drawn: tuple[Any, dict[str, Any]] | None = None  # ...and, once done, it with its data
-    draw_seconds: float = 0.0  # how long the last drawing took
-    created: float = field(default_factory=time.monotonic)
-    sent: tuple[Bounds | None, Bounds | None] = (None, None)  # an image's bounds, the ones before
-
-    def replace_wait(self, now: float) -> float:
-        """Seconds until this plot may take another large replace (the least time between
-        two is LARGE_INTERVAL, or more if their paints took more than LARGE_SHARE)."""
-        return self.replaced_at + max(LARGE_INTERVAL, self.cost / LARGE_SHARE) - now
-
-    def caught_up(self, plot: PlotState, shown: Any, now: float) -> None:
-        """Record that the page now holds ``plot`` as it is, as ``shown``."""
-        self.version, self.generation, self.rows = plot.version, plot.generation, len(plot.data)
-        self.replaced_at, self.shown = now, shown
-
-    def retire(self) -> Any:
-        """Unname this view's models before they leave the page; return the figure (the
-        page keeps removed models around, and names must stay unique for lookups)."""
-        self.figure.name = None
-        if self.source is not None:
-            self.source.name = None
-        return self.figure
 
 
 class Page(Protocol):
@@ -211,14 +152,14 @@ class Image(Points):
         blank one; with the data's bounds, which the page's auto ranges follow."""
         if plot.last_image is not None:
             _, view, image = plot.last_image
-            return _image_row(image, view, plot.bounds)
-        return _image_row(np.zeros((1, 1), np.uint32), auto_view(plot.bounds), plot.bounds)
+            return image_row(image, view, plot.bounds)
+        return image_row(np.zeros((1, 1), np.uint32), auto_view(plot.bounds), plot.bounds)
 
     def showing(self, view: PlotView, plot: PlotState, rows: tuple[int, int] | None = None) -> Any:
         """The data's generation and rows, and the view drawn for the page's frame (ask
         before sending: the frame depends on the bounds sent)."""
         assert view.source is not None
-        return _wanted(plot, page_frame(view))
+        return image_for(plot, page_frame(view))
 
     def sends(self, view: PlotView, plot: PlotState) -> bool:
         """Whether :meth:`sync` would send something now (what it draws goes once drawn)."""
@@ -238,8 +179,8 @@ class Image(Points):
         frame, shown = page_frame(view), view.shown
 
         def draw(plot: PlotState) -> Any:
-            wanted = _wanted(plot, frame) if plot.rasterized else shown
-            if wanted == shown:  # not an image, or the one the page holds (say, the same frame)
+            wanted = image_for(plot, frame) if plot.rasterized else None
+            if wanted is None or holds(shown, wanted):  # none, or the page's (same frame)
                 return None
             return wanted, image_drawer(plot, wanted[2])()
 
@@ -270,7 +211,7 @@ class Image(Points):
                 if view.draw_seconds >= KEEP_IMAGE_SECONDS:
                     page.keep_image(name)
         wanted = self.showing(view, plot)
-        if wanted == view.shown or view.drawing is not None:
+        if holds(view.shown, wanted) or view.drawing is not None:
             return None if sent else 0  # up to date, or drawing (it asks again when done)
         unsized = page_frame(view).pixels is None
         if unsized and now - view.created < SIZE_WAIT and not sent:
@@ -292,11 +233,6 @@ class Image(Points):
 
         page.off_loop(name, view, image_drawer(plot, wanted[2], progress), keep=True)
         return None if sent else 0
-
-
-def _wanted(plot: PlotState, frame: PageFrame) -> tuple[int, int, Viewport]:
-    """What a page holds once sent the image of ``plot`` drawn for ``frame``."""
-    return plot.generation, len(plot.data), viewport(plot.bounds, frame)
 
 
 _SHOWS = {"points": Points(), "envelope": Envelope(), "image": Image()}
@@ -355,71 +291,6 @@ def follow(page: Page, name: str, view: PlotView, plot: PlotState | None) -> Non
 
         fig.x_range.on_change("start", moved)
         fig.x_range.on_change("end", moved)
-
-
-def image_drawer(
-    plot: PlotState,
-    view: Viewport,
-    progress: Callable[[dict[str, Any]], None] | None = None,
-) -> Callable[[], dict[str, Any]]:
-    """What draws a rasterized plot's source data (its image of ``view``) on another thread.
-    It holds the plot's rows as they are now (rows appended later do not touch them; pieces
-    that left memory are read back as it draws), so this call is cheap and the loop may go
-    on appending. A long drawing gives ``progress`` the image so far (the newest rows)."""
-    rows, color, last = len(plot.data), plot.spec.color, plot.last_image
-    base = last if last is not None and last[1] == view and last[0] <= rows else None
-    first = base[0] if base is not None else 0  # rows drawn later cover the earlier ones:
-    pieces = plot.data.pieces(first, newest_first=True)  # the same view: only the new ones
-    kind, levels, bounds = plot.spec.kind, plot.levels, plot.bounds
-    palette = packed_rgba(resolve_palette(color.palette) if color else (DEFAULT_COLOR,))
-
-    def row(image: np.ndarray) -> dict[str, Any]:
-        if base is not None:
-            image = np.where(image != 0, image, base[2])
-        return _image_row(image, view, bounds)
-
-    def draw() -> dict[str, Any]:
-        shown = None if progress is None else (lambda image: progress(row(image)))
-        return row(rasterize_pieces(kind, pieces, rows - first, view, palette, levels, shown))
-
-    return draw
-
-
-def _image_row(image: np.ndarray, view: Viewport, b: Bounds) -> dict[str, Any]:
-    """An image's one row: the image of ``view``, and the data's bounds."""
-    return {
-        "image": [image],
-        "x": [view.x0],
-        "y": [view.y0],
-        "dw": [view.x1 - view.x0],
-        "dh": [view.y1 - view.y0],
-        "left": [b.left],
-        "right": [b.right],
-        "bottom": [b.bottom],
-        "top": [b.top],
-    }
-
-
-def page_frame(view: PlotView) -> PageFrame:
-    """What the page has said of an image's frame, and the bounds it was sent (and those
-    before, whose auto range it reports until it takes the new one)."""
-    fig, data = view.figure, view.source.data if view.source is not None else {}
-    ranges = []
-    for axis_range in (fig.x_range, fig.y_range):
-        start, end = axis_range.start, axis_range.end
-        numeric = isinstance(start, int | float) and isinstance(end, int | float)
-        ranges.append((float(start), float(end)) if numeric else None)
-    try:
-        width, height = fig.inner_width, fig.inner_height
-    except ValueError:  # read-only values the page sets after its first layout
-        width = height = 0
-    sent = None
-    if "left" in data:
-        sent = Bounds(*(float(data[k][0]) for k in ("left", "right", "bottom", "top")))
-    if sent != view.sent[0]:
-        view.sent = (sent, view.sent[0])
-    pixels = (width, height) if width and height else None
-    return PageFrame(ranges[0], ranges[1], pixels, sent, view.sent[1])
 
 
 def predrawer(view: PlotView | None) -> Callable[[PlotState], Any] | None:
