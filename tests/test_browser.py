@@ -17,6 +17,7 @@ from browser import COLUMN_JS, Page, scaled
 from streamvis import Client, ColorSpec, ShapeError
 from streamvis._page.figures import WEBGL_POINTS
 from streamvis._page.shows import LARGE_POINTS
+from streamvis._page.views import PIXEL_SLACK
 from streamvis._plots.envelope import BUCKETS, TAIL_ROWS
 from streamvis._plots.raster import RASTER_POINTS, packed_rgba
 from streamvis._server import StreamvisServer
@@ -47,11 +48,12 @@ IMAGE_JS = """(() => {
   const near = (a, b) => Math.abs(a - b) <= 1e-6 * Math.abs(x[1] - x[0] + y[1] - y[0]);
   const drawn = near(x[0], f.x_range.start) && near(x[1], f.x_range.end)
     && near(y[0], f.y_range.start) && near(y[1], f.y_range.end)
-    && w === f.inner_width && h === f.inner_height;
+    && Math.abs(w - f.inner_width) <= SLACK * f.inner_width  // views.PIXEL_SLACK: stretched
+    && Math.abs(h - f.inner_height) <= SLACK * f.inner_height;
   const column = Math.floor((arguments[1] - x[0]) / (x[1] - x[0]) * w);
   const row = Math.floor((arguments[2] - y[0]) / (y[1] - y[0]) * h);
   return drawn && {x, y, pixels: [w, h], spot: image[row * w + column]};
-})()"""
+})()""".replace("SLACK", str(PIXEL_SLACK))
 
 LOSS_COLUMNS = (  # read together: the page may get a new summary between two reads
     "const d = Bokeh.documents[0].get_model_by_name('loss').data;"

@@ -141,10 +141,10 @@ def test_unknown_ingest_path_is_refused(server: StreamvisServer) -> None:
 def test_token_is_required_when_set() -> None:
     with serve_in_thread(ingest_port=0, bokeh_port=0, token="s3cret") as srv:
         address = f"127.0.0.1:{srv.ingest_port}"
-        with Client(address, "t", token="wrong", exit_timeout=0.2, on_error="raise") as bad:
-            bad.set_layout(LAYOUT)
-            with pytest.raises(ServerError, match=r"HTTP 401.*token"):
-                bad.flush(timeout=10)  # the refusal reaches the caller
+        bad = Client(address, "t", token="wrong", exit_timeout=0.2, on_error="raise")
+        with bad, pytest.raises(ServerError, match=r"HTTP 401.*token"):  # the refusal reaches
+            bad.set_layout(LAYOUT)  # the caller: at this call if it came first, else at flush
+            bad.flush(timeout=10)
         with Client(address, "t", token="s3cret", exit_timeout=2) as good:
             good.set_layout(LAYOUT)
             assert good.flush(timeout=10)
