@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import platform
 import signal
 import struct
 import subprocess
@@ -178,7 +179,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
 def test_the_server_process_reuses_freed_memory_instead_of_faulting_in_fresh_pages() -> None:
     """Fresh pages from the kernel cost a fault each (1-2.5 us here): numpy's temporaries,
     new for every image drawn, took 2.5x as long as reused memory."""

@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 from selenium.webdriver.common.by import By
@@ -111,18 +112,21 @@ def test_moving_through_steps_lays_nothing_out_again(
         assert page.js("return window.relaid") == 0
 
 
-def test_steps_that_show_the_same_frame_of_an_image_plot_do_not_draw_or_send_it_again(
+def test_steps_that_show_the_same_frame_of_an_image_plot_do_not_send_it_again(
     stored: StreamvisServer, browser: Callable[[], Page]
 ) -> None:
     """A big plot sent every 100 steps (the swissroll's samples) shows one frame for 100 steps:
-    playing through them drew and sent its image anew at every one."""
-    cloud = np.random.default_rng(0).uniform(-5, 5, size=(RASTER_POINTS, 2))
+    playing through them drew and sent its image anew at every one. And a step whose new
+    axis labels move the image's frame by a few pixels neither draws it again nor holds the
+    page's plots for an update that has nothing to send."""
+    cloud = np.random.default_rng(0).uniform((-4, 0), (4, 8), size=(RASTER_POINTS, 2))
     with Client(f"127.0.0.1:{stored.ingest_port}", "big", exit_timeout=5) as client:
         client.set_layout({"pts": (0, 0, 1, 1), "cloud": (0, 1, 1, 1)})
         for step in range(6):
             client.scatter("pts", np.full((3, 2), float(step)), spatial_dim=1, step=step)
             if step in (0, 5):
-                client.scatter("cloud", cloud + step, spatial_dim=1, step=step)
+                moved = cloud + np.array([step, 2 * step])  # at 5, y labels of two digits:
+                client.scatter("cloud", moved, spatial_dim=1, step=step)  # a narrower frame
             assert client.flush(timeout=10)  # each kept, none folded into the next
         page = browser()
         page.open(f"http://127.0.0.1:{stored.bokeh_port}/?run=big&step=1")
@@ -135,9 +139,31 @@ def test_steps_that_show_the_same_frame_of_an_image_plot_do_not_draw_or_send_it_
             drag(page, step)
             shows_step(page, step)
         assert page.js("return window.sent") == 0  # step 0's frame all along: still shown
+        page.js(
+            f"window.held = []; const hold = {MODEL}('streamvis:hold');"
+            "hold.properties.tags.change.connect("
+            "  () => window.held.push(hold.tags.length ? 'hold' : 'release'));"
+        )
         drag(page, 5)
         shows_step(page, 5)
         page.wait_for(f"{left} > 0")  # step 5's frame, drawn and sent
+        deadline = time.monotonic() + 20
+        while not settled(stored, "big") and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the page's ranges came back and were taken in
+        assert settled(stored, "big")
+        # Held once, for the step's plots, and let go by its tick: not held and released again
+        # for the update the image's new ranges ran, which had nothing to send.
+        assert page.js("return window.held") == ["hold"]
+
+
+def settled(server: StreamvisServer, run: str) -> bool:
+    """Whether every page of ``run`` has sent all it has to and heard that it painted it."""
+    pages = [cast(Any, page) for page in server.hub._views.get(run, ())]
+    return bool(pages) and all(
+        not page.clock.dirty and not page.clock.deferred and page._scheduled is None
+        and page.clock.echoed >= page.clock.sent
+        for page in pages
+    )  # fmt: skip
 
 
 def test_play_moves_the_page_through_every_step_to_the_end(

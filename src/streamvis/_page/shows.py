@@ -35,7 +35,7 @@ __all__ = [
     "show_of",
 ]
 
-LARGE_POINTS = 5000  # a replace of this many points costs the page visible work: spaced
+LARGE_POINTS = 5000  # a replace of this many points costs the page visible work (views.py)
 KEEP_IMAGE_SECONDS = 1.0  # an image that took this long to draw is stored for a restart
 SIZE_WAIT = 0.5  # a new figure's first image waits this long for the page to say its size
 
@@ -71,10 +71,9 @@ class Points:
         return None
 
     def sends(self, view: PlotView, plot: PlotState) -> bool:
-        """Whether :meth:`sync` would send the page something now."""
-        return (view.version, view.generation, view.rows) != (
-            plot.version, plot.generation, len(plot.data)
-        )  # fmt: skip
+        """Whether bringing ``view`` up to date may send the page something (yes, unless
+        known otherwise: an image's page knows, whose ranges come back after each step)."""
+        return True
 
     def first(self, view: PlotView, plot: PlotState) -> Any:
         """What a new figure's page holds, built with :meth:`data`."""
@@ -162,7 +161,7 @@ class Image(Points):
         return image_for(plot, page_frame(view))
 
     def sends(self, view: PlotView, plot: PlotState) -> bool:
-        """Whether :meth:`sync` would send something now (what it draws goes once drawn)."""
+        """Whether :meth:`sync` sends something now (what it draws goes once drawn)."""
         return view.version != plot.version or view.drawn is not None
 
     def first(self, view: PlotView, plot: PlotState) -> Any:

@@ -75,8 +75,10 @@ class Stepping(Cells):
         return self._pasts[run].at(name, live, cursor, ahead)  # playing: read ahead
 
     def _sends(self, dirty: set[str]) -> bool:
-        """Whether bringing the ``dirty`` plots up to date sends the page any (holding the
-        page's plots for nothing cost it up to 20 ms)."""
+        """Whether bringing the ``dirty`` plots up to date may send the page any: not when
+        all are images up to date (their ranges come back after each step; holding the
+        page's plots for nothing cost it up to 20 ms). Asks for what is to be read, as
+        the update does next."""
         if "" in dirty:
             return True
         for key in dirty:
@@ -85,6 +87,6 @@ class Stepping(Cells):
             view = self._views.get(key)
             if view is None or plot is None:
                 continue
-            if view.source is None or show_of(plot).sends(view, plot):
+            if view.source is None or show_of(plot).sends(view, plot):  # None: a new figure
                 return True
         return False
