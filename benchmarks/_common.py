@@ -370,7 +370,8 @@ def bokeh_app(make: Callable[[Any], None]) -> Iterator[int]:
 
     thread = threading.Thread(target=main, daemon=True)
     thread.start()
-    ready.wait(30)
+    if not ready.wait(30):
+        raise RuntimeError("the bare Bokeh server did not start within 30 s")
     try:
         yield box["server"].port
     finally:

@@ -132,11 +132,8 @@ def fill(client: Client, steps: int) -> float:
     return time.perf_counter() - start
 
 
-# The bare page's image of step K: a frame-sized image whose left edge is K * OFFSET.
-IMAGE_JS = """
-const d = Bokeh.documents[0].get_model_by_name('mu').data;
-return [d.image[0].shape ?? [d.image[0].length], d.dw[0], d.dh[0]];
-"""
+# The (height, width) of the streamvis page's mu image: the bare page's images are that size.
+IMAGE_JS = "return Bokeh.documents[0].get_model_by_name('mu').data.image[0].shape;"
 
 
 def bare_page(visits: list[int], steps: int, image: tuple[int, int]) -> Any:
@@ -164,7 +161,7 @@ def bare_page(visits: list[int], steps: int, image: tuple[int, int]) -> Any:
         c = np.indices(xy.shape[:-1])[by].ravel() if by is not None else np.zeros(len(flat))
         return dict(x=flat[:, 0].copy(), y=flat[:, 1].copy(), c=c.astype(np.float64))
 
-    frames = {}
+    frames, samples = {}, {}
     for step in sorted(set(visits)):
         arrays = model.step(step)
         frames[step] = dict(
@@ -172,8 +169,9 @@ def bare_page(visits: list[int], steps: int, image: tuple[int, int]) -> Any:
             mu_alphas=points(arrays["mu_alphas"], 0),
             sigma_alphas=points(arrays["sigma_alphas"], 0),
             mu=picture(step),
-            psamples=picture(step // 100 * 100),
+            psamples=samples.get(step // 100) or picture(step // 100 * 100),
         )
+        samples[step // 100] = frames[step]["psamples"]
     losses = np.cumsum(rng.standard_normal((steps, 40)), 0).astype(np.float32)
     loss = dict(xs=[np.arange(steps, dtype=np.float32)] * 40, ys=list(losses.T),
                 c=np.arange(40, dtype=np.int32))  # fmt: skip
@@ -196,9 +194,12 @@ def bare_page(visits: list[int], steps: int, image: tuple[int, int]) -> Any:
         figs["loss"].add_layout(cursor)
         slider = Slider(start=0, end=steps - 1, value=visits[0], step=1, name="streamvis:step")
 
+        shown = dict(first)
+
         def moved(attr: str, old: Any, new: Any) -> None:
             for name, data in frames[int(new)].items():
-                sources[name].data = data
+                if shown[name] is not data:  # the samples: a frame every 100 steps
+                    sources[name].data = shown[name] = data
             cursor.location = int(new)
 
         slider.on_change("value_throttled", moved)
@@ -246,7 +247,7 @@ def main() -> None:
             opened = page.driver.execute_async_script(MOVE_JS, start, start // 100 * 100)
             visits = [start] + [int(rng.integers(0, steps)) for _ in range(count)]
             scrub = moves(page, visits[1:])
-            shape, _, _ = page.js(IMAGE_JS)
+            shape = page.js(IMAGE_JS)
             page.js(f"Bokeh.documents[0].get_model_by_name('streamvis:step').value = {0};")
             played = page.driver.execute_async_script(PLAY_JS, play_ms)
             live = live_baseline(page, client, steps)
