@@ -27,9 +27,8 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 
 import _common
-from browser import Page
+from browser import FITS_JS, Page
 from streamvis import Client
-from streamvis._page.views import PIXEL_SLACK
 
 LINES, POINTS = 64, 512  # one append: (64, 512, 2) float32 = 256 KiB
 SEGMENTS, SMOKE_SEGMENTS = 16_777_216, 1_048_576  # about: each line joins its appends
@@ -38,6 +37,7 @@ WHEEL = 200  # wheel delta of one zoom (Bokeh's wheel_zoom: about a third of the
 # [x0, x1, y0, y1] of the image of 'segs' when it is drawn for the figure's ranges and
 # pixel size, give or take PIXEL_SLACK (as tests/test_browser.py's IMAGE_JS), else false.
 IMAGE_JS = """(() => {
+  FITS
   const doc = Bokeh.documents[0], s = doc && doc.get_model_by_name('segs');
   const f = doc && doc.get_model_by_name('segs:figure');
   if (!s || !f || !s.data.image || !s.data.image.length) return false;
@@ -46,9 +46,8 @@ IMAGE_JS = """(() => {
   const near = (a, b, span) => Math.abs(a - b) <= 1e-6 * Math.abs(span);
   return near(r[0], f.x_range.start, r[1] - r[0]) && near(r[1], f.x_range.end, r[1] - r[0])
     && near(r[2], f.y_range.start, r[3] - r[2]) && near(r[3], f.y_range.end, r[3] - r[2])
-    && Math.abs(w - f.inner_width) <= SLACK * f.inner_width  // views.PIXEL_SLACK: stretched
-    && Math.abs(h - f.inner_height) <= SLACK * f.inner_height && r;
-})()""".replace("SLACK", str(PIXEL_SLACK))
+    && fits(w, h, f) && r;
+})()""".replace("FITS", FITS_JS)
 
 
 class TrainingLoop(threading.Thread):

@@ -10,6 +10,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from streamvis._page.views import PIXEL_SLACK
+
 TIMEOUT_SCALE = float(os.environ.get("STREAMVIS_TEST_TIMEOUT_SCALE", "1"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -35,6 +37,12 @@ ALL_RENDERED_JS = """(() => {
 
 # Column arguments[1] of the ColumnDataSource named arguments[0] (a plain Array or a typed array).
 COLUMN_JS = "Bokeh.documents[0].get_model_by_name(arguments[0]).data[arguments[1]]"
+# Whether an image of w x h pixels is the one drawn for figure f's frame: its size, give or
+# take views.PIXEL_SLACK (an image a few pixels off is shown stretched, not drawn again).
+FITS_JS = (
+    "const fits = (w, h, f) => [[w, f.inner_width], [h, f.inner_height]]"
+    f".every(([a, b]) => Math.abs(a - b) <= {PIXEL_SLACK} * b);"
+)
 
 # Line arguments[1] of the line plot named arguments[0] (one row per line): [x, y] as arrays.
 LINE_JS = """

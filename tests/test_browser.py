@@ -13,11 +13,10 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 
-from browser import COLUMN_JS, Page, scaled
+from browser import COLUMN_JS, FITS_JS, Page, scaled
 from streamvis import Client, ColorSpec, ShapeError
 from streamvis._page.figures import WEBGL_POINTS
 from streamvis._page.shows import LARGE_POINTS
-from streamvis._page.views import PIXEL_SLACK
 from streamvis._plots.envelope import BUCKETS, TAIL_ROWS
 from streamvis._plots.raster import RASTER_POINTS, packed_rgba
 from streamvis._server import StreamvisServer
@@ -40,6 +39,7 @@ return Array.from({length: arguments[1]}, (_, i) => "#" + hex(i));
 # The image of the rasterized plot named arguments[0] when it is drawn for the page's frame
 # (its ranges and pixel size), with the pixel it holds at the data point arguments[1..2].
 IMAGE_JS = """(() => {
+  FITS
   const doc = Bokeh.documents[0];
   const d = doc.get_model_by_name(arguments[0]).data;
   const f = doc.get_model_by_name(arguments[0] + ":figure");
@@ -48,12 +48,11 @@ IMAGE_JS = """(() => {
   const near = (a, b) => Math.abs(a - b) <= 1e-6 * Math.abs(x[1] - x[0] + y[1] - y[0]);
   const drawn = near(x[0], f.x_range.start) && near(x[1], f.x_range.end)
     && near(y[0], f.y_range.start) && near(y[1], f.y_range.end)
-    && Math.abs(w - f.inner_width) <= SLACK * f.inner_width  // views.PIXEL_SLACK: stretched
-    && Math.abs(h - f.inner_height) <= SLACK * f.inner_height;
+    && fits(w, h, f);
   const column = Math.floor((arguments[1] - x[0]) / (x[1] - x[0]) * w);
   const row = Math.floor((arguments[2] - y[0]) / (y[1] - y[0]) * h);
   return drawn && {x, y, pixels: [w, h], spot: image[row * w + column]};
-})()""".replace("SLACK", str(PIXEL_SLACK))
+})()""".replace("FITS", FITS_JS)
 
 LOSS_COLUMNS = (  # read together: the page may get a new summary between two reads
     "const d = Bokeh.documents[0].get_model_by_name('loss').data;"

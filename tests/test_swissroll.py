@@ -13,9 +13,8 @@ import numpy as np
 from PIL import Image
 
 import swissroll  # type: ignore[import-not-found]  # examples/, on the path in conftest
-from browser import LINE_LENGTH_JS, Page
+from browser import FITS_JS, LINE_LENGTH_JS, Page
 from streamvis import Client
-from streamvis._page.views import PIXEL_SLACK
 from streamvis._plots.raster import Viewport, packed_rgba, rasterize, rasterize_segments
 from streamvis._server import StreamvisServer
 from streamvis._specs import resolve_palette
@@ -28,12 +27,11 @@ IMAGE_JS = """(() => {
   const d = doc.get_model_by_name(arguments[0]).data;
   const f = doc.get_model_by_name(arguments[0] + ":figure");
   const image = d.image && d.image[0];
-  const off = (a, b) => Math.abs(a - b) > SLACK * b;  // views.PIXEL_SLACK: shown stretched
-  if (!image || off(image.shape[1], f.inner_width) || off(image.shape[0], f.inner_height))
-    return null;
+  FITS
+  if (!image || !fits(image.shape[1], image.shape[0], f)) return null;
   return {x: [d.x[0], d.x[0] + d.dw[0]], y: [d.y[0], d.y[0] + d.dh[0]],
           pixels: [image.shape[1], image.shape[0]], image: Array.from(image)};
-})()""".replace("SLACK", str(PIXEL_SLACK))
+})()""".replace("FITS", FITS_JS)
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
